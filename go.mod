@@ -1,0 +1,3 @@
+module github.com/sockmux/sockmux
+
+go 1.26.8

@@ -1,0 +1,48 @@
+// Package link is sockmux's reliable framing layer: it turns any byte
+// channel (a TCP connection, a serial port, a pair of named pipes) into a
+// reliable, ordered, resumable channel of frames.
+//
+// A Driver opens the channel. The link frames bytes with COBS and CRC-32C,
+// numbers the frames, acknowledges and retransmits them, keeps the line
+// alive, and when the channel breaks it asks the driver to open it again and
+// resumes the same session without losing or duplicating a frame.
+package link
+
+import (
+	"context"
+	"io"
+)
+
+// Driver opens the transport a link runs over.
+//
+// Open is called when the link starts and again every time the transport
+// breaks. It blocks until the transport is usable (dialled, accepted, the
+// device node present, the peer opened its end of the pipe) or ctx ends.
+// Each call returns a fresh transport; the link closes it when it breaks.
+type Driver interface {
+	Open(ctx context.Context) (io.ReadWriteCloser, error)
+	// Properties describes the transport so the link can size frames,
+	// windows, timers and pacing for it.
+	Properties() Properties
+	// String names the transport for logs, e.g. "tcp connect 10.0.0.1:9000".
+	String() string
+}
+
+// Properties describes a transport to the link layer.
+type Properties struct {
+	// LineRate is the transport's raw rate in bytes per second (a serial
+	// line at 115200 baud 8N1 carries 11520). Zero means fast or unknown:
+	// the link then neither paces its writes nor sizes frames by time.
+	LineRate int
+	// Reliable transports (TCP) never corrupt, drop, insert or reorder
+	// bytes while they are up, so the link skips timeout retransmission
+	// and only resends what was unacknowledged when a transport broke.
+	Reliable bool
+}
+
+// OutputQueuer is implemented by transports that can tell how many written
+// bytes still wait in the operating system or driver (TIOCOUTQ on a tty).
+// The link's pacer uses it to keep that queue near one frame.
+type OutputQueuer interface {
+	OutputQueued() (int, error)
+}
