@@ -5,6 +5,13 @@ go 1.26.8
 require github.com/stretchr/testify v1.12.1
 
 require (
+	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
+	github.com/russross/blackfriday/v2 v2.1.0 // indirect
+	github.com/urfave/cli/v2 v2.27.7 // indirect
+	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
+)
+
+require (
 	github.com/creack/pty v1.1.24
 	go.bug.st/serial v1.8.0
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
