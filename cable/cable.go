@@ -27,6 +27,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,10 +89,25 @@ type DirectionStats struct {
 	Garbled, Bursts int64
 }
 
-// String summarizes s in one line.
+// String summarizes s in one line, naming only the faults that happened,
+// e.g. "20000 bytes in, 19980 out (167 bits flipped, 20 dropped)".
 func (s DirectionStats) String() string {
-	return fmt.Sprintf("%d bytes in, %d out; %d bits flipped, %d dropped, %d inserted, %d chunks duplicated (%d bytes), %d noise bursts (%d bytes garbled)",
-		s.Read, s.Written, s.BitsFlipped, s.Dropped, s.Inserted, s.DupChunks, s.Duplicated, s.Bursts, s.Garbled)
+	str := fmt.Sprintf("%d bytes in, %d out", s.Read, s.Written)
+	var faults []string
+	add := func(n int64, format string, a ...any) {
+		if n != 0 {
+			faults = append(faults, fmt.Sprintf(format, a...))
+		}
+	}
+	add(s.BitsFlipped, "%d bits flipped", s.BitsFlipped)
+	add(s.Dropped, "%d dropped", s.Dropped)
+	add(s.Inserted, "%d inserted", s.Inserted)
+	add(s.DupChunks, "%d chunks duplicated (%d bytes)", s.DupChunks, s.Duplicated)
+	add(s.Bursts, "%d noise bursts (%d bytes garbled)", s.Bursts, s.Garbled)
+	if len(faults) > 0 {
+		str += " (" + strings.Join(faults, ", ") + ")"
+	}
+	return str
 }
 
 // Stats counts what a Cable carried and injected.
@@ -103,7 +119,7 @@ type Stats struct {
 
 // String summarizes s in one line.
 func (s Stats) String() string {
-	return fmt.Sprintf("A→B: %v. B→A: %v. Unplugged %d times.", s.AtoB, s.BtoA, s.Unplugs)
+	return fmt.Sprintf("A→B %v; B→A %v; unplugged %d times", s.AtoB, s.BtoA, s.Unplugs)
 }
 
 // Cable is a running virtual null-modem cable.
@@ -472,7 +488,7 @@ func (c *Cable) report(final bool) {
 	if final {
 		prefix = "cable closed"
 	}
-	c.log.Info(fmt.Sprintf("%s: A→B %v; B→A %v; unplugged %d times", prefix, s.AtoB, s.BtoA, s.Unplugs))
+	c.log.Info(fmt.Sprintf("%s: %v", prefix, s))
 }
 
 // Close unplugs the cable for good, removing its links, and logs a final

@@ -1,0 +1,321 @@
+//go:build linux || darwin || freebsd || openbsd
+
+package serialport
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"go.bug.st/serial"
+	"golang.org/x/sys/unix"
+)
+
+// portSys is the Unix part of a Port.
+//
+// The port has two descriptors for the device. go.bug.st/serial's configures
+// the line (raw mode, speed, framing, the exclusive-use flag) and is kept open
+// only to hold that state; all I/O goes through f, a non-blocking descriptor
+// in Go's runtime poller, so that Close interrupts a blocked Read or Write,
+// timeouts need no extra threads, and descriptors above FD_SETSIZE work.
+type portSys struct {
+	f   *os.File
+	sp  serial.Port
+	fi  os.FileInfo // the device as opened, to notice it vanish or change
+	pty bool        // a Linux pseudo-terminal: TIOCOUTQ always reads 0
+}
+
+func openPort(path string, m Mode) (*Port, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	if err := checkDeviceType(path, fi); err != nil {
+		return nil, err
+	}
+	// O_NONBLOCK: do not wait for carrier detect; the poller needs it anyway.
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	p := &Port{path: path, mode: m}
+	p.sys.f = f
+	ok := false
+	defer func() {
+		if !ok {
+			_ = f.Close()
+			if p.sys.sp != nil {
+				_ = p.sys.sp.Close()
+			}
+		}
+	}()
+
+	if err := control(f, func(fd int) error {
+		_, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
+		return err
+	}); err != nil {
+		return nil, newError(path, ErrNotSerial, "not a serial device: a character device that is not a terminal", err)
+	}
+	// Exclusive use. TIOCEXCL (set by serial.Open below) stops other
+	// processes from opening the device but does not apply to root; an
+	// advisory lock, as picocom and other sockmux instances take, does.
+	if err := control(f, func(fd int) error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) }); errors.Is(err, unix.EWOULDBLOCK) {
+		return nil, busyError(path, err)
+	}
+
+	sp, err := serial.Open(path, toSerialMode(m))
+	if err != nil {
+		return nil, serialOpenError(path, m, err)
+	}
+	p.sys.sp = sp
+
+	if actual, ok := actualSpeed(f); ok && !speedClose(actual, m.Baud) {
+		return nil, newError(path, ErrUnsupported, fmt.Sprintf("baud rate %d not supported: the device runs at %d instead", m.Baud, actual), nil)
+	}
+	if err := setFlowControl(f, m.Flow == FlowRTSCTS); err != nil {
+		return nil, newError(path, ErrUnsupported, "cannot set flow control "+m.Flow+": "+err.Error(), err)
+	}
+	// Raise DTR and RTS: many adapters and modems wait for them. Devices
+	// without modem-control lines (pseudo-terminals, some USB bridges)
+	// refuse the ioctl, which is harmless.
+	_ = control(f, func(fd int) error {
+		return unix.IoctlSetPointerInt(fd, unix.TIOCMBIS, unix.TIOCM_DTR|unix.TIOCM_RTS)
+	})
+	// Drop whatever arrived while nobody had the port open, as a UART whose
+	// receiver was off would have.
+	_ = sp.ResetInputBuffer()
+
+	if st, err := f.Stat(); err == nil {
+		p.sys.fi = st
+		p.sys.pty = isLinuxPty(st)
+	}
+	ok = true
+	return p, nil
+}
+
+// checkDeviceType rejects paths that are plainly not serial devices.
+func checkDeviceType(path string, fi os.FileInfo) error {
+	mode := fi.Mode()
+	what := ""
+	switch {
+	case mode.IsDir():
+		what = "a directory"
+	case mode.IsRegular():
+		what = "a regular file"
+	case mode&fs.ModeNamedPipe != 0:
+		what = "a named pipe (use it with the pipe transport)"
+	case mode&fs.ModeSocket != 0:
+		what = "a socket"
+	case mode&fs.ModeDevice != 0 && mode&fs.ModeCharDevice == 0:
+		what = "a block device"
+	case mode&fs.ModeCharDevice == 0:
+		what = "not a device"
+	}
+	if what != "" {
+		return newError(path, ErrNotSerial, "not a serial device: it is "+what, nil)
+	}
+	return nil
+}
+
+// openError classifies an error from stat or open.
+func openError(path string, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.ENXIO), errors.Is(err, unix.ENODEV):
+		return notFoundError(path, err)
+	case errors.Is(err, fs.ErrPermission):
+		return permissionError(path, err)
+	case errors.Is(err, unix.EBUSY):
+		return busyError(path, err)
+	case errors.Is(err, unix.EISDIR):
+		return newError(path, ErrNotSerial, "not a serial device: it is a directory", err)
+	}
+	return newError(path, ErrNotSerial, "cannot open: "+err.Error(), err)
+}
+
+// control runs fn on f's descriptor without taking it out of the poller.
+func control(f *os.File, fn func(fd int) error) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+func setFlowControl(f *os.File, on bool) error {
+	return control(f, func(fd int) error {
+		t, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
+		if err != nil {
+			return err
+		}
+		if on {
+			t.Cflag |= unix.CRTSCTS
+		} else {
+			t.Cflag &^= unix.CRTSCTS
+		}
+		return unix.IoctlSetTermios(fd, ioctlSetTermios, t)
+	})
+}
+
+// speedClose reports whether the speed the device runs at is within 2% of
+// the one asked for, the tolerance of an asynchronous serial line.
+func speedClose(actual, want int) bool {
+	d := actual - want
+	if d < 0 {
+		d = -d
+	}
+	return d*50 <= want
+}
+
+// Read reads at least one byte into b, waiting as long as it takes. See Port
+// for how it fails.
+func (p *Port) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	for {
+		if p.closed.Load() {
+			return 0, p.closedErr()
+		}
+		_ = p.sys.f.SetReadDeadline(time.Now().Add(pollInterval))
+		n, err := p.sys.f.Read(b)
+		if n > 0 {
+			return n, nil
+		}
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if err := p.checkNode(); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		return 0, p.ioError("read", err)
+	}
+}
+
+// Write writes all of b, waiting while the device's output buffer is full
+// (flow control or a slow line). See Port for how it fails.
+func (p *Port) Write(b []byte) (int, error) {
+	written := 0
+	for written < len(b) {
+		if p.closed.Load() {
+			return written, p.closedErr()
+		}
+		_ = p.sys.f.SetWriteDeadline(time.Now().Add(pollInterval))
+		n, err := p.sys.f.Write(b[written:])
+		written += n
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if err := p.checkNode(); err != nil {
+				return written, err
+			}
+			continue
+		}
+		return written, p.ioError("write", err)
+	}
+	return written, nil
+}
+
+// OutputQueued returns how many written bytes the operating system still
+// holds for sending (TIOCOUTQ). It implements link.OutputQueuer.
+//
+// On a Linux pseudo-terminal (such as an end of "sockmux cable") the kernel
+// keeps no output queue of its own and TIOCOUTQ always reads 0, so
+// OutputQueued fails with ErrUnsupported there rather than report an empty
+// queue; the Driver does not offer OutputQueued for such a port at all.
+func (p *Port) OutputQueued() (int, error) {
+	if p.closed.Load() {
+		return 0, p.closedErr()
+	}
+	if p.sys.pty {
+		return 0, newError(p.path, ErrUnsupported, "output queue length is not available on a Linux pseudo-terminal", nil)
+	}
+	var n int
+	err := control(p.sys.f, func(fd int) error {
+		var err error
+		n, err = unix.IoctlGetInt(fd, unix.TIOCOUTQ)
+		return err
+	})
+	if err != nil {
+		return 0, p.ioError("TIOCOUTQ", err)
+	}
+	return n, nil
+}
+
+// hasOutputQueue reports whether OutputQueued can work on this port.
+func (p *Port) hasOutputQueue() bool { return !p.sys.pty }
+
+// Close closes the port and unblocks a pending Read or Write. Closing a
+// device that went away is not an error; Close returns nil.
+func (p *Port) Close() error {
+	if !p.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	_ = p.sys.f.Close() // wakes blocked I/O; releases the flock
+	_ = p.sys.sp.Close()
+	return nil
+}
+
+// checkNode fails when the device node is gone or now names another device,
+// which is how a vanished USB adapter or pseudo-terminal may show.
+func (p *Port) checkNode() error {
+	fi, err := os.Stat(p.path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return newError(p.path, ErrDisconnected, "device disconnected: the device node is gone", err)
+		}
+		return nil
+	}
+	if p.sys.fi != nil && !os.SameFile(fi, p.sys.fi) {
+		return newError(p.path, ErrDisconnected, "device disconnected: the path now names another device", nil)
+	}
+	return nil
+}
+
+// ioError classifies an error from I/O on the open port.
+func (p *Port) ioError(op string, err error) error {
+	if p.closed.Load() || errors.Is(err, os.ErrClosed) {
+		return p.closedErr()
+	}
+	if errors.Is(err, io.EOF) {
+		return newError(p.path, ErrDisconnected, "device disconnected: "+op+": hang-up", err)
+	}
+	return newError(p.path, ErrDisconnected, "device disconnected: "+op+": "+errMsg(err), err)
+}
+
+// IsSerial reports whether path names a serial device (a terminal device:
+// a UART, a USB serial adapter, a pseudo-terminal), as opposed to a named
+// pipe or a regular file. It does not open the device. A path that does not
+// exist counts as serial when it is named like one (/dev/tty*, /dev/cu.*,
+// /dev/serial/..., /dev/rfcomm*), so that an unplugged adapter gets a clear
+// "no such device" from New rather than being taken for a pipe.
+func IsSerial(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return errors.Is(err, fs.ErrNotExist) && namedLikeSerial(path)
+	}
+	if fi.Mode()&fs.ModeCharDevice == 0 {
+		return false
+	}
+	return isTTYDevice(path, fi)
+}
+
+func namedLikeSerial(path string) bool {
+	for _, prefix := range []string{"/dev/tty", "/dev/cu.", "/dev/serial/", "/dev/rfcomm"} {
+		if strings.HasPrefix(path, prefix) {
+			return true
+		}
+	}
+	return false
+}
