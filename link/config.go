@@ -1,0 +1,109 @@
+package link
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Upper is the layer above the link (the stream multiplexer). The link
+// pulls outgoing payloads from it when the line can take a frame, so what
+// is sent is chosen at the last moment, and pushes received payloads to it
+// exactly once and in order.
+type Upper interface {
+	// SessionStart is called when a handshake completes, before any
+	// payload of that session is delivered or pulled.
+	SessionStart(s SessionInfo)
+	// SessionEnd is called when the current session is over (the peer
+	// restarted or closed it): nothing of it will be delivered or sent.
+	SessionEnd(reason error)
+	// Fill writes the next outgoing payload into p and returns its length,
+	// 0 when there is nothing to send. It must not block.
+	Fill(p []byte) int
+	// Deliver hands over one received payload; p is valid only during the
+	// call. An error is a protocol violation by the peer and ends the
+	// session.
+	Deliver(p []byte) error
+}
+
+// SessionInfo describes an established session.
+type SessionInfo struct {
+	Local, Peer uint64 // the two ends' session ids
+	Resumed     bool   // true when an existing session continued
+	MaxPayload  int    // the largest payload Fill is offered
+}
+
+// Config tunes a link. Zero values pick defaults from the driver's
+// Properties; see DefaultConfig.
+type Config struct {
+	// MaxPayload is the largest payload of one data frame.
+	MaxPayload int
+	// Window is how many frames may be sent and not yet acknowledged.
+	Window int
+	// KeepAlive is how long the line may stay silent before a ping.
+	KeepAlive time.Duration
+	// DeadTimeout is how long without hearing the peer before the
+	// transport is declared dead, closed and opened again.
+	DeadTimeout time.Duration
+	// HandshakeTimeout bounds one handshake attempt on one transport.
+	HandshakeTimeout time.Duration
+	// Logger receives the link's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// frameTimeTarget is how long one full data frame should occupy a slow
+// line: long enough that headers cost little, short enough that an
+// interactive byte waits little behind it.
+const frameTimeTarget = 40 * time.Millisecond
+
+// Bounds on the payload of a data frame.
+const (
+	minPayload = 256
+	maxPayload = 32 << 10
+)
+
+// DefaultConfig fills the zero fields of c from the transport's properties.
+func DefaultConfig(c Config, p Properties) Config {
+	if c.MaxPayload == 0 {
+		c.MaxPayload = maxPayload
+		if p.LineRate > 0 {
+			c.MaxPayload = int(time.Duration(p.LineRate)*frameTimeTarget/time.Second) - frameOverhead - 4
+		}
+	}
+	c.MaxPayload = max(minPayload, min(maxPayload, c.MaxPayload))
+	if c.Window == 0 {
+		c.Window = 128
+		if p.LineRate > 0 {
+			// Enough frames for a second of line time, at least 16, so
+			// a lost frame is repaired without the line going idle.
+			c.Window = max(16, p.LineRate/c.MaxPayload+1)
+		}
+	}
+	c.Window = max(2, min(c.Window, 4096))
+	if c.KeepAlive == 0 {
+		c.KeepAlive = 10 * time.Second
+		if !p.Reliable {
+			c.KeepAlive = time.Second
+		}
+	}
+	if c.DeadTimeout == 0 {
+		c.DeadTimeout = max(3*c.KeepAlive, 5*time.Second)
+		if p.Reliable {
+			c.DeadTimeout = max(3*c.KeepAlive, 30*time.Second)
+		}
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// lineTime is how long n bytes occupy a line of rate bytes per second.
+func lineTime(n, rate int) time.Duration {
+	if rate <= 0 {
+		return 0
+	}
+	return time.Duration(n) * time.Second / time.Duration(rate)
+}

@@ -1,0 +1,514 @@
+package link
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// conn is one open transport carrying the link's session: a reader
+// goroutine handles what arrives, and a writer goroutine decides, each time
+// the line can take a frame, which frame goes next.
+type conn struct {
+	l      *Link
+	t      io.ReadWriteCloser
+	trace  bool // log every frame (debug level)
+	broken chan struct{}
+	once   sync.Once
+	err    error
+	pace   pacer
+
+	// Guarded by l.mu.
+	complete  bool      // handshake done on this transport
+	peerHello *hello    // the peer's latest hello on this transport
+	helloPrev uint64    // the PeerPrev our hellos carry in this round
+	helloDue  bool      // a hello must be sent now
+	lastHello time.Time // when our last hello went out
+	hsStart   time.Time // when this handshake round began
+	closeDue  string    // reason for a CLOSE frame to send, if any
+	closeDone bool      // our goodbye (Link.Close) was written
+	ackDue    bool
+	ackAt     time.Time
+	pongDue   bool
+	pongToken uint32
+	pingToken uint32
+	pingSent  time.Time
+	lastRecv  time.Time
+	lastSend  time.Time
+	bytesIn   atomic.Uint64 // bytes read on this transport
+}
+
+// helloInterval is how often an unanswered hello is repeated.
+const helloInterval = time.Second
+
+// serve runs the session over transport t until t breaks or ctx ends.
+func (l *Link) serve(ctx context.Context, t io.ReadWriteCloser) error {
+	now := time.Now()
+	c := &conn{
+		l:        l,
+		t:        t,
+		trace:    l.log.Enabled(ctx, slog.LevelDebug),
+		broken:   make(chan struct{}),
+		lastRecv: now,
+		lastSend: now,
+		pace:     newPacer(l.props.LineRate, t),
+	}
+	l.mu.Lock()
+	l.cur = c
+	l.state = StateHandshake
+	c.newRound(now)
+	l.mu.Unlock()
+
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		c.fail(c.readLoop())
+	}()
+	c.fail(c.writeLoop(ctx))
+	closeQuietly(t)
+	<-readDone
+
+	l.mu.Lock()
+	l.cur = nil
+	l.mu.Unlock()
+	return c.err
+}
+
+// newRound starts a handshake round on this transport, under l.mu.
+func (c *conn) newRound(now time.Time) {
+	c.complete = false
+	c.helloPrev = c.l.peerID
+	c.helloDue = true
+	c.hsStart = now
+	c.peerHello = nil
+	c.l.state = StateHandshake
+}
+
+// fail breaks the transport with err; the first error wins.
+func (c *conn) fail(err error) {
+	c.once.Do(func() {
+		if err == nil {
+			err = io.EOF
+		}
+		c.err = err
+		close(c.broken)
+		closeQuietly(c.t)
+	})
+}
+
+func (c *conn) readLoop() error {
+	l := c.l
+	fr := newFrameReader(c.t, l.cfg.MaxPayload+frameOverhead, func(err error) {
+		l.stats.FramesBad.Add(1)
+		if c.trace {
+			l.log.Debug("frame dropped", "err", err)
+		}
+	}, func(n int) {
+		l.stats.BytesIn.Add(uint64(n))
+		c.bytesIn.Add(uint64(n))
+	})
+	var deliver [][]byte
+	for {
+		body, err := fr.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("transport closed by peer (EOF)")
+			}
+			return err
+		}
+		l.stats.FramesIn.Add(1)
+		if c.trace {
+			l.log.Debug("frame in", "type", frameName(body[0]), "len", len(body))
+		}
+		deliver, err = c.handle(body, deliver[:0])
+		if err != nil {
+			return err
+		}
+		for i, p := range deliver {
+			if err := l.up.Deliver(p); err != nil {
+				c.abandon(fmt.Errorf("peer protocol violation: %w", err))
+				break
+			}
+			l.stats.PayloadIn.Add(uint64(len(p)))
+			deliver[i] = nil
+		}
+	}
+}
+
+// handle processes one good frame and returns the payloads to deliver, in
+// order. An error breaks the transport.
+func (c *conn) handle(body []byte, deliver [][]byte) ([][]byte, error) {
+	l := c.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	c.lastRecv = now
+	switch body[0] {
+	case frameHello:
+		h, err := parseHello(body)
+		if err != nil {
+			var ve *VersionError
+			if errors.Is(err, errNotSockmux) || errors.As(err, &ve) {
+				return nil, &HandshakeError{err}
+			}
+			l.stats.FramesBad.Add(1)
+			return deliver, nil
+		}
+		c.onHello(h, now)
+	case frameData:
+		if len(body) < dataHeader {
+			l.stats.FramesBad.Add(1)
+			return deliver, nil
+		}
+		if !c.complete {
+			return deliver, nil // data before the handshake: the sender repeats it
+		}
+		seq := binary.BigEndian.Uint16(body[1:])
+		c.onAck(binary.BigEndian.Uint16(body[3:]), 0, now)
+		deliver = c.onData(seq, body[dataHeader:], deliver, now)
+	case frameFrag:
+		if len(body) < fragHeader || !c.complete {
+			return deliver, nil
+		}
+		seq := binary.BigEndian.Uint16(body[1:])
+		c.onAck(binary.BigEndian.Uint16(body[3:]), 0, now)
+		total := int(binary.BigEndian.Uint16(body[5:]))
+		off := int(binary.BigEndian.Uint16(body[7:]))
+		if p := l.addFragment(seq, total, off, body[fragHeader:]); p != nil {
+			deliver = c.onData(seq, p, deliver, now)
+		}
+	case frameAck:
+		next, sack, err := parseAck(body)
+		if err != nil {
+			l.stats.FramesBad.Add(1)
+			return deliver, nil
+		}
+		if c.complete {
+			c.onAck(next, sack, now)
+		}
+	case framePing:
+		if len(body) == 5 {
+			c.pongDue = true
+			c.pongToken = binary.BigEndian.Uint32(body[1:])
+			l.Notify()
+		}
+	case framePong:
+		if len(body) == 5 && binary.BigEndian.Uint32(body[1:]) == c.pingToken && !c.pingSent.IsZero() {
+			l.rttSample(now.Sub(c.pingSent))
+			c.pingSent = time.Time{}
+		}
+	case frameClose:
+		reason := string(body[1:])
+		l.log.Warn("peer closed the session", "reason", reason)
+		if l.peerID != 0 {
+			l.resetSession(&PeerClosedError{Reason: reason})
+			l.peerID = 0
+		}
+		c.newRound(now)
+		l.Notify()
+	default:
+		// A frame type from a newer version: ignored.
+		l.stats.FramesBad.Add(1)
+	}
+	return deliver, nil
+}
+
+// PeerClosedError is the reason streams end when the peer closed the
+// session (it shut down, or gave the session up).
+type PeerClosedError struct{ Reason string }
+
+func (e *PeerClosedError) Error() string { return "peer closed the session: " + e.Reason }
+
+// PeerRestartedError is the reason streams end when the peer came back
+// with a new session: it restarted and knows nothing of the old streams.
+type PeerRestartedError struct{}
+
+func (e *PeerRestartedError) Error() string { return "peer restarted (new session)" }
+
+// onHello runs the handshake, under l.mu. Each end repeats its hello
+// until it sees the peer's hello echo its session id; see docs/protocol.md.
+func (c *conn) onHello(h *hello, now time.Time) {
+	l := c.l
+	if h.Echo != l.localID {
+		// The peer has not seen our hello in its current round: it
+		// (re)started its handshake. Answer, and wait for its echo.
+		if c.complete {
+			l.log.Debug("peer restarted the handshake")
+			c.newRound(now)
+		}
+		c.peerHello = h
+		c.helloDue = true
+		l.Notify()
+		return
+	}
+	c.peerHello = h
+	if !c.complete {
+		c.completeHandshake(h)
+	}
+	if h.Flags&helloDone == 0 {
+		c.helloDue = true // the peer still waits for our echo
+		l.Notify()
+	}
+}
+
+// Hello flags.
+const (
+	helloDone = 0x01 // the sender completed the handshake
+)
+
+func (c *conn) completeHandshake(h *hello) {
+	l := c.l
+	resume := l.peerID != 0 && l.peerID == h.Session && h.PeerPrev == l.localID
+	if resume {
+		l.dropAcked(h.RxNext)
+		for _, f := range l.unacked {
+			if !f.sacked {
+				f.pending = true
+			}
+		}
+		l.stats.Resumes.Add(1)
+		l.log.Info("link resumed", "transport", l.drv.String(), "session", fmt.Sprintf("%016x", l.localID),
+			"unacked", len(l.unacked))
+	} else {
+		var reason error
+		if l.peerID != 0 {
+			reason = &PeerRestartedError{}
+			l.log.Warn("peer started a new session; streams of the old one are reset",
+				"old_peer", fmt.Sprintf("%016x", l.peerID), "new_peer", fmt.Sprintf("%016x", h.Session))
+		}
+		l.resetSession(reason)
+		l.peerID = h.Session
+		l.established = true
+		l.stats.Sessions.Add(1)
+		l.log.Info("link up", "transport", l.drv.String(), "session", fmt.Sprintf("%016x", l.localID),
+			"peer", fmt.Sprintf("%016x", h.Session))
+	}
+	l.peerMax = max(64, int(h.MaxPayload))
+	l.peerWindow = max(1, int(h.Window))
+	c.complete = true
+	l.state = StateUp
+	l.up.SessionStart(SessionInfo{Local: l.localID, Peer: l.peerID, Resumed: resume, MaxPayload: l.payloadLimit()})
+	l.Notify()
+}
+
+// abandon gives the session up after a protocol violation by the peer:
+// we tell the peer why, reset every stream, and start afresh under a new
+// session id.
+func (c *conn) abandon(err error) {
+	l := c.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.log.Error("abandoning session", "err", err)
+	c.closeDue = err.Error()
+	l.resetSession(err)
+	l.peerID = 0
+	l.localID = newSessionID()
+	c.newRound(time.Now())
+	l.Notify()
+}
+
+// onData accepts data frame seq, under l.mu.
+func (c *conn) onData(seq uint16, payload []byte, deliver [][]byte, now time.Time) [][]byte {
+	l := c.l
+	switch {
+	case seq == l.rxNext:
+		deliver = append(deliver, payload)
+		delete(l.partials, seq)
+		l.rxNext++
+		for {
+			p, ok := l.ooo[l.rxNext]
+			if !ok {
+				break
+			}
+			delete(l.ooo, l.rxNext)
+			deliver = append(deliver, p)
+			l.rxNext++
+		}
+	case seqLess(l.rxNext, seq) && int(seq-l.rxNext) < l.cfg.Window:
+		if _, dup := l.ooo[seq]; dup {
+			l.stats.FramesDup.Add(1)
+		} else {
+			l.ooo[seq] = append([]byte(nil), payload...)
+		}
+	default:
+		l.stats.FramesDup.Add(1)
+	}
+	c.scheduleAck(now)
+	return deliver
+}
+
+// partial is a data frame being put together from fragments.
+type partial struct {
+	buf  []byte
+	have []bool
+	left int
+}
+
+// addFragment stores a piece of frame seq, under l.mu, and returns the
+// whole payload once every byte of it has arrived.
+func (l *Link) addFragment(seq uint16, total, off int, piece []byte) []byte {
+	if total == 0 || total > l.cfg.MaxPayload || off+len(piece) > total ||
+		!(seq == l.rxNext || seqLess(l.rxNext, seq) && int(seq-l.rxNext) < l.cfg.Window) {
+		return nil
+	}
+	if _, done := l.ooo[seq]; done {
+		return nil
+	}
+	p := l.partials[seq]
+	if p == nil || len(p.buf) != total {
+		p = &partial{buf: make([]byte, total), have: make([]bool, total), left: total}
+		l.partials[seq] = p
+	}
+	copy(p.buf[off:], piece)
+	for i := off; i < off+len(piece); i++ {
+		if !p.have[i] {
+			p.have[i] = true
+			p.left--
+		}
+	}
+	if p.left > 0 {
+		return nil
+	}
+	delete(l.partials, seq)
+	return p.buf
+}
+
+// scheduleAck arranges for an ack: at once on lossy lines (the sender's
+// RTT estimate and loss detection depend on it), a little later on
+// reliable ones, where acks only free the sender's buffers.
+func (c *conn) scheduleAck(now time.Time) {
+	l := c.l
+	if !c.ackDue {
+		c.ackDue = true
+		c.ackAt = now
+		if l.props.Reliable {
+			c.ackAt = now.Add(5 * time.Millisecond)
+		}
+	}
+	if l.props.Reliable && int(l.rxNext-l.lastAckSent) >= max(1, l.cfg.Window/4) {
+		c.ackAt = now
+	}
+	l.Notify()
+}
+
+// onAck processes a cumulative ack and selective-ack bitmap, under l.mu.
+func (c *conn) onAck(next uint16, sack uint64, now time.Time) {
+	l := c.l
+	if seqLess(l.nextSeq, next) {
+		return // acknowledges frames never sent: ignore
+	}
+	var maxTx uint64
+	progress := false
+	for len(l.unacked) > 0 && seqLess(l.unacked[0].seq, next) {
+		f := l.unacked[0]
+		if !f.resent {
+			l.rttSample(now.Sub(f.sentAt))
+			l.frameFate(false)
+		}
+		maxTx = max(maxTx, f.tx)
+		l.unacked[0] = nil
+		l.unacked = l.unacked[1:]
+		putFrame(f)
+		progress = true
+	}
+	if sack != 0 {
+		for _, f := range l.unacked {
+			d := f.seq - next - 1
+			if d < 64 && sack&(1<<d) != 0 && !f.sacked {
+				if !f.resent {
+					l.frameFate(false)
+				}
+				f.sacked = true
+				f.pending = false
+				maxTx = max(maxTx, f.tx)
+				progress = true
+			}
+		}
+	}
+	// The line delivers in order: a frame sent before one that arrived,
+	// and still missing, was lost. Send it again now.
+	for _, f := range l.unacked {
+		if !f.sacked && !f.pending && f.tx < maxTx {
+			f.pending = true
+			l.frameFate(true)
+		}
+	}
+	if progress {
+		l.rto = l.computeRTO()
+		l.Notify()
+	}
+}
+
+// dropAcked forgets unacked frames before next (the peer has them).
+func (l *Link) dropAcked(next uint16) {
+	for len(l.unacked) > 0 && seqLess(l.unacked[0].seq, next) {
+		putFrame(l.unacked[0])
+		l.unacked[0] = nil
+		l.unacked = l.unacked[1:]
+	}
+}
+
+func (l *Link) rttSample(r time.Duration) {
+	if r <= 0 {
+		r = time.Microsecond
+	}
+	if l.srtt == 0 {
+		l.srtt, l.rttvar = r, r/2
+	} else {
+		d := l.srtt - r
+		if d < 0 {
+			d = -d
+		}
+		l.rttvar = (3*l.rttvar + d) / 4
+		l.srtt = (7*l.srtt + r) / 8
+	}
+}
+
+func (l *Link) computeRTO() time.Duration {
+	if l.srtt == 0 {
+		return l.initialRTO()
+	}
+	return max(l.minRTO(), min(l.srtt+4*l.rttvar, 10*time.Second))
+}
+
+// sack returns the selective-ack bitmap of frames held out of order.
+func (l *Link) sack() uint64 {
+	var bits uint64
+	if len(l.ooo) == 0 {
+		return 0
+	}
+	for i := range 64 {
+		if _, ok := l.ooo[l.rxNext+1+uint16(i)]; ok {
+			bits |= 1 << i
+		}
+	}
+	return bits
+}
+
+func frameName(t byte) string {
+	switch t {
+	case frameHello:
+		return "hello"
+	case frameData:
+		return "data"
+	case frameAck:
+		return "ack"
+	case framePing:
+		return "ping"
+	case framePong:
+		return "pong"
+	case frameClose:
+		return "close"
+	case frameAuth:
+		return "auth"
+	case frameFrag:
+		return "fragment"
+	}
+	return fmt.Sprintf("unknown(%d)", t)
+}

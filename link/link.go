@@ -1,0 +1,370 @@
+package link
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// State is where a link stands.
+type State int
+
+// The states of a link.
+const (
+	StateWaiting   State = iota // waiting for the transport to open
+	StateHandshake              // transport open, handshake under way
+	StateUp                     // session established, data flowing
+	StateClosed                 // closed for good
+)
+
+func (s State) String() string {
+	switch s {
+	case StateWaiting:
+		return "waiting"
+	case StateHandshake:
+		return "handshake"
+	case StateUp:
+		return "up"
+	}
+	return "closed"
+}
+
+// ErrClosed is returned by Run after Close.
+var ErrClosed = errors.New("link closed")
+
+// Link runs the reliable framing protocol over transports opened by a
+// Driver, and carries one session across as many transports as it takes.
+type Link struct {
+	drv   Driver
+	props Properties
+	cfg   Config
+	up    Upper
+	log   *slog.Logger
+	stats Stats
+
+	wake chan struct{} // wakes the writer of the current transport
+
+	mu          sync.Mutex
+	state       State
+	localID     uint64 // our session id; new only when a session is abandoned
+	peerID      uint64 // the peer of the current session, 0 if none
+	gen         uint64 // bumped whenever a session ends
+	established bool   // a session exists (payloads may flow)
+	peerMax     int    // peer's largest accepted payload
+	peerWindow  int    // peer's out-of-order buffer, in frames
+
+	// send side
+	nextSeq uint16
+	unacked []*outFrame // oldest first
+	txCount uint64      // transmissions so far, orders frames on the line
+	srtt    time.Duration
+	rttvar  time.Duration
+	rto     time.Duration
+	sizeCap int     // payload size for the line's error rate now
+	loss    float64 // moving average of the data frame loss rate
+
+	// receive side
+	rxNext      uint16
+	ooo         map[uint16][]byte
+	partials    map[uint16]*partial // frames arriving in fragments
+	lastAckSent uint16              // rxNext as of the last ack we sent
+
+	cur       *conn  // the transport in use, nil while waiting
+	closing   bool   // Close called: say goodbye and stop
+	closeWhy  string // reason sent in our CLOSE frame
+	closeSent chan struct{}
+	done      chan struct{}
+	cancel    context.CancelFunc
+}
+
+// outFrame is a data frame sent and not yet acknowledged.
+type outFrame struct {
+	raw     []byte // type, seq, ack, payload; room for the CRC after it
+	seq     uint16
+	sentAt  time.Time
+	tx      uint64 // txCount at the last transmission
+	resent  bool   // transmitted more than once (no RTT sample: Karn)
+	sacked  bool   // the peer holds it out of order
+	pending bool   // due for (re)transmission
+	fragOff int    // resending in fragments: the next piece's offset
+}
+
+// New prepares a link over drv for the layer up. Call Run to start it.
+func New(drv Driver, up Upper, cfg Config) *Link {
+	props := drv.Properties()
+	cfg = DefaultConfig(cfg, props)
+	l := &Link{
+		drv:       drv,
+		props:     props,
+		cfg:       cfg,
+		up:        up,
+		log:       cfg.Logger,
+		wake:      make(chan struct{}, 1),
+		localID:   newSessionID(),
+		ooo:       make(map[uint16][]byte),
+		partials:  make(map[uint16]*partial),
+		closeSent: make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	l.rto = l.initialRTO()
+	l.sizeCap = cfg.MaxPayload
+	return l
+}
+
+func newSessionID() uint64 {
+	var b [8]byte
+	for {
+		_, _ = crand.Read(b[:])
+		if id := binary.BigEndian.Uint64(b[:]); id != 0 {
+			return id
+		}
+	}
+}
+
+// Config returns the link's effective configuration.
+func (l *Link) Config() Config { return l.cfg }
+
+// Properties returns the driver's transport properties.
+func (l *Link) Properties() Properties { return l.props }
+
+// State reports the link's state.
+func (l *Link) State() State {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state
+}
+
+// Session returns the current session ids (zero peer when none).
+func (l *Link) Session() (local, peer uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.localID, l.peerID
+}
+
+// RTT returns the smoothed round-trip time estimate (0 before a sample).
+func (l *Link) RTT() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.srtt
+}
+
+// Stats returns the link's counters.
+func (l *Link) Stats() *Stats { return &l.stats }
+
+// Notify tells the link that the upper layer has something to send. It
+// never blocks and takes no lock, so it may be called from anywhere.
+func (l *Link) Notify() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run opens transports and carries the session over them until ctx ends
+// or Close is called.
+func (l *Link) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	l.mu.Lock()
+	l.cancel = cancel
+	l.mu.Unlock()
+	defer func() {
+		cancel()
+		l.mu.Lock()
+		l.state = StateClosed
+		l.mu.Unlock()
+		close(l.done)
+	}()
+	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
+	for {
+		if ctx.Err() != nil {
+			return ErrClosed
+		}
+		l.setState(StateWaiting)
+		t, err := l.drv.Open(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ErrClosed
+			}
+			d := backoff.next()
+			l.log.Warn("transport open failed", "transport", l.drv.String(), "err", err, "retry_in", d)
+			if !sleepCtx(ctx, d) {
+				return ErrClosed
+			}
+			continue
+		}
+		l.stats.TransportOpens.Add(1)
+		l.log.Debug("transport open", "transport", l.drv.String())
+		start := time.Now()
+		err = l.serve(ctx, t)
+		if ctx.Err() != nil {
+			return ErrClosed
+		}
+		var fatal *HandshakeError
+		switch {
+		case errors.As(err, &fatal):
+			d := backoff.next()
+			l.log.Error("link handshake failed", "transport", l.drv.String(), "err", err, "retry_in", d)
+			if !sleepCtx(ctx, d) {
+				return ErrClosed
+			}
+		default:
+			l.log.Warn("transport lost", "transport", l.drv.String(), "err", err)
+			if time.Since(start) > 10*time.Second {
+				backoff.reset()
+			}
+			// A transport that breaks at once must not spin.
+			if !sleepCtx(ctx, backoff.next()/4) {
+				return ErrClosed
+			}
+		}
+	}
+}
+
+// Close says goodbye to the peer (a CLOSE frame, so it resets its streams
+// at once instead of waiting for us to come back), waits up to timeout for
+// that to be written, and stops the link.
+func (l *Link) Close(reason string, timeout time.Duration) {
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return
+	}
+	l.closing = true
+	l.closeWhy = reason
+	up := l.cur != nil && l.cur.complete
+	cancel := l.cancel
+	l.mu.Unlock()
+	if up {
+		l.Notify()
+		select {
+		case <-l.closeSent:
+		case <-time.After(timeout):
+		}
+	}
+	if cancel != nil {
+		cancel()
+		<-l.done
+	}
+}
+
+// HandshakeError is a handshake that failed for a reason a retry on the
+// same transport will not fix: a peer that is not sockmux, or speaks
+// another version.
+type HandshakeError struct{ Err error }
+
+func (e *HandshakeError) Error() string { return e.Err.Error() }
+func (e *HandshakeError) Unwrap() error { return e.Err }
+
+func (l *Link) setState(s State) {
+	l.mu.Lock()
+	if l.state != StateClosed {
+		l.state = s
+	}
+	l.mu.Unlock()
+}
+
+func (l *Link) initialRTO() time.Duration {
+	return max(time.Second, 3*lineTime(l.cfg.MaxPayload+frameOverhead, l.props.LineRate))
+}
+
+func (l *Link) minRTO() time.Duration {
+	return 2*lineTime(l.cfg.MaxPayload+frameOverhead+8, l.props.LineRate) + 30*time.Millisecond
+}
+
+// Bounds of the adaptive payload size on lossy lines.
+const (
+	minSizeCap = 32
+	lossShrink = 0.25 // above this loss rate frames get smaller
+	lossGrow   = 0.03 // below it they grow back
+)
+
+// frameFate records whether a data frame got through at the first try, and
+// sizes frames to the line's error rate, under l.mu: on a noisy line a long
+// frame is almost never intact, a short one often is.
+func (l *Link) frameFate(lost bool) {
+	if l.props.Reliable {
+		return
+	}
+	x := 0.0
+	if lost {
+		x = 1
+	}
+	l.loss = 0.95*l.loss + 0.05*x
+	switch {
+	case l.loss > lossShrink && l.sizeCap > minSizeCap:
+		l.sizeCap = max(minSizeCap, l.sizeCap*2/3)
+		l.loss = lossShrink / 2
+		l.log.Debug("line noisy: smaller frames", "payload", l.sizeCap)
+	case l.loss < lossGrow && l.sizeCap < l.cfg.MaxPayload:
+		l.sizeCap = min(l.cfg.MaxPayload, l.sizeCap*5/4+1)
+		l.loss = 2 * lossGrow
+		l.log.Debug("line clean: larger frames", "payload", l.sizeCap)
+	}
+}
+
+// sendWindow is how many frames may be unacknowledged.
+func (l *Link) sendWindow() int { return min(l.cfg.Window, l.peerWindow) }
+
+// payloadLimit is the largest payload both ends accept.
+func (l *Link) payloadLimit() int { return min(l.cfg.MaxPayload, l.peerMax) }
+
+// resetSession forgets the sequence state of the current session, under
+// l.mu, and tells the upper layer the session is over.
+func (l *Link) resetSession(reason error) {
+	had := l.established
+	l.gen++
+	l.established = false
+	l.nextSeq, l.rxNext = 0, 0
+	l.unacked = nil
+	clear(l.ooo)
+	clear(l.partials)
+	l.rto = l.initialRTO()
+	l.srtt, l.rttvar = 0, 0
+	if had {
+		l.stats.SessionsEnded.Add(1)
+		l.up.SessionEnd(reason)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// backoff doubles a delay from lo up to hi.
+type backoff struct{ cur, lo, hi time.Duration }
+
+func newBackoff(lo, hi time.Duration) *backoff { return &backoff{lo: lo, hi: hi} }
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.lo
+	} else {
+		b.cur = min(2*b.cur, b.hi)
+	}
+	return b.cur
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// errPeerSilent is a transport on which the peer said nothing for too long.
+type errPeerSilent struct{ d time.Duration }
+
+func (e errPeerSilent) Error() string {
+	return fmt.Sprintf("peer silent for %v", e.d.Round(time.Millisecond))
+}
+
+// closeQuietly closes c, ignoring the error: the transport is being given up.
+func closeQuietly(c io.Closer) { _ = c.Close() }

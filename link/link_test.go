@@ -1,0 +1,369 @@
+package link
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// byteUpper is a test upper layer: it sends a fixed buffer as a byte
+// stream and records what it receives.
+type byteUpper struct {
+	mu      sync.Mutex
+	send    []byte
+	got     []byte
+	starts  []SessionInfo
+	ends    []error
+	l       *Link
+	maxFill int
+}
+
+func (u *byteUpper) SessionStart(s SessionInfo) {
+	u.mu.Lock()
+	u.starts = append(u.starts, s)
+	u.mu.Unlock()
+}
+
+func (u *byteUpper) SessionEnd(reason error) {
+	u.mu.Lock()
+	u.ends = append(u.ends, reason)
+	u.mu.Unlock()
+}
+
+func (u *byteUpper) Fill(p []byte) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.maxFill > 0 && len(p) > u.maxFill {
+		p = p[:u.maxFill]
+	}
+	n := copy(p, u.send)
+	u.send = u.send[n:]
+	return n
+}
+
+func (u *byteUpper) Deliver(p []byte) error {
+	u.mu.Lock()
+	u.got = append(u.got, p...)
+	u.mu.Unlock()
+	return nil
+}
+
+func (u *byteUpper) received() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.got)
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 2))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.UintN(256))
+	}
+	return b
+}
+
+type pairRun struct {
+	a, b   *Link
+	ua, ub *byteUpper
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func startPair(t *testing.T, cable *memCable, dataA, dataB []byte, cfg Config) *pairRun {
+	t.Helper()
+	cfg.Logger = quietLogger()
+	p := &pairRun{ua: &byteUpper{send: dataA}, ub: &byteUpper{send: dataB}}
+	p.a = New(cable.end(0), p.ua, cfg)
+	p.b = New(cable.end(1), p.ub, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	for _, l := range []*Link{p.a, p.b} {
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); _ = l.Run(ctx) }()
+	}
+	return p
+}
+
+func (p *pairRun) stop() { p.cancel(); p.wg.Wait() }
+
+func (p *pairRun) waitFor(t *testing.T, na, nb int, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for p.ua.received() < na || p.ub.received() < nb {
+		if time.Now().After(deadline) {
+			p.stop()
+			t.Fatalf("timed out: a got %d/%d, b got %d/%d; a %s; b %s", p.ua.received(), na, p.ub.received(), nb,
+				p.a.Stats(), p.b.Stats())
+		}
+		p.a.Notify()
+		p.b.Notify()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func checkSame(t *testing.T, want, got []byte) {
+	t.Helper()
+	require.Equal(t, len(want), len(got), "length")
+	require.Equal(t, sha256.Sum256(want), sha256.Sum256(got), "sha256")
+}
+
+func TestTransferReliable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cable := newMemCable(Properties{Reliable: true}, 1)
+		da, db := randomBytes(1<<20, 1), randomBytes(1<<20, 2)
+		p := startPair(t, cable, da, db, Config{})
+		p.waitFor(t, len(db), len(da), time.Minute)
+		p.stop()
+		checkSame(t, da, p.ub.got)
+		checkSame(t, db, p.ua.got)
+		assert.Equal(t, uint64(0), p.a.Stats().FramesResent.Load())
+	})
+}
+
+func TestTransferNoisySerial(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		ber, drop, ins float64
+	}{
+		{"ber1e-5", 1e-5, 0, 0},
+		{"ber1e-4", 1e-4, 0, 0},
+		{"ber1e-3", 1e-3, 0, 0},
+		{"drop", 0, 1e-4, 0},
+		{"insert", 0, 0, 1e-3},
+		{"everything", 1e-4, 1e-4, 1e-4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cable := newMemCable(Properties{LineRate: 11520}, 7)
+				cable.rate = 11520
+				cable.ber, cable.drop, cable.ins = tc.ber, tc.drop, tc.ins
+				da, db := randomBytes(64<<10, 3), randomBytes(64<<10, 4)
+				p := startPair(t, cable, da, db, Config{})
+				p.waitFor(t, len(db), len(da), 10*time.Minute)
+				p.stop()
+				checkSame(t, da, p.ub.got)
+				checkSame(t, db, p.ua.got)
+				assert.Equal(t, uint64(1), p.a.Stats().Sessions.Load(), "one session, never restarted")
+				if tc.ber >= 1e-4 || tc.drop > 0 || tc.ins > 0 {
+					assert.NotZero(t, p.a.Stats().FramesBad.Load()+p.b.Stats().FramesBad.Load(), "faults were injected")
+				}
+			})
+		})
+	}
+}
+
+func TestResumeAfterCuts(t *testing.T) {
+	for _, props := range []Properties{{Reliable: true}, {LineRate: 11520}} {
+		t.Run(map[bool]string{true: "reliable", false: "serial"}[props.Reliable], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cable := newMemCable(props, 3)
+				cable.rate = props.LineRate
+				if props.Reliable {
+					cable.rate = 50 << 20
+				}
+				size := 4 << 20
+				if props.LineRate > 0 {
+					size = 96 << 10
+				}
+				da, db := randomBytes(size, 5), randomBytes(size, 6)
+				p := startPair(t, cable, da, db, Config{})
+				for i := range 5 {
+					for p.ua.received() < (i+1)*size/7 {
+						time.Sleep(time.Millisecond)
+					}
+					cable.cut()
+					for p.a.Stats().Resumes.Load() < uint64(i+1) {
+						time.Sleep(time.Millisecond)
+					}
+				}
+				p.waitFor(t, len(db), len(da), 10*time.Minute)
+				p.stop()
+				checkSame(t, da, p.ub.got)
+				checkSame(t, db, p.ua.got)
+				assert.Equal(t, uint64(1), p.a.Stats().Sessions.Load())
+				assert.GreaterOrEqual(t, p.a.Stats().Resumes.Load(), uint64(5))
+				assert.Empty(t, p.ua.ends)
+			})
+		})
+	}
+}
+
+func TestPeerRestartEndsSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cable := newMemCable(Properties{Reliable: true}, 4)
+		p := startPair(t, cable, []byte("hello"), []byte("world"), Config{})
+		p.waitFor(t, 5, 5, time.Minute)
+
+		// Stop b, and start a new process in its place.
+		ctxB, cancelB := context.WithCancel(context.Background())
+		p.b.Close("test restart", time.Second)
+		ub2 := &byteUpper{send: []byte("again")}
+		b2 := New(cable.end(1), ub2, Config{Logger: quietLogger()})
+		done := make(chan struct{})
+		go func() { defer close(done); _ = b2.Run(ctxB) }()
+		for p.ua.received() < 10 {
+			p.a.Notify()
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancelB()
+		<-done
+		p.stop()
+		require.NotEmpty(t, p.ua.ends, "a was told the old session ended")
+		assert.Contains(t, p.ua.ends[0].Error(), "peer closed the session")
+		assert.Equal(t, "worldagain", string(p.ua.got))
+	})
+}
+
+func TestPeerCrashEndsSession(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cable := newMemCable(Properties{Reliable: true}, 5)
+		p := startPair(t, cable, []byte("hello"), []byte("world"), Config{})
+		p.waitFor(t, 5, 5, time.Minute)
+		// b dies without a word: its transport just breaks.
+		ctxB, cancelB := context.WithCancel(context.Background())
+		bCancel := p.b.cancel
+		bCancel()
+		<-p.b.done
+		ub2 := &byteUpper{send: []byte("again")}
+		b2 := New(cable.end(1), ub2, Config{Logger: quietLogger()})
+		done := make(chan struct{})
+		go func() { defer close(done); _ = b2.Run(ctxB) }()
+		for p.ua.received() < 10 {
+			p.a.Notify()
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancelB()
+		<-done
+		p.stop()
+		require.Len(t, p.ua.ends, 1)
+		assert.ErrorIs(t, p.ua.ends[0], error(&PeerRestartedError{}))
+	})
+}
+
+func TestNotSockmuxPeer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cable := newMemCable(Properties{Reliable: true}, 6)
+		u := &byteUpper{}
+		l := New(cable.end(0), u, Config{Logger: quietLogger(), HandshakeTimeout: 2 * time.Second})
+		tr, err := cable.end(1).Open(context.Background())
+		require.NoError(t, err)
+		go func() {
+			r := rand.New(rand.NewPCG(1, 1))
+			buf := make([]byte, 100)
+			for {
+				for i := range buf {
+					buf[i] = byte(r.UintN(256))
+				}
+				if _, err := tr.Write(buf); err != nil {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+		go func() { _, _ = io.Copy(io.Discard, tr) }()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		t0, err := cable.end(0).Open(ctx)
+		require.NoError(t, err)
+		err = l.serve(ctx, t0)
+		require.NoError(t, tr.Close())
+		time.Sleep(time.Second) // the noise maker notices and stops
+		var he *HandshakeError
+		require.ErrorAs(t, err, &he)
+		assert.Contains(t, err.Error(), "not sockmux frames")
+		assert.Empty(t, u.starts)
+	})
+}
+
+func TestCOBSRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	cases := [][]byte{{}, {0}, {0, 0}, {1}, bytes.Repeat([]byte{0}, 300)}
+	for _, n := range []int{253, 254, 255, 256, 507, 508, 509, 1000, 70000} {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(1 + r.UintN(255))
+		}
+		cases = append(cases, b)
+		z := append([]byte(nil), b...)
+		z[n/2] = 0
+		cases = append(cases, z, append(b, 0))
+	}
+	all := make([]byte, 256*4)
+	for i := range all {
+		all[i] = byte(i)
+	}
+	cases = append(cases, all)
+	for _, c := range cases {
+		enc := cobsEncode(nil, c)
+		assert.NotContains(t, enc, byte(0))
+		assert.LessOrEqual(t, len(enc), cobsMaxEncoded(len(c)))
+		dec, err := cobsDecode(nil, enc)
+		require.NoError(t, err)
+		assert.Equal(t, len(c), len(dec))
+		assert.True(t, bytes.Equal(c, dec))
+	}
+}
+
+func TestFrameReaderResync(t *testing.T) {
+	var stream []byte
+	frame := func(payload string) []byte {
+		f := append([]byte{frameData, 0, 1, 0, 0}, payload...)
+		return encodeFrame(nil, f)
+	}
+	stream = append(stream, "garbage without delimiter"...)
+	stream = append(stream, 0)
+	stream = append(stream, frame("one")...)
+	cut := frame("truncated")
+	stream = append(stream, cut[:len(cut)-4]...) // lost its end...
+	stream = append(stream, frame("two")...)     // ...so two is glued to it
+	stream = append(stream, frame("three")...)
+	bad := frame("flipped")
+	bad[3] ^= 0x10
+	stream = append(stream, bad...)
+	stream = append(stream, bytes.Repeat([]byte{0x55}, 5000)...) // too long
+	stream = append(stream, 0)
+	stream = append(stream, frame("four")...)
+	var bads int
+	fr := newFrameReader(bytes.NewReader(stream), 1000, func(error) { bads++ }, func(int) {})
+	var got []string
+	for {
+		body, err := fr.next()
+		if err != nil {
+			require.ErrorIs(t, err, io.EOF)
+			break
+		}
+		got = append(got, string(body[dataHeader:]))
+	}
+	assert.Equal(t, []string{"one", "three", "four"}, got)
+	assert.Equal(t, 4, bads) // garbage, truncated+two, flipped, too long
+}
+
+func TestHelloRoundTrip(t *testing.T) {
+	h := hello{Version: ProtocolVersion, Flags: helloDone, Session: 1, PeerPrev: 2, Echo: 3, RxNext: 4, MaxPayload: 5, Window: 6, Ext: []byte{7}}
+	body := h.marshal(nil)
+	got, err := parseHello(body)
+	require.NoError(t, err)
+	assert.Equal(t, h, *got)
+	body[5] = 9
+	_, err = parseHello(body)
+	var ve *VersionError
+	require.ErrorAs(t, err, &ve)
+	assert.Contains(t, err.Error(), "version 9")
+	_, err = parseHello([]byte{frameHello, 'H', 'T', 'T', 'P'})
+	assert.ErrorIs(t, err, errNotSockmux)
+}

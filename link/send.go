@@ -1,0 +1,321 @@
+package link
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// writeLoop waits until the line can take a frame, picks the most urgent
+// frame, writes it, and repeats, until the transport breaks or ctx ends.
+func (c *conn) writeLoop(ctx context.Context) error {
+	l := c.l
+	wire := make([]byte, 0, cobsMaxEncoded(l.cfg.MaxPayload+frameOverhead)+1)
+	scratch := make([]byte, 0, 64)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	// A delimiter first: whatever the peer's decoder held is cut off.
+	if _, err := c.t.Write([]byte{0}); err != nil {
+		return err
+	}
+	for {
+		if err := c.pace.ready(ctx, c.broken); err != nil {
+			return c.brokenErr(err)
+		}
+		out, wait, isClose, err := c.next(wire[:0], scratch[:0])
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-c.broken:
+				return c.err
+			case <-l.wake:
+			case <-timer.C:
+			}
+			continue
+		}
+		if _, err := c.t.Write(out); err != nil {
+			return err
+		}
+		c.pace.sent(len(out))
+		l.stats.BytesOut.Add(uint64(len(out)))
+		l.stats.FramesOut.Add(1)
+		if isClose {
+			l.mu.Lock()
+			c.closeDone = true
+			l.mu.Unlock()
+			select {
+			case <-l.closeSent:
+			default:
+				close(l.closeSent)
+			}
+		}
+	}
+}
+
+func (c *conn) brokenErr(err error) error {
+	select {
+	case <-c.broken:
+		return c.err
+	default:
+		return err
+	}
+}
+
+// next picks the frame to send now and encodes it into wire. When there is
+// nothing to send it returns nil and how long to wait at most.
+func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClose bool, err error) {
+	l := c.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if silent := now.Sub(c.lastRecv); silent > l.cfg.DeadTimeout {
+		return nil, 0, false, errPeerSilent{silent}
+	}
+	if !c.complete && now.Sub(c.hsStart) > l.cfg.HandshakeTimeout {
+		return nil, 0, false, c.handshakeTimeout()
+	}
+	// Our goodbyes first: an abandoned session, or shutting down.
+	if c.closeDue != "" {
+		out = c.emit(wire, append(append(scratch, frameClose), c.closeDue...))
+		c.closeDue = ""
+		return out, 0, false, nil
+	}
+	if l.closing && c.complete && !c.closeDone {
+		return c.emit(wire, append(append(scratch, frameClose), l.closeWhy...)), 0, true, nil
+	}
+	if c.helloDue || (!c.complete && now.Sub(c.lastHello) >= helloInterval) {
+		c.helloDue = false
+		c.lastHello = now
+		return c.emit(wire, c.hello(scratch)), 0, false, nil
+	}
+	wait = time.Hour
+	deadline := func(t time.Time) {
+		wait = min(wait, max(t.Sub(now), time.Millisecond))
+	}
+	deadline(c.lastRecv.Add(l.cfg.DeadTimeout))
+	if !c.complete {
+		deadline(c.lastHello.Add(helloInterval))
+		deadline(c.hsStart.Add(l.cfg.HandshakeTimeout))
+		return nil, wait, false, nil
+	}
+	if c.pongDue {
+		c.pongDue = false
+		return c.emit(wire, binary.BigEndian.AppendUint32(append(scratch, framePong), c.pongToken)), 0, false, nil
+	}
+	sack := l.sack()
+	if c.ackDue && sack != 0 {
+		return c.emitAck(wire, scratch, sack), 0, false, nil
+	}
+	// Frames to send again, oldest first.
+	if f := c.pendingFrame(now); f != nil {
+		l.stats.FramesResent.Add(1)
+		return c.emitData(wire, f, now), 0, false, nil
+	}
+	// New data, pulled from the layer above while the window allows.
+	if l.established && !l.closing && len(l.unacked) < l.sendWindow() {
+		if f := c.pull(); f != nil {
+			l.stats.PayloadOut.Add(uint64(len(f.raw) - dataHeader))
+			return c.emitData(wire, f, now), 0, false, nil
+		}
+	}
+	if c.ackDue {
+		if !now.Before(c.ackAt) {
+			return c.emitAck(wire, scratch, sack), 0, false, nil
+		}
+		deadline(c.ackAt)
+	}
+	if now.Sub(c.lastSend) >= l.cfg.KeepAlive {
+		c.pingToken++
+		c.pingSent = now
+		return c.emit(wire, binary.BigEndian.AppendUint32(append(scratch, framePing), c.pingToken)), 0, false, nil
+	}
+	deadline(c.lastSend.Add(l.cfg.KeepAlive))
+	if d, ok := c.rtoDeadline(); ok {
+		deadline(d)
+	}
+	return nil, wait, false, nil
+}
+
+// pull asks the upper layer for a payload, with l.mu released meanwhile,
+// and numbers it as the next data frame. nil when there is nothing.
+func (c *conn) pull() *outFrame {
+	l := c.l
+	gen := l.gen
+	limit := min(l.payloadLimit(), l.sizeCap)
+	f := getFrame(l.cfg.MaxPayload)
+	l.mu.Unlock()
+	n := l.up.Fill(f.raw[dataHeader : dataHeader+limit])
+	l.mu.Lock()
+	if n == 0 || gen != l.gen || !l.established {
+		// Nothing, or the session ended while we asked: what was
+		// pulled belonged to streams that no longer exist.
+		putFrame(f)
+		return nil
+	}
+	f.raw = f.raw[:dataHeader+n]
+	f.raw[0] = frameData
+	f.seq = l.nextSeq
+	binary.BigEndian.PutUint16(f.raw[1:], f.seq)
+	l.nextSeq++
+	l.unacked = append(l.unacked, f)
+	return f
+}
+
+// pendingFrame returns the oldest frame due for retransmission, marking
+// frames whose timer ran out.
+func (c *conn) pendingFrame(now time.Time) *outFrame {
+	l := c.l
+	if len(l.unacked) == 0 {
+		return nil
+	}
+	if !l.props.Reliable {
+		if d, ok := c.rtoDeadline(); ok && !now.Before(d) {
+			// Timeout: everything not known to have arrived and sent
+			// more than an RTO ago goes again; back the timer off.
+			for _, f := range l.unacked {
+				if !f.sacked && now.Sub(f.sentAt) >= l.rto {
+					f.pending = true
+					l.frameFate(true)
+				}
+			}
+			l.rto = min(2*l.rto, 10*time.Second)
+		}
+	}
+	for _, f := range l.unacked {
+		if f.pending {
+			return f
+		}
+	}
+	return nil
+}
+
+// rtoDeadline is when the oldest unacknowledged frame times out.
+func (c *conn) rtoDeadline() (time.Time, bool) {
+	l := c.l
+	if l.props.Reliable {
+		return time.Time{}, false
+	}
+	for _, f := range l.unacked {
+		if !f.sacked && !f.pending {
+			return f.sentAt.Add(l.rto), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// emitData encodes data frame f with the current ack. A frame too long
+// for the line's error rate now is resent in fragments, one per call.
+func (c *conn) emitData(wire []byte, f *outFrame, now time.Time) []byte {
+	l := c.l
+	if f.tx != 0 {
+		f.resent = true
+		if payload := f.raw[dataHeader:]; len(payload) > 2*l.sizeCap {
+			return c.emitFragment(wire, f, payload, now)
+		}
+	}
+	binary.BigEndian.PutUint16(f.raw[3:], l.rxNext)
+	l.lastAckSent = l.rxNext
+	if len(l.ooo) == 0 {
+		c.ackDue = false
+	}
+	l.txCount++
+	f.tx = l.txCount
+	f.sentAt = now
+	f.pending = false
+	return c.emit(wire, f.raw)
+}
+
+// emitFragment sends the next piece of f; the retransmission is complete
+// when the last piece is out.
+func (c *conn) emitFragment(wire []byte, f *outFrame, payload []byte, now time.Time) []byte {
+	l := c.l
+	end := min(len(payload), f.fragOff+l.sizeCap)
+	frag := make([]byte, 0, fragHeader+end-f.fragOff+crcSize)
+	frag = append(frag, frameFrag)
+	frag = binary.BigEndian.AppendUint16(frag, f.seq)
+	frag = binary.BigEndian.AppendUint16(frag, l.rxNext)
+	frag = binary.BigEndian.AppendUint16(frag, uint16(len(payload)))
+	frag = binary.BigEndian.AppendUint16(frag, uint16(f.fragOff))
+	frag = append(frag, payload[f.fragOff:end]...)
+	l.lastAckSent = l.rxNext
+	f.fragOff = end
+	if end == len(payload) {
+		f.fragOff = 0
+		l.txCount++
+		f.tx = l.txCount
+		f.sentAt = now
+		f.pending = false
+	}
+	return c.emit(wire, frag)
+}
+
+func (c *conn) emitAck(wire, scratch []byte, sack uint64) []byte {
+	c.ackDue = false
+	c.l.lastAckSent = c.l.rxNext
+	return c.emit(wire, ackFrame(scratch, c.l.rxNext, sack))
+}
+
+// emit encodes one frame for the wire.
+func (c *conn) emit(wire, frame []byte) []byte {
+	c.lastSend = time.Now()
+	if c.trace {
+		c.l.log.Debug("frame out", "type", frameName(frame[0]), "len", len(frame))
+	}
+	return encodeFrame(wire, frame)
+}
+
+func (c *conn) hello(scratch []byte) []byte {
+	l := c.l
+	h := hello{
+		Version:    ProtocolVersion,
+		Session:    l.localID,
+		PeerPrev:   c.helloPrev,
+		RxNext:     l.rxNext,
+		MaxPayload: uint32(l.cfg.MaxPayload),
+		Window:     uint16(l.cfg.Window),
+	}
+	if c.peerHello != nil {
+		h.Echo = c.peerHello.Session
+	}
+	if c.complete {
+		h.Flags |= helloDone
+	}
+	return h.marshal(scratch)
+}
+
+func (c *conn) handshakeTimeout() error {
+	var why string
+	switch {
+	case c.peerHello != nil:
+		why = "the peer's hellos arrive but ours do not reach it"
+	case c.bytesIn.Load() == 0:
+		why = "the peer sent nothing; is a sockmux link running at the other end?"
+	default:
+		why = fmt.Sprintf("the peer sent %d bytes that are not sockmux frames; is it sockmux, with the same line settings?", c.bytesIn.Load())
+	}
+	return &HandshakeError{fmt.Errorf("no sockmux handshake within %v: %s", c.l.cfg.HandshakeTimeout, why)}
+}
+
+var framePool sync.Pool
+
+// getFrame returns a frame buffer with room for a payload of n bytes.
+func getFrame(n int) *outFrame {
+	need := dataHeader + n + crcSize
+	if f, ok := framePool.Get().(*outFrame); ok && cap(f.raw) >= need {
+		f.raw = f.raw[:need]
+		return f
+	}
+	return &outFrame{raw: make([]byte, need)}
+}
+
+func putFrame(f *outFrame) {
+	*f = outFrame{raw: f.raw[:0]}
+	framePool.Put(f)
+}

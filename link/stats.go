@@ -1,0 +1,31 @@
+package link
+
+import (
+	"fmt"
+	"sync/atomic"
+)
+
+// Stats counts what a link did. All fields are safe to read at any time.
+type Stats struct {
+	BytesOut       atomic.Uint64 // bytes written to transports, framing included
+	BytesIn        atomic.Uint64 // bytes read from transports
+	PayloadOut     atomic.Uint64 // payload bytes sent for the first time
+	PayloadIn      atomic.Uint64 // payload bytes delivered
+	FramesOut      atomic.Uint64 // frames written
+	FramesIn       atomic.Uint64 // good frames read
+	FramesResent   atomic.Uint64 // data frames transmitted again
+	FramesBad      atomic.Uint64 // frames dropped for CRC, COBS or length
+	FramesDup      atomic.Uint64 // data frames received twice
+	TransportOpens atomic.Uint64 // transports opened
+	Resumes        atomic.Uint64 // sessions continued over a new transport
+	Sessions       atomic.Uint64 // sessions started
+	SessionsEnded  atomic.Uint64 // sessions ended (peer restarted, closed, error)
+}
+
+// String summarises the counters for logs and test failures.
+func (s *Stats) String() string {
+	return fmt.Sprintf("out %d B/%d frames (%d resent), in %d B/%d frames (%d bad, %d dup), payload out %d in %d, sessions %d ended %d resumes %d opens %d",
+		s.BytesOut.Load(), s.FramesOut.Load(), s.FramesResent.Load(), s.BytesIn.Load(), s.FramesIn.Load(),
+		s.FramesBad.Load(), s.FramesDup.Load(), s.PayloadOut.Load(), s.PayloadIn.Load(),
+		s.Sessions.Load(), s.SessionsEnded.Load(), s.Resumes.Load(), s.TransportOpens.Load())
+}
