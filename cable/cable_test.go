@@ -158,16 +158,21 @@ func TestPacerLongRunAccuracy(t *testing.T) {
 	carried := 0
 	for time.Since(p.start) < 300*time.Millisecond {
 		n := p.allowance()
-		p.took(n, n)
+		p.took(n, false)
 		carried += n
 	}
 	expect := 11520 * time.Since(p.start).Seconds()
 	assert.InDelta(t, expect, float64(carried), float64(p.burst)+2)
 
-	// An idle line saves up no more than a burst.
-	p.took(0, 1)
+	// A busy line the pump fell behind catches up...
 	time.Sleep(20 * time.Millisecond)
+	behind := p.due() - p.used
+	assert.Greater(t, behind, p.burst)
 	assert.EqualValues(t, p.burst, p.allowance())
+	// ...but bytes that arrive on an idle line get only a burst's worth of
+	// saved-up time.
+	p.took(1, true)
+	assert.LessOrEqual(t, p.due()-p.used, p.burst)
 }
 
 func TestSlowBaudCarriesSingleBytes(t *testing.T) {

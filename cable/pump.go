@@ -12,7 +12,8 @@ import (
 // (what it saved up while idle); a busy line that the pump fell behind
 // (a late wake-up) catches up by up to catchUpTime's worth. The pump reads
 // at least minChunkTime's worth at a time so that it sleeps about once a
-// millisecond, not once a byte.
+// millisecond, not once a byte; a read that waited longer than that found
+// the line idle.
 const (
 	burstTime    = 4 * time.Millisecond
 	catchUpTime  = 50 * time.Millisecond
@@ -30,7 +31,6 @@ type pacer struct {
 	burst    int64
 	catchUp  int64
 	minChunk int64
-	idle     bool // the last read found fewer bytes waiting than allowed
 }
 
 func newPacer(rate float64) *pacer {
@@ -40,36 +40,38 @@ func newPacer(rate float64) *pacer {
 		burst:    max(1, int64(rate*burstTime.Seconds())),
 		catchUp:  max(1, int64(rate*catchUpTime.Seconds())),
 		minChunk: max(1, int64(rate*minChunkTime.Seconds())),
-		idle:     true,
 	}
+}
+
+// due is how many bytes the line could have carried since start.
+func (p *pacer) due() int64 {
+	return int64(p.rate * time.Since(p.start).Seconds())
 }
 
 // allowance waits until the line can carry at least a minimum chunk and
 // returns how many bytes it can carry now, at most a burst.
 func (p *pacer) allowance() int {
 	for {
-		avail := int64(p.rate*time.Since(p.start).Seconds()) - p.used
-		limit := p.catchUp
-		if p.idle {
-			// An idle line does not save up more than a burst.
-			limit = p.burst
-		}
-		if avail > limit {
-			p.used += avail - limit
-			avail = limit
+		avail := p.due() - p.used
+		if avail > p.catchUp {
+			p.used += avail - p.catchUp
+			avail = p.catchUp
 		}
 		if avail >= p.minChunk {
 			return int(min(avail, p.burst))
 		}
-		due := p.start.Add(time.Duration(float64(p.used+p.minChunk) / p.rate * float64(time.Second)))
-		time.Sleep(time.Until(due))
+		next := p.start.Add(time.Duration(float64(p.used+p.minChunk) / p.rate * float64(time.Second)))
+		time.Sleep(time.Until(next))
 	}
 }
 
-// took records that a read of up to asked bytes carried n.
-func (p *pacer) took(n, asked int) {
+// took records n bytes carried by a read; waited says the read had to wait
+// for them, so the line was idle and saved up no more than a burst.
+func (p *pacer) took(n int, waited bool) {
+	if waited {
+		p.used = max(p.used, p.due()-p.burst)
+	}
 	p.used += int64(n)
-	p.idle = n < asked
 }
 
 // pump carries bytes from src to dst through d until either end is closed.
@@ -87,10 +89,11 @@ func (c *Cable) pump(d *direction, src, dst *end) {
 		if pace != nil {
 			k = pace.allowance()
 		}
+		before := time.Now()
 		n, err := src.master.Read(buf[:k])
 		if n > 0 {
 			if pace != nil {
-				pace.took(n, k)
+				pace.took(n, time.Since(before) > minChunkTime)
 			}
 			d.read.Add(int64(n))
 			out := buf[:n]

@@ -297,7 +297,7 @@ func (p *Port) ioError(op string, err error) error {
 // IsSerial reports whether path names a serial device (a terminal device:
 // a UART, a USB serial adapter, a pseudo-terminal), as opposed to a named
 // pipe or a regular file. It does not open the device. A path that does not
-// exist counts as serial when it is named like one (/dev/tty*, /dev/cu.*,
+// exist counts as serial when it is named like one (/dev/tty*, /dev/cu*,
 // /dev/serial/..., /dev/rfcomm*), so that an unplugged adapter gets a clear
 // "no such device" from New rather than being taken for a pipe.
 func IsSerial(path string) bool {
@@ -312,7 +312,7 @@ func IsSerial(path string) bool {
 }
 
 func namedLikeSerial(path string) bool {
-	for _, prefix := range []string{"/dev/tty", "/dev/cu.", "/dev/serial/", "/dev/rfcomm"} {
+	for _, prefix := range []string{"/dev/tty", "/dev/cu", "/dev/serial/", "/dev/rfcomm"} {
 		if strings.HasPrefix(path, prefix) {
 			return true
 		}

@@ -48,13 +48,19 @@ var _ link.Driver = (*Driver)(nil)
 
 // New validates mode and opens the device at path once, so that start-up
 // errors are immediate; the open port is what the first Open returns. The
-// error is an *Error (or a mode validation error) with a one-line message
+// link needs 8 data bits. The error is an *Error (or a mode validation error) with a one-line message
 // that says what to do, e.g. for a missing device, a path that is not a
 // serial device, a device in use, missing permissions or a refused baud
 // rate. A nil log discards log messages.
 func New(path string, mode Mode, log *slog.Logger) (*Driver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if err := mode.Validate(); err != nil {
+		return nil, fmt.Errorf("serial %s: %w", path, err)
+	}
+	if n := mode.normalized().DataBits; n != 8 {
+		return nil, newError(path, ErrUnsupported, fmt.Sprintf("%d data bits cannot carry sockmux's binary frames: use 8", n), nil)
 	}
 	p, err := OpenPort(path, mode)
 	if err != nil {

@@ -121,6 +121,9 @@ func TestNewErrors(t *testing.T) {
 
 	_, err := New(b, Mode{Baud: 115200, Parity: "bogus"}, nil)
 	assert.ErrorContains(t, err, `invalid parity "bogus"`)
+	_, err = New(b, Mode{Baud: 115200, DataBits: 7}, nil)
+	assert.ErrorIs(t, err, ErrUnsupported)
+	assert.ErrorContains(t, err, "use 8")
 }
 
 func TestPermissionErrorMentionsDialout(t *testing.T) {
