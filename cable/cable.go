@@ -112,6 +112,8 @@ func (s DirectionStats) String() string {
 
 // Stats counts what a Cable carried and injected.
 type Stats struct {
+	// AtoB and BtoA count each direction: A→B carries what is written at
+	// PathA to PathB.
 	AtoB, BtoA DirectionStats
 	// Unplugs counts the times the cable was unplugged.
 	Unplugs int64

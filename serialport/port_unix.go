@@ -289,7 +289,9 @@ func (p *Port) ioError(op string, err error) error {
 		return p.closedErr()
 	}
 	if errors.Is(err, io.EOF) {
-		return newError(p.path, ErrDisconnected, "device disconnected: "+op+": hang-up", err)
+		// A hang-up, not the peer closing anything: keep io.EOF out of the
+		// chain so that the link does not take it for a clean end.
+		return newError(p.path, ErrDisconnected, "device disconnected: "+op+": hang-up", nil)
 	}
 	return newError(p.path, ErrDisconnected, "device disconnected: "+op+": "+errMsg(err), err)
 }
