@@ -165,6 +165,9 @@ func TestPairPeerKilled(t *testing.T) {
 	r := within(t, rch, 2*time.Second, "Read after the peer was killed")
 	assert.ErrorIs(t, r.err, io.EOF)
 	require.NoError(t, ta.Close())
+	// Until the dying process is reaped, its other descriptors may still
+	// be open: Open could then return a transport that fails at once.
+	_ = peer.Wait()
 
 	ch := openAsync(ctx, a)
 	notYet(t, ch, 300*time.Millisecond, "Open while the peer is dead")
