@@ -24,7 +24,6 @@ type byteUpper struct {
 	got     []byte
 	starts  []SessionInfo
 	ends    []error
-	l       *Link
 	maxFill int
 }
 

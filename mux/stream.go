@@ -1,0 +1,372 @@
+package mux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+)
+
+// ResetCode says why a stream was reset.
+type ResetCode byte
+
+// Reset codes, carried in RESET messages.
+const (
+	CodeClosed       ResetCode = iota // the other end's application gave up
+	CodeRefused                       // the destination refused the connection
+	CodeUnreachable                   // no route to the destination, or a name that does not resolve
+	CodeTimeout                       // the destination did not answer in time
+	CodeDenied                        // a policy forbids the destination
+	CodeNoRoute                       // no forwarding rule matches
+	CodeProtocol                      // the stream broke the protocol
+	CodeSessionEnded                  // the link's session ended under the stream
+	CodeLimit                         // too many streams, or out of resources
+)
+
+func (c ResetCode) String() string {
+	switch c {
+	case CodeClosed:
+		return "closed"
+	case CodeRefused:
+		return "refused"
+	case CodeUnreachable:
+		return "unreachable"
+	case CodeTimeout:
+		return "timeout"
+	case CodeDenied:
+		return "denied"
+	case CodeNoRoute:
+		return "no route"
+	case CodeProtocol:
+		return "protocol error"
+	case CodeSessionEnded:
+		return "session ended"
+	case CodeLimit:
+		return "limit"
+	}
+	return fmt.Sprintf("code %d", byte(c))
+}
+
+// ResetError is how a reset stream fails its reads and writes.
+type ResetError struct {
+	Code   ResetCode
+	Reason string
+	Remote bool // reset by the far end (else here)
+}
+
+func (e *ResetError) Error() string {
+	who := "stream reset"
+	if e.Remote {
+		who = "stream reset by peer"
+	}
+	if e.Reason == "" {
+		return who + ": " + e.Code.String()
+	}
+	return who + ": " + e.Reason
+}
+
+// Info describes a stream: what its opener asked for and where the
+// connection came from. The far end routes on it.
+type Info struct {
+	Network  string // "tcp" or "udp"
+	Dest     string // requested destination host:port; empty when the far end decides
+	Entrance int    // the port the connection entered on, at the opener's end
+	Client   string // the address of the client that connected
+	Tag      uint64 // the tag of the listener it came from (remote forwards)
+	Proto    string // a protocol hint for the far end's rules
+}
+
+// Stream is one connection carried over the link. It is a net.Conn;
+// CloseWrite half-closes it.
+type Stream struct {
+	m       *Mux
+	id      uint32
+	info    Info
+	inbound bool
+	created time.Time
+
+	// Guarded by m.mu.
+	acceptCh   chan struct{} // closed when accepted or reset
+	accepted   bool
+	rbuf       []byte // received, not yet read
+	roff       int
+	recvLeft   int // credit the peer still has
+	unreported int // bytes read and not yet returned as credit
+	target     int // receive window we aim to grant
+	remoteFin  bool
+	localFin   bool
+	wbuf       []byte // a blocked Write's remaining bytes
+	credit     int    // what we may still send
+	inReady    bool
+	err        error // set when reset
+	closed     bool  // Close called
+	readCh     chan struct{}
+	writeCh    chan struct{}
+	rdl, wdl   time.Time
+	bytesIn    uint64
+	bytesOut   uint64
+}
+
+// ID is the stream's id on the link.
+func (s *Stream) ID() uint32 { return s.id }
+
+// Info describes the stream.
+func (s *Stream) Info() Info { return s.info }
+
+// Inbound reports whether the far end opened the stream.
+func (s *Stream) Inbound() bool { return s.inbound }
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Read reads data the far end sent. It returns io.EOF after the far end
+// half-closed and everything was read, a *ResetError if the stream was
+// reset.
+func (s *Stream) Read(p []byte) (int, error) {
+	m := s.m
+	for {
+		m.mu.Lock()
+		if n := len(s.rbuf) - s.roff; n > 0 {
+			n = copy(p, s.rbuf[s.roff:])
+			s.roff += n
+			if s.roff == len(s.rbuf) {
+				s.rbuf, s.roff = s.rbuf[:0], 0
+				if cap(s.rbuf) > 64<<10 {
+					s.rbuf = nil // do not keep a big idle buffer
+				}
+			}
+			s.unreported += n
+			m.maybeGrant(s)
+			m.mu.Unlock()
+			return n, nil
+		}
+		if s.err != nil {
+			err := s.err
+			m.mu.Unlock()
+			return 0, err
+		}
+		if s.remoteFin {
+			m.mu.Unlock()
+			return 0, io.EOF
+		}
+		if s.closed {
+			m.mu.Unlock()
+			return 0, net.ErrClosed
+		}
+		dl := s.rdl
+		m.mu.Unlock()
+		if err := wait(s.readCh, dl); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Write sends p, blocking until all of it has been handed to the link
+// (or the stream fails). Data goes out as the far end's credit allows.
+func (s *Stream) Write(p []byte) (int, error) {
+	m := s.m
+	m.mu.Lock()
+	if err := s.writeErr(); err != nil {
+		m.mu.Unlock()
+		return 0, err
+	}
+	if len(p) == 0 {
+		m.mu.Unlock()
+		return 0, nil
+	}
+	s.wbuf = p
+	m.makeReady(s, len(p) <= sparseLimit)
+	for {
+		if len(s.wbuf) == 0 {
+			m.mu.Unlock()
+			return len(p), nil
+		}
+		if err := s.writeErr(); err != nil {
+			n := len(p) - len(s.wbuf)
+			s.wbuf = nil
+			m.mu.Unlock()
+			return n, err
+		}
+		dl := s.wdl
+		m.mu.Unlock()
+		err := wait(s.writeCh, dl)
+		m.mu.Lock()
+		if err != nil && len(s.wbuf) > 0 {
+			n := len(p) - len(s.wbuf)
+			s.wbuf = nil
+			m.unready(s)
+			m.mu.Unlock()
+			return n, err
+		}
+	}
+}
+
+func (s *Stream) writeErr() error {
+	switch {
+	case s.err != nil:
+		return s.err
+	case s.localFin:
+		return errWriteClosed
+	case s.closed:
+		return net.ErrClosed
+	}
+	return nil
+}
+
+var errWriteClosed = errors.New("write after CloseWrite")
+
+// wait blocks until c is signalled or the deadline passes.
+func wait(c chan struct{}, deadline time.Time) error {
+	if deadline.IsZero() {
+		<-c
+		return nil
+	}
+	d := time.Until(deadline)
+	if d <= 0 {
+		return os.ErrDeadlineExceeded
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c:
+		return nil
+	case <-t.C:
+		return os.ErrDeadlineExceeded
+	}
+}
+
+// CloseWrite half-closes the stream: the far end reads EOF after the data
+// sent so far. Reading goes on.
+func (s *Stream) CloseWrite() error {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	if !s.localFin {
+		s.localFin = true
+		m.queue(header(nil, msgFin, s.id))
+		m.maybeForget(s)
+	}
+	return nil
+}
+
+// Close ends the stream. If both directions had finished it just lets go;
+// otherwise it resets the stream, so the far end learns at once.
+func (s *Stream) Close() error {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.err == nil && !(s.localFin && s.remoteFin) {
+		m.resetLocked(s, CodeClosed, "closed", true)
+	}
+	s.rbuf = nil
+	signal(s.readCh)
+	signal(s.writeCh)
+	m.maybeForget(s)
+	return nil
+}
+
+// Reset kills the stream with a reason the far end's client is told.
+func (s *Stream) Reset(code ResetCode, reason string) {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.err == nil {
+		m.resetLocked(s, code, reason, true)
+	}
+}
+
+// Accept tells the opener that its stream reached its destination.
+func (s *Stream) Accept() {
+	m := s.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.err == nil && !s.accepted {
+		s.accepted = true
+		close(s.acceptCh)
+		m.queue(header(nil, msgAccept, s.id))
+	}
+}
+
+// WaitAccepted waits until the far end accepted the stream (connected to
+// its destination). It returns the reset error if it refused.
+func (s *Stream) WaitAccepted(ctx context.Context) error {
+	select {
+	case <-s.acceptCh:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	return s.err
+}
+
+// Err returns the reset error, nil while the stream lives.
+func (s *Stream) Err() error {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	return s.err
+}
+
+// Counters returns the bytes read from and written to the stream.
+func (s *Stream) Counters() (in, out uint64) {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	return s.bytesIn, s.bytesOut
+}
+
+// Created is when the stream was opened.
+func (s *Stream) Created() time.Time { return s.created }
+
+// SetDeadline sets both deadlines.
+func (s *Stream) SetDeadline(t time.Time) error {
+	_ = s.SetReadDeadline(t)
+	return s.SetWriteDeadline(t)
+}
+
+// SetReadDeadline bounds pending and future Reads.
+func (s *Stream) SetReadDeadline(t time.Time) error {
+	s.m.mu.Lock()
+	s.rdl = t
+	s.m.mu.Unlock()
+	signal(s.readCh)
+	return nil
+}
+
+// SetWriteDeadline bounds pending and future Writes.
+func (s *Stream) SetWriteDeadline(t time.Time) error {
+	s.m.mu.Lock()
+	s.wdl = t
+	s.m.mu.Unlock()
+	signal(s.writeCh)
+	return nil
+}
+
+// Addr is a stream's address: the link and the stream id.
+type Addr struct {
+	ID   uint32
+	Peer string
+}
+
+// Network is "sockmux".
+func (a Addr) Network() string { return "sockmux" }
+func (a Addr) String() string  { return fmt.Sprintf("%s#%d", a.Peer, a.ID) }
+
+// LocalAddr is this end of the stream.
+func (s *Stream) LocalAddr() net.Addr { return Addr{ID: s.id, Peer: "local"} }
+
+// RemoteAddr is the far end of the stream.
+func (s *Stream) RemoteAddr() net.Addr { return Addr{ID: s.id, Peer: "peer"} }
