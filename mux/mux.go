@@ -73,7 +73,6 @@ type Mux struct {
 	accepts   chan *Stream
 	listens   []ListenRequest // ours, sent again at each new session
 	closed    bool
-	closeErr  error
 	sessionUp time.Time
 }
 
