@@ -160,7 +160,9 @@ func (c *conn) handle(body []byte, deliver [][]byte) ([][]byte, error) {
 			l.stats.FramesBad.Add(1)
 			return deliver, nil
 		}
-		c.onHello(h, now)
+		if !l.closing {
+			c.onHello(h, now)
+		}
 	case frameData:
 		if len(body) < dataHeader {
 			l.stats.FramesBad.Add(1)
