@@ -54,6 +54,7 @@ link is down waits up to --link-wait for it.`,
 			&cli.DurationFlag{Name: "dial-timeout", Value: 10 * time.Second, Usage: "how long to wait for a destination to accept a connection", Category: "Forwarding"},
 			&cli.DurationFlag{Name: "keepalive", Usage: "ping the peer after this much silence (default: 1s on serial lines, 10s otherwise)", Category: "Link"},
 			&cli.DurationFlag{Name: "dead-timeout", Usage: "reopen the transport after hearing nothing for this long (default: 5s on serial lines, 30s otherwise)", Category: "Link"},
+			&cli.DurationFlag{Name: "handshake-timeout", Value: 10 * time.Second, Usage: "give up a transport whose peer does not complete the handshake in this time, and open it again", Category: "Link"},
 			&cli.DurationFlag{Name: "grace", Value: 5 * time.Second, Usage: "on SIGINT/SIGTERM, how long connections under way may finish", Category: "Link"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug (shows frames), info, warn or error"},
 		},
@@ -163,9 +164,10 @@ func runLink(c *cli.Context) error {
 	})
 	fwd.SetMux(m)
 	l := link.New(drv, m, link.Config{
-		KeepAlive:   c.Duration("keepalive"),
-		DeadTimeout: c.Duration("dead-timeout"),
-		Logger:      log,
+		KeepAlive:        c.Duration("keepalive"),
+		DeadTimeout:      c.Duration("dead-timeout"),
+		HandshakeTimeout: c.Duration("handshake-timeout"),
+		Logger:           log,
 	})
 	m.SetNotify(l.Notify)
 	for _, fw := range forwards {
