@@ -2,13 +2,17 @@ module github.com/sockmux/sockmux
 
 go 1.26.8
 
-require github.com/stretchr/testify v1.12.1
+require (
+	github.com/flynn/noise v1.1.0
+	github.com/stretchr/testify v1.12.1
+	github.com/urfave/cli/v2 v2.27.7
+)
 
 require (
 	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
-	github.com/urfave/cli/v2 v2.27.7 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
+	golang.org/x/crypto v0.59.0 // indirect
 )
 
 require (

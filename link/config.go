@@ -46,6 +46,9 @@ type Config struct {
 	DeadTimeout time.Duration
 	// HandshakeTimeout bounds one handshake attempt on one transport.
 	HandshakeTimeout time.Duration
+	// Secret, when set (KeySize bytes), requires the peer to prove it
+	// holds the same key, and encrypts and authenticates every frame.
+	Secret []byte
 	// Logger receives the link's logs; nil means slog.Default().
 	Logger *slog.Logger
 }

@@ -25,7 +25,15 @@ type conn struct {
 	pace   pacer
 
 	// Guarded by l.mu.
-	complete  bool      // handshake done on this transport
+	roundDone bool // our hello round completed on this transport
+	complete  bool // session up on this transport (authenticated if required)
+	auth      *authState
+	authOut   []byte    // an AUTH frame to send
+	authLast  time.Time // when our last AUTH message went out
+	authMsg   []byte    // our last handshake message, repeated if lost
+	authPeer  []byte    // the peer's last handshake message
+	refusing  error     // authentication failed: drop the transport once the peer is told
+	refusedAt time.Time // when we told the peer
 	peerHello *hello    // the peer's latest hello on this transport
 	helloPrev uint64    // the PeerPrev our hellos carry in this round
 	helloDue  bool      // a hello must be sent now
@@ -76,13 +84,20 @@ func (l *Link) serve(ctx context.Context, t io.ReadWriteCloser) error {
 
 	l.mu.Lock()
 	l.cur = nil
+	refused := c.refusing
 	l.mu.Unlock()
+	if refused != nil {
+		return refused // why we hung up, not how the transport ended
+	}
 	return c.err
 }
 
 // newRound starts a handshake round on this transport, under l.mu.
 func (c *conn) newRound(now time.Time) {
 	c.complete = false
+	c.roundDone = false
+	c.auth = nil
+	c.authOut, c.authMsg, c.authPeer = nil, nil, nil
 	c.helloPrev = c.l.peerID
 	c.helloDue = true
 	c.hsStart = now
@@ -104,10 +119,19 @@ func (c *conn) fail(err error) {
 
 func (c *conn) readLoop() error {
 	l := c.l
-	fr := newFrameReader(c.t, l.cfg.MaxPayload+frameOverhead, func(err error) {
+	fr := newFrameReader(c.t, l.cfg.MaxPayload+frameOverhead+sealOverhead, func(err error) {
 		l.stats.FramesBad.Add(1)
 		if c.trace {
 			l.log.Debug("frame dropped", "err", err)
+		}
+		l.mu.Lock()
+		started := c.roundDone
+		l.mu.Unlock()
+		if l.props.Reliable && started {
+			// A reliable transport does not damage frames, and will not
+			// repeat this one: start over on a new transport, where
+			// everything unacknowledged is sent again.
+			c.fail(fmt.Errorf("damaged frame on a reliable transport (%v)", err))
 		}
 	}, func(n int) {
 		l.stats.BytesIn.Add(uint64(n))
@@ -149,7 +173,33 @@ func (c *conn) handle(body []byte, deliver [][]byte) ([][]byte, error) {
 	defer l.mu.Unlock()
 	now := time.Now()
 	c.lastRecv = now
+	if a := c.auth; a != nil && a.recv != nil && body[0] != frameHello {
+		pt, err := a.open(body)
+		if err != nil {
+			l.stats.FramesBad.Add(1)
+			if errors.Is(err, errTampered) {
+				l.log.Error("dropped a frame", "err", err)
+				if l.props.Reliable {
+					return nil, err
+				}
+			}
+			return deliver, nil
+		}
+		body = pt
+		if !a.initiator && !a.done {
+			c.authenticated() // only the initiator could have sealed it
+		}
+	} else if l.cfg.Secret != nil && body[0] != frameHello && body[0] != frameAuth {
+		return deliver, nil // not sealed: ignored when authentication is on
+	}
 	switch body[0] {
+	case frameAuth:
+		if err, tell := c.onAuth(body[1:], c.auth != nil && c.auth.recv != nil); err != nil {
+			if !tell {
+				return nil, &HandshakeError{err}
+			}
+			c.refuse(err)
+		}
 	case frameHello:
 		h, err := parseHello(body)
 		if err != nil {
@@ -161,7 +211,9 @@ func (c *conn) handle(body []byte, deliver [][]byte) ([][]byte, error) {
 			return deliver, nil
 		}
 		if !l.closing {
-			c.onHello(h, now)
+			if err := c.onHello(h, now); err != nil {
+				return nil, err
+			}
 		}
 	case frameData:
 		if len(body) < dataHeader {
@@ -206,6 +258,9 @@ func (c *conn) handle(body []byte, deliver [][]byte) ([][]byte, error) {
 			c.pingSent = time.Time{}
 		}
 	case frameClose:
+		if !c.complete {
+			return deliver, nil // only an authenticated peer may end the session
+		}
 		reason := string(body[1:])
 		l.log.Warn("peer closed the session", "reason", reason)
 		if l.peerID != 0 {
@@ -235,38 +290,80 @@ func (e *PeerRestartedError) Error() string { return "peer restarted (new sessio
 
 // onHello runs the handshake, under l.mu. Each end repeats its hello
 // until it sees the peer's hello echo its session id; see docs/protocol.md.
-func (c *conn) onHello(h *hello, now time.Time) {
+func (c *conn) onHello(h *hello, now time.Time) error {
 	l := c.l
 	if h.Echo != l.localID {
 		// The peer has not seen our hello in its current round: it
 		// (re)started its handshake. Answer, and wait for its echo.
-		if c.complete {
+		if c.roundDone {
 			l.log.Debug("peer restarted the handshake")
 			c.newRound(now)
 		}
 		c.peerHello = h
 		c.helloDue = true
 		l.Notify()
-		return
+		return nil
 	}
 	c.peerHello = h
-	if !c.complete {
-		c.completeHandshake(h)
+	if !c.roundDone {
+		c.roundDone = true
+		if err := c.checkAuthFlags(h); err != nil {
+			c.refuse(err)
+			return nil
+		}
+		resume := l.peerID != 0 && l.peerID == h.Session && h.PeerPrev == l.localID
+		if l.cfg.Secret != nil {
+			if err := c.startAuth(h, resume); err != nil {
+				return err
+			}
+		} else {
+			c.completeHandshake(h, resume)
+		}
 	}
 	if h.Flags&helloDone == 0 {
 		c.helloDue = true // the peer still waits for our echo
 		l.Notify()
 	}
+	return nil
 }
 
 // Hello flags.
 const (
-	helloDone = 0x01 // the sender completed the handshake
+	helloDone = 0x01 // the sender completed its hello round
 )
 
-func (c *conn) completeHandshake(h *hello) {
+// checkAuthFlags refuses a peer whose idea of authentication differs.
+func (c *conn) checkAuthFlags(h *hello) error {
+	theirs, ours := h.Flags&helloAuth != 0, c.l.cfg.Secret != nil
+	switch {
+	case theirs && !ours:
+		return &AuthError{fmt.Errorf("the peer requires a shared secret and this end has none: %w", errSecretMismatch)}
+	case ours && !theirs:
+		return &AuthError{fmt.Errorf("the peer has no shared secret and this end requires one: %w", errSecretMismatch)}
+	}
+	return nil
+}
+
+// errSecretMismatch is one end with a shared secret and the other without.
+var errSecretMismatch = errors.New("one end has a shared secret and the other has none (give both ends the same --secret-file)")
+
+// refuse tells the peer why its authentication failed, in the clear (it
+// could not read anything else); the writer then drops the transport.
+func (c *conn) refuse(err error) {
+	why := "the handshake did not verify: the two ends hold different secrets, or this was a replay"
+	if errors.Is(err, errSecretMismatch) {
+		why = errSecretMismatch.Error()
+	}
+	c.authOut = append([]byte{frameAuth, authFail}, why...)
+	c.refusing = &HandshakeError{err}
+	c.auth = nil
+	c.l.Notify()
+}
+
+// completeHandshake starts or resumes the session once the peer is known
+// (and authenticated, if required), under l.mu.
+func (c *conn) completeHandshake(h *hello, resume bool) {
 	l := c.l
-	resume := l.peerID != 0 && l.peerID == h.Session && h.PeerPrev == l.localID
 	if resume {
 		l.dropAcked(h.RxNext)
 		for _, f := range l.unacked {

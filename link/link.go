@@ -70,6 +70,8 @@ type Link struct {
 	loss    float64 // moving average of the data frame loss rate
 
 	// receive side
+	sessionSecret []byte // from the handshake that created the session
+
 	rxNext      uint16
 	ooo         map[uint16][]byte
 	partials    map[uint16]*partial // frames arriving in fragments

@@ -24,6 +24,9 @@ type memCable struct {
 	taken [2]bool
 	ready chan struct{} // closed when a new pair is laid
 	flips int
+	// tamper, if set, sees every chunk written by side (0 or 1) and
+	// returns what the other side reads instead.
+	tamper func(side int, b []byte) []byte
 }
 
 type memPair struct {
@@ -84,7 +87,7 @@ func (e *memEnd) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 			if e.side == 0 {
 				in, out = p.ba, p.ab
 			}
-			return &memConn{c: e.c, p: p, in: in, out: out}, nil
+			return &memConn{c: e.c, p: p, side: e.side, in: in, out: out}, nil
 		}
 		ready := e.c.ready
 		e.c.mu.Unlock()
@@ -99,6 +102,7 @@ func (e *memEnd) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 type memConn struct {
 	c       *memCable
 	p       *memPair
+	side    int
 	in, out chan []byte
 	rest    []byte
 }
@@ -107,10 +111,19 @@ var errCut = errors.New("cable cut")
 
 func (m *memConn) Read(b []byte) (int, error) {
 	if len(m.rest) == 0 {
+		// Bytes written before a close still arrive, as on a socket.
 		select {
 		case m.rest = <-m.in:
-		case <-m.p.closed:
-			return 0, errCut
+		default:
+			select {
+			case m.rest = <-m.in:
+			case <-m.p.closed:
+				select {
+				case m.rest = <-m.in:
+				default:
+					return 0, errCut
+				}
+			}
 		}
 	}
 	n := copy(b, m.rest)
@@ -121,6 +134,9 @@ func (m *memConn) Read(b []byte) (int, error) {
 func (m *memConn) Write(b []byte) (int, error) {
 	for off := 0; off < len(b); off += 64 {
 		chunk := m.c.mangle(b[off:min(off+64, len(b))])
+		if m.c.tamper != nil {
+			chunk = m.c.tamper(m.side, chunk)
+		}
 		if m.c.rate > 0 {
 			time.Sleep(lineTime(min(64, len(b)-off), m.c.rate))
 		}

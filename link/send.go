@@ -90,10 +90,35 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 	if l.closing && c.complete && !c.closeDone {
 		return c.emit(wire, append(append(scratch, frameClose), l.closeWhy...)), 0, true, nil
 	}
-	if c.helloDue || (!c.complete && now.Sub(c.lastHello) >= helloInterval) {
+	if c.helloDue || (!c.roundDone && now.Sub(c.lastHello) >= helloInterval) {
 		c.helloDue = false
 		c.lastHello = now
-		return c.emit(wire, c.hello(scratch)), 0, false, nil
+		h := c.ourHello()
+		return c.emit(wire, h.marshal(scratch)), 0, false, nil
+	}
+	if a := c.auth; a != nil && !a.done && a.initiator && a.send == nil && c.authOut == nil &&
+		now.Sub(c.authLast) >= helloInterval {
+		c.authOut = c.authMsg // no reply yet: say it again
+	}
+	if c.authOut != nil {
+		frame := c.authOut
+		c.authOut = nil
+		c.authLast = now
+		if frame[1] == authFail {
+			c.refusedAt = now
+		}
+		out = c.emit(wire, frame)
+		if frame[1] == authConfirm {
+			c.authenticated()
+		}
+		return out, 0, false, nil
+	}
+	if c.refusing != nil {
+		// Give the peer a moment to read why before hanging up.
+		if d := time.Second - now.Sub(c.refusedAt); d > 0 {
+			return nil, d, false, nil
+		}
+		return nil, 0, false, c.refusing
 	}
 	wait = time.Hour
 	deadline := func(t time.Time) {
@@ -102,6 +127,7 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 	deadline(c.lastRecv.Add(l.cfg.DeadTimeout))
 	if !c.complete {
 		deadline(c.lastHello.Add(helloInterval))
+		deadline(c.authLast.Add(helloInterval))
 		deadline(c.hsStart.Add(l.cfg.HandshakeTimeout))
 		return nil, wait, false, nil
 	}
@@ -262,16 +288,20 @@ func (c *conn) emitAck(wire, scratch []byte, sack uint64) []byte {
 	return c.emit(wire, ackFrame(scratch, c.l.rxNext, sack))
 }
 
-// emit encodes one frame for the wire.
+// emit encodes one frame for the wire, sealed once keys exist.
 func (c *conn) emit(wire, frame []byte) []byte {
 	c.lastSend = time.Now()
 	if c.trace {
 		c.l.log.Debug("frame out", "type", frameName(frame[0]), "len", len(frame))
 	}
+	if c.auth.sealed(frame) {
+		frame = c.auth.seal(frame)
+	}
 	return encodeFrame(wire, frame)
 }
 
-func (c *conn) hello(scratch []byte) []byte {
+// ourHello is the hello we send now.
+func (c *conn) ourHello() hello {
 	l := c.l
 	h := hello{
 		Version:    ProtocolVersion,
@@ -284,10 +314,13 @@ func (c *conn) hello(scratch []byte) []byte {
 	if c.peerHello != nil {
 		h.Echo = c.peerHello.Session
 	}
-	if c.complete {
+	if c.roundDone {
 		h.Flags |= helloDone
 	}
-	return h.marshal(scratch)
+	if l.cfg.Secret != nil {
+		h.Flags |= helloAuth
+	}
+	return h
 }
 
 func (c *conn) handshakeTimeout() error {
