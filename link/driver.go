@@ -46,3 +46,10 @@ type Properties struct {
 type OutputQueuer interface {
 	OutputQueued() (int, error)
 }
+
+// Penalizer is implemented by drivers that can hold off the source of a
+// transport whose peer failed authentication (a TCP receptor refuses that
+// address for a while), so a persistent offender costs little.
+type Penalizer interface {
+	Penalize(t io.ReadWriteCloser)
+}

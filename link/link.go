@@ -208,8 +208,15 @@ func (l *Link) Run(ctx context.Context) error {
 			return ErrClosed
 		}
 		var fatal *HandshakeError
+		var auth *AuthError
 		switch {
 		case errors.As(err, &fatal):
+			if errors.As(err, &auth) {
+				l.stats.AuthFailures.Add(1)
+				if p, ok := l.drv.(Penalizer); ok {
+					p.Penalize(t)
+				}
+			}
 			d := backoff.next()
 			l.log.Error("link handshake failed", "transport", l.drv.String(), "err", err, "retry_in", d)
 			if !sleepCtx(ctx, d) {

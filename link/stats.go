@@ -20,6 +20,7 @@ type Stats struct {
 	Resumes        atomic.Uint64 // sessions continued over a new transport
 	Sessions       atomic.Uint64 // sessions started
 	SessionsEnded  atomic.Uint64 // sessions ended (peer restarted, closed, error)
+	AuthFailures   atomic.Uint64 // transports dropped because the peer failed authentication
 }
 
 // String summarises the counters for logs and test failures.

@@ -41,16 +41,29 @@ func (d *TCPConnector) Properties() Properties { return tcpProperties }
 func (d *TCPConnector) String() string { return "tcp connect " + d.Addr }
 
 // TCPReceptor is the receptor end of a TCP link: it listens, and each Open
-// returns the next connection that speaks first. A connection that comes
-// while another is in use replaces it: the connector only dials again when
-// its old connection is dead to it.
+// returns the next connection that speaks first.
 type TCPReceptor struct {
+	// Replace, when set, lets a new connection replace the one in use at
+	// once (the connector only dials again when its old connection is
+	// dead to it). Without it the new one waits until the link gives the
+	// old one up. Set it only when anyone who can connect is trusted:
+	// with authentication off, say, but not when a stranger could kick
+	// the peer off by connecting.
+	Replace bool
+
 	ln    net.Listener
 	conns chan net.Conn
 
-	mu     sync.Mutex
-	active net.Conn
-	closed bool
+	mu      sync.Mutex
+	active  net.Conn
+	closed  bool
+	penalty map[string]penalty // by remote IP, after failed authentication
+}
+
+// penalty holds off a source that failed authentication.
+type penalty struct {
+	until time.Time
+	last  time.Duration
 }
 
 // ListenTCP binds addr at once, so that a port in use is reported before
@@ -60,7 +73,7 @@ func ListenTCP(addr string) (*TCPReceptor, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &TCPReceptor{ln: ln, conns: make(chan net.Conn)}
+	r := &TCPReceptor{ln: ln, conns: make(chan net.Conn), penalty: make(map[string]penalty)}
 	go r.acceptLoop()
 	return r, nil
 }
@@ -95,6 +108,10 @@ func (r *TCPReceptor) acceptLoop() {
 
 // admit hands c to the link once it has sent its first byte.
 func (r *TCPReceptor) admit(c net.Conn) {
+	if r.penalized(c.RemoteAddr()) {
+		c.Close()
+		return
+	}
 	var first [1]byte
 	_ = c.SetReadDeadline(time.Now().Add(firstByteTimeout))
 	if _, err := io.ReadFull(c, first[:]); err != nil {
@@ -110,7 +127,7 @@ func (r *TCPReceptor) admit(c net.Conn) {
 		c.Close()
 		return
 	}
-	if r.active != nil {
+	if r.active != nil && r.Replace {
 		r.active.Close() // replaced: the link reopens and gets pc
 	}
 	r.mu.Unlock()
@@ -131,6 +148,47 @@ func (r *TCPReceptor) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 		r.active = c
 		r.mu.Unlock()
 		return c, nil
+	}
+}
+
+func hostOf(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	return a.String()
+}
+
+func (r *TCPReceptor) penalized(a net.Addr) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.penalty[hostOf(a)]
+	return ok && time.Now().Before(p.until)
+}
+
+// Penalize holds off the source of transport t, which failed
+// authentication: its connections are refused for a second, doubling with
+// each further failure up to a minute.
+func (r *TCPReceptor) Penalize(t io.ReadWriteCloser) {
+	c, ok := t.(net.Conn)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	host := hostOf(c.RemoteAddr())
+	p := r.penalty[host]
+	if time.Since(p.until) > 10*time.Minute {
+		p.last = 0
+	}
+	p.last = min(max(time.Second, 2*p.last), time.Minute)
+	p.until = time.Now().Add(p.last)
+	r.penalty[host] = p
+	if len(r.penalty) > 4096 { // bounded: forget expired entries
+		for h, q := range r.penalty {
+			if time.Now().After(q.until) {
+				delete(r.penalty, h)
+			}
+		}
 	}
 }
 

@@ -39,6 +39,7 @@ framing that survives noise and a link that survives unplugging.
 			linkCommand(),
 			cableCommand(),
 			portsCommand(),
+			keygenCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors
 	}
