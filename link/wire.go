@@ -46,6 +46,12 @@ func (fr *frameReader) next() ([]byte, error) {
 			if len(enc) == 0 {
 				continue // idle delimiter
 			}
+			if len(enc) > fr.max {
+				// Too long for any frame we accept, even though its
+				// delimiter came in the same read.
+				fr.onBad(errTooLong)
+				continue
+			}
 			var err error
 			fr.out, err = cobsDecode(fr.out[:0], enc)
 			if err == nil {
