@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -22,16 +21,33 @@ type Config struct {
 	LinkWait time.Duration
 	// DialTimeout bounds a connection to a destination.
 	DialTimeout time.Duration
+	// Rules are the exit rules (--server, --dest): the first that matches
+	// a stream from the far end decides where it goes.
+	Rules []Rule
 	// Route decides where a stream from the far end goes. Nil means
-	// DefaultRoute: remote forwards by tag, then the requested destination.
+	// DefaultRoute.
 	Route func(info mux.Info) (Target, error)
+	// Allow, when not empty, limits where streams from the far end may
+	// connect (--allow): the destinations of rules, of our remote
+	// forwards, of the far end's requests and of the built-in proxies'
+	// clients alike.
+	Allow *Policy
+	// UDPTimeout ends a UDP session (the datagrams of one client address)
+	// after this much silence both ways; default 180 s.
+	UDPTimeout time.Duration
+	// UDPMaxSessions bounds the UDP sessions of one listener; when a new
+	// client comes at the limit, the longest idle session ends. Default
+	// 1024.
+	UDPMaxSessions int
 	// Logger receives the forwarder's logs.
 	Logger *slog.Logger
 }
 
 // Target is where a stream from the far end goes.
 type Target struct {
-	Dest string // host:port to connect to
+	Dest  string    // host:port to connect to; empty with Proxy
+	Proxy ProxyKind // a built-in proxy that asks the client where to go
+	Rule  string    // the rule that chose the target, if one did
 }
 
 // NoRouteError is a stream that no rule routes; the far end's client is
@@ -39,7 +55,12 @@ type Target struct {
 type NoRouteError struct{ Info mux.Info }
 
 func (e *NoRouteError) Error() string {
-	return fmt.Sprintf("no route for a connection from %s that entered at port %d", e.Info.Client, e.Info.Entrance)
+	network := e.Info.Network
+	if network == "" {
+		network = "tcp"
+	}
+	return fmt.Sprintf("no route for a %s connection from %s that entered at port %d: no rule matches and it names no destination",
+		network, e.Info.Client, e.Info.Entrance)
 }
 
 // Forwarder ties local listeners and far-end streams together over a mux.
@@ -51,20 +72,26 @@ type Forwarder struct {
 	mu      sync.Mutex
 	remotes map[uint64]Forward // our -R forwards by tag
 	nextTag uint64
-	lns     []net.Listener // our own listeners (-L, -D)
-	peerLns []net.Listener // listeners opened for the far end, per session
+	lns     []io.Closer // our own listeners (-L, -D, --port)
+	peerLns []io.Closer // listeners opened for the far end, per session
 	closed  bool
 	conns   sync.WaitGroup
 }
 
 // New makes a Forwarder over m. Install its OnListen and OnSessionEnd in
-// the mux's Config (see MuxHooks) and run Serve.
+// the mux's Config and run Serve.
 func New(m *mux.Mux, cfg Config) *Forwarder {
 	if cfg.LinkWait == 0 {
 		cfg.LinkWait = 30 * time.Second
 	}
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.UDPTimeout == 0 {
+		cfg.UDPTimeout = 180 * time.Second
+	}
+	if cfg.UDPMaxSessions == 0 {
+		cfg.UDPMaxSessions = 1024
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -80,8 +107,10 @@ func New(m *mux.Mux, cfg Config) *Forwarder {
 // config needs the forwarder's hooks).
 func (f *Forwarder) SetMux(m *mux.Mux) { f.m = m }
 
-// DefaultRoute routes a stream of one of our remote forwards to its
-// destination, and any other to the destination its opener asked for.
+// DefaultRoute routes a stream from the far end: a stream of one of our
+// remote forwards (-R) goes to that forward's destination; any other goes
+// where the first matching rule says; failing that, to the destination
+// its opener asked for (-L, -D); failing that, nowhere (*NoRouteError).
 func (f *Forwarder) DefaultRoute(info mux.Info) (Target, error) {
 	if info.Tag != 0 {
 		f.mu.Lock()
@@ -91,35 +120,42 @@ func (f *Forwarder) DefaultRoute(info mux.Info) (Target, error) {
 			return Target{Dest: r.Dest}, nil
 		}
 	}
+	for _, r := range f.cfg.Rules {
+		if r.Matches(context.Background(), info) {
+			return r.Target(info)
+		}
+	}
 	if info.Dest != "" {
 		return Target{Dest: info.Dest}, nil
 	}
 	return Target{}, &NoRouteError{Info: info}
 }
 
-// Add starts a forward: for Local it listens now (an error such as a port
-// in use is returned at once); for Remote it asks the far end to listen,
-// now and after every new session.
+// Add starts a forward: for Local, Dynamic and Entrance it listens now (an
+// error such as a port in use is returned at once); for Remote it asks
+// the far end to listen, now and after every new session.
 func (f *Forwarder) Add(fw Forward) error {
 	switch fw.Kind {
-	case Local:
-		if fw.Network == "udp" {
-			return fmt.Errorf("%v: UDP forwarding is not supported yet", fw)
+	case Local, Entrance:
+		info := func(client string, entrance int) mux.Info {
+			return mux.Info{Network: fw.Network, Dest: fw.Dest, Entrance: entrance, Client: client}
 		}
+		addr, err := f.listen(fw.Network, fw.Bind, info, false)
+		if err != nil {
+			return fmt.Errorf("%v: %w", fw, err)
+		}
+		f.log.Info("forwarding", "forward", fw.String(), "listen", addr)
+		return nil
+	case Dynamic:
 		ln, err := net.Listen("tcp", fw.Bind)
 		if err != nil {
 			return fmt.Errorf("%v: %w", fw, err)
 		}
 		f.track(ln, false)
-		f.log.Info("forwarding", "forward", fw.String(), "listen", ln.Addr().String())
-		go f.acceptLoop(ln, func(c net.Conn) mux.Info {
-			return mux.Info{Network: "tcp", Dest: fw.Dest, Entrance: portOf(ln.Addr()), Client: c.RemoteAddr().String()}
-		})
+		f.log.Info("forwarding", "forward", fw.String(), "listen", ln.Addr().String(), "proxy", "SOCKS5, SOCKS4a, HTTP")
+		go f.acceptLoop(ln, func(c net.Conn) { f.serveDynamic(c, portOf(ln.Addr())) })
 		return nil
 	case Remote:
-		if fw.Network == "udp" {
-			return fmt.Errorf("%v: UDP forwarding is not supported yet", fw)
-		}
 		f.mu.Lock()
 		f.nextTag++
 		tag := f.nextTag
@@ -132,32 +168,59 @@ func (f *Forwarder) Add(fw Forward) error {
 	return fmt.Errorf("%v: not supported", fw)
 }
 
-func (f *Forwarder) track(ln net.Listener, forPeer bool) {
+// listen opens a TCP listener or a UDP socket whose connections or
+// datagrams cross the link as streams described by info.
+func (f *Forwarder) listen(network, bind string, info func(client string, entrance int) mux.Info, forPeer bool) (string, error) {
+	if network == "udp" {
+		pc, err := net.ListenPacket("udp", bind)
+		if err != nil {
+			return "", err
+		}
+		entrance := portOf(pc.LocalAddr())
+		e := f.newUDPEntrance(pc, func(client string) mux.Info { return info(client, entrance) })
+		f.track(e, forPeer)
+		go e.run()
+		return pc.LocalAddr().String() + "/udp", nil
+	}
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return "", err
+	}
+	f.track(ln, forPeer)
+	entrance := portOf(ln.Addr())
+	go f.acceptLoop(ln, func(c net.Conn) { f.carry(c, info(c.RemoteAddr().String(), entrance)) })
+	return ln.Addr().String(), nil
+}
+
+func (f *Forwarder) track(c io.Closer, forPeer bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if forPeer {
-		f.peerLns = append(f.peerLns, ln)
+		f.peerLns = append(f.peerLns, c)
 	} else {
-		f.lns = append(f.lns, ln)
+		f.lns = append(f.lns, c)
 	}
 }
 
 // OnListen opens a listener the far end asked for (its -R); it lasts as
 // long as the session. Use it as mux.Config.OnListen.
 func (f *Forwarder) OnListen(req mux.ListenRequest) error {
-	if req.Network != "tcp" && req.Network != "" {
-		return fmt.Errorf("remote forward on %s: only TCP is supported", req.Bind)
+	network := req.Network
+	if network == "" {
+		network = "tcp"
 	}
-	ln, err := net.Listen("tcp", req.Bind)
+	if network != "tcp" && network != "udp" {
+		return fmt.Errorf("remote forward on %s: network %q is not supported", req.Bind, req.Network)
+	}
+	info := func(client string, entrance int) mux.Info {
+		return mux.Info{Network: network, Entrance: entrance, Client: client, Tag: req.Tag}
+	}
+	addr, err := f.listen(network, req.Bind, info, true)
 	if err != nil {
-		f.log.Error("cannot listen for the far end's remote forward", "bind", req.Bind, "err", err)
+		f.log.Error("cannot listen for the far end's remote forward", "bind", req.Bind, "network", network, "err", err)
 		return err
 	}
-	f.track(ln, true)
-	f.log.Info("listening for the far end's remote forward", "listen", ln.Addr().String())
-	go f.acceptLoop(ln, func(c net.Conn) mux.Info {
-		return mux.Info{Network: "tcp", Entrance: portOf(ln.Addr()), Client: c.RemoteAddr().String(), Tag: req.Tag}
-	})
+	f.log.Info("listening for the far end's remote forward", "listen", addr)
 	return nil
 }
 
@@ -173,8 +236,9 @@ func (f *Forwarder) OnSessionEnd(error) {
 	}
 }
 
-// acceptLoop carries each connection accepted on ln over a new stream.
-func (f *Forwarder) acceptLoop(ln net.Listener, info func(net.Conn) mux.Info) {
+// acceptLoop hands each connection accepted on ln to handle, in its own
+// goroutine.
+func (f *Forwarder) acceptLoop(ln net.Listener, handle func(net.Conn)) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -188,7 +252,7 @@ func (f *Forwarder) acceptLoop(ln net.Listener, info func(net.Conn) mux.Info) {
 		f.conns.Add(1)
 		go func() {
 			defer f.conns.Done()
-			f.carry(c, info(c))
+			handle(c)
 		}()
 	}
 }
@@ -203,14 +267,37 @@ func (f *Forwarder) carry(c net.Conn, info mux.Info) {
 		resetConn(c)
 		return
 	}
-	log := f.log.With("stream", s.ID(), "client", info.Client, "dest", info.Dest)
+	log := f.log.With("stream", s.ID(), "client", info.Client, "entrance", info.Entrance)
+	if info.Dest != "" {
+		log = log.With("dest", info.Dest)
+	}
 	log.Debug("stream opened")
 	up, down, err := Join(c, s)
-	if err != nil {
-		log.Info("connection ended", "err", err, "sent", up, "received", down)
-	} else {
+	logEnd(log, err, up, down)
+}
+
+// logEnd logs how a carried connection ended: a refusal by the far end
+// as a warning with its reason, other failures as information.
+func logEnd(log *slog.Logger, err error, up, down int64) {
+	var re *mux.ResetError
+	switch {
+	case err == nil:
 		log.Debug("connection closed", "sent", up, "received", down)
+	case errors.As(err, &re) && re.Remote && refusal(re.Code):
+		log.Warn("far end refused the connection", "code", re.Code.String(), "reason", re.Reason)
+	default:
+		log.Info("connection ended", "err", err, "sent", up, "received", down)
 	}
+}
+
+// refusal reports whether code means the far end would not or could not
+// connect the stream, as opposed to a connection that broke.
+func refusal(code mux.ResetCode) bool {
+	switch code {
+	case mux.CodeRefused, mux.CodeUnreachable, mux.CodeTimeout, mux.CodeDenied, mux.CodeNoRoute, mux.CodeLimit:
+		return true
+	}
+	return false
 }
 
 // Serve routes the streams the far end opens until ctx ends or the mux
@@ -233,6 +320,9 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 func (f *Forwarder) deliver(ctx context.Context, s *mux.Stream) {
 	info := s.Info()
 	log := f.log.With("stream", s.ID(), "client", info.Client, "entrance", info.Entrance)
+	if info.Network == "udp" {
+		log = log.With("network", "udp")
+	}
 	t, err := f.cfg.Route(info)
 	if err != nil {
 		var nr *NoRouteError
@@ -244,16 +334,52 @@ func (f *Forwarder) deliver(ctx context.Context, s *mux.Stream) {
 		s.Reset(code, err.Error())
 		return
 	}
+	if t.Rule != "" {
+		log = log.With("rule", t.Rule)
+	}
+	switch {
+	case t.Proxy != "" && info.Network == "udp":
+		reason := fmt.Sprintf("the built-in %s proxy serves TCP only", t.Proxy)
+		log.Warn("stream refused", "reason", reason)
+		s.Reset(mux.CodeDenied, reason)
+	case t.Proxy != "":
+		s.Accept()
+		log.Debug("stream handed to the built-in proxy", "proxy", string(t.Proxy))
+		serveProxy(ctx, s, t.Proxy, f.dialConnect, log)
+	case info.Network == "udp":
+		f.deliverUDP(ctx, s, t.Dest, log)
+	default:
+		f.deliverTCP(ctx, s, t.Dest, log)
+	}
+}
+
+// dial connects to dest for a stream from the far end, if the policy
+// allows it.
+func (f *Forwarder) dial(ctx context.Context, network, dest string) (net.Conn, error) {
+	addr := dest
+	if !f.cfg.Allow.Empty() {
+		rctx, cancel := context.WithTimeout(ctx, f.cfg.DialTimeout)
+		a, err := f.cfg.Allow.Resolve(rctx, dest)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		addr = a
+	}
 	d := net.Dialer{Timeout: f.cfg.DialTimeout}
-	c, err := d.DialContext(ctx, "tcp", t.Dest)
+	return d.DialContext(ctx, network, addr)
+}
+
+func (f *Forwarder) deliverTCP(ctx context.Context, s *mux.Stream, dest string, log *slog.Logger) {
+	c, err := f.dial(ctx, "tcp", dest)
 	if err != nil {
-		code, reason := DialFailure(t.Dest, err)
-		log.Info("destination unreachable", "dest", t.Dest, "reason", reason)
+		code, reason := DialFailure(dest, err)
+		log.Info("destination unreachable", "dest", dest, "reason", reason)
 		s.Reset(code, reason)
 		return
 	}
 	s.Accept()
-	log = log.With("dest", t.Dest)
+	log = log.With("dest", dest)
 	log.Debug("stream connected")
 	up, down, err := Join(c, s)
 	if err != nil {
@@ -261,17 +387,70 @@ func (f *Forwarder) deliver(ctx context.Context, s *mux.Stream) {
 	}
 }
 
+// dialConnect connects a built-in proxy's client here, at the exit.
+func (f *Forwarder) dialConnect(ctx context.Context, dest, _ string) (net.Conn, error) {
+	c, err := f.dial(ctx, "tcp", dest)
+	if err != nil {
+		code, reason := DialFailure(dest, err)
+		return nil, &connectError{code: code, reason: reason}
+	}
+	return c, nil
+}
+
+// serveDynamic serves a -D client: the local proxy learns where it wants
+// to go, and that destination travels in the stream's open frame; the
+// client hears back once the far end has connected or refused.
+func (f *Forwarder) serveDynamic(c net.Conn, entrance int) {
+	client := c.RemoteAddr().String()
+	log := f.log.With("client", client, "entrance", entrance)
+	connect := func(ctx context.Context, dest, proto string) (net.Conn, error) {
+		octx, cancel := context.WithTimeout(ctx, f.cfg.LinkWait)
+		s, err := f.m.Open(octx, mux.Info{Network: "tcp", Dest: dest, Entrance: entrance, Client: client, Proto: proto})
+		cancel()
+		if err != nil {
+			return nil, &connectError{code: mux.CodeSessionEnded, reason: "sockmux link: " + err.Error()}
+		}
+		wctx, cancel := context.WithTimeout(ctx, f.cfg.DialTimeout+acceptSlack)
+		err = s.WaitAccepted(wctx)
+		cancel()
+		if err != nil {
+			s.Close()
+			var re *mux.ResetError
+			if errors.As(err, &re) {
+				return nil, &connectError{code: re.Code, reason: re.Reason, remote: re.Remote}
+			}
+			return nil, &connectError{code: mux.CodeTimeout, reason: "the far end did not answer in time"}
+		}
+		return s, nil
+	}
+	serveProxy(context.Background(), c, ProxySOCKS, connect, log)
+}
+
+// acceptSlack is how much longer than its own dial timeout a -D client
+// waits for the far end's answer, for the link's round trip.
+const acceptSlack = 20 * time.Second
+
+// netUnreachable starts the reason of a stream whose destination's network
+// is unreachable, which a SOCKS5 client is told apart from an unreachable
+// host.
+const netUnreachable = "network unreachable: cannot reach"
+
 // DialFailure turns a dial error into a reset code and a reason a client
 // can act on, e.g. "connection refused by 10.1.2.3:80".
 func DialFailure(dest string, err error) (mux.ResetCode, string) {
 	var ne net.Error
 	var dnsErr *net.DNSError
+	var denied *DeniedError
 	switch {
+	case errors.As(err, &denied):
+		return mux.CodeDenied, denied.Error()
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return mux.CodeRefused, "connection refused by " + dest
 	case errors.As(err, &dnsErr):
 		return mux.CodeUnreachable, fmt.Sprintf("cannot resolve %s: %v", dnsErr.Name, dnsErr.Err)
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+	case errors.Is(err, syscall.ENETUNREACH):
+		return mux.CodeUnreachable, fmt.Sprintf("%s %s: %v", netUnreachable, dest, err)
+	case errors.Is(err, syscall.EHOSTUNREACH):
 		return mux.CodeUnreachable, fmt.Sprintf("%s unreachable: %v", dest, err)
 	case errors.As(err, &ne) && ne.Timeout():
 		return mux.CodeTimeout, "connection to " + dest + " timed out"
@@ -302,82 +481,4 @@ func (f *Forwarder) Wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// Join copies between a client connection and a stream in both
-// directions, passing half-closes along, until both directions are done
-// or one fails; a failure resets the other side. It returns the bytes
-// sent over the stream and received from it.
-func Join(c net.Conn, s *mux.Stream) (up, down int64, err error) {
-	var wg sync.WaitGroup
-	var upErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		up, upErr = copyBuf(s, c)
-		if upErr != nil {
-			s.Reset(mux.CodeClosed, "client connection failed: "+upErr.Error())
-			return
-		}
-		_ = s.CloseWrite()
-	}()
-	down, err = copyBuf(c, s)
-	if err != nil {
-		resetConn(c) // tell the client something went wrong
-	} else if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-	} else {
-		c.Close()
-	}
-	wg.Wait()
-	c.Close()
-	s.Close()
-	if err == nil {
-		err = upErr
-	}
-	return up, down, err
-}
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-// copyBuf copies until EOF; unlike io.Copy it never hands the stream to a
-// ReaderFrom/WriterTo, so each write is one scheduler-sized chunk.
-func copyBuf(dst io.Writer, src io.Reader) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	var n int64
-	for {
-		k, rerr := src.Read(buf)
-		if k > 0 {
-			w, werr := dst.Write(buf[:k])
-			n += int64(w)
-			if werr != nil {
-				return n, werr
-			}
-		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
-}
-
-// resetConn closes c so that its peer sees a reset, not a clean end.
-func resetConn(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
-	}
-	c.Close()
-}
-
-func portOf(a net.Addr) int {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.Port
-	}
-	_, p, _ := net.SplitHostPort(a.String())
-	n, _ := strconv.Atoi(p)
-	return n
 }

@@ -16,9 +16,10 @@ type Kind int
 
 // The kinds of forwards.
 const (
-	Local   Kind = iota // -L: listen here, the far end connects to Dest
-	Remote              // -R: the far end listens, we connect to Dest
-	Dynamic             // -D: listen here, a SOCKS/HTTP proxy asks each client where to go
+	Local    Kind = iota // -L: listen here, the far end connects to Dest
+	Remote               // -R: the far end listens, we connect to Dest
+	Dynamic              // -D: listen here, a SOCKS/HTTP proxy asks each client where to go
+	Entrance             // --port: listen here, the far end's rules decide where each connection goes
 )
 
 func (k Kind) String() string {
@@ -27,6 +28,8 @@ func (k Kind) String() string {
 		return "local"
 	case Remote:
 		return "remote"
+	case Entrance:
+		return "entrance"
 	}
 	return "dynamic"
 }
@@ -35,12 +38,12 @@ func (k Kind) String() string {
 type Forward struct {
 	Kind    Kind
 	Network string // "tcp" or "udp"
-	Bind    string // host:port to listen on (here for Local/Dynamic, at the far end for Remote)
-	Dest    string // host:port to connect to (empty for Dynamic)
+	Bind    string // host:port to listen on (here for Local/Dynamic/Entrance, at the far end for Remote)
+	Dest    string // host:port to connect to (empty for Dynamic and Entrance)
 }
 
 func (f Forward) String() string {
-	flag := map[Kind]string{Local: "-L", Remote: "-R", Dynamic: "-D"}[f.Kind]
+	flag := map[Kind]string{Local: "-L", Remote: "-R", Dynamic: "-D", Entrance: "--port"}[f.Kind]
 	s := flag + " " + f.Bind
 	if f.Dest != "" {
 		s += " -> " + f.Dest
@@ -110,6 +113,54 @@ func ParseForward(kind Kind, spec string) (Forward, error) {
 		return f, fmt.Errorf("forward %q: a dynamic (SOCKS/HTTP) forward is TCP only", spec)
 	}
 	return f, nil
+}
+
+// maxEntrances bounds the ports one --port spec may open.
+const maxEntrances = 1024
+
+// ParseEntrances parses a --port spec (DeleGate's PORT=):
+// [BIND:]PORT[/udp][,PORT[/udp]...], where a PORT may be a range LO-HI.
+// Each port becomes an Entrance forward: connections to it cross the
+// link with no destination, and the far end's rules route them. A "/udp"
+// suffix applies to the port it follows. BIND defaults to DefaultBind;
+// "*" means every address.
+func ParseEntrances(spec string) ([]Forward, error) {
+	bind, list := DefaultBind, spec
+	if i := strings.LastIndex(spec, ":"); i >= 0 {
+		b := spec[:i]
+		if strings.HasPrefix(b, "[") && strings.HasSuffix(b, "]") {
+			b = b[1 : len(b)-1]
+		} else if strings.ContainsAny(b, "[]") || strings.Contains(b, ":") {
+			return nil, fmt.Errorf("port %q: put an IPv6 address in brackets, [::1]:8080", spec)
+		}
+		bind, list = b, spec[i+1:]
+	}
+	switch bind {
+	case "":
+		return nil, fmt.Errorf("port %q: empty address before ':' (use * for every address)", spec)
+	case "*":
+		bind = ""
+	}
+	var out []Forward
+	for item := range strings.SplitSeq(list, ",") {
+		network := "tcp"
+		if b, ok := strings.CutSuffix(item, "/udp"); ok {
+			item, network = b, "udp"
+		} else if b, ok := strings.CutSuffix(item, "/tcp"); ok {
+			item = b
+		}
+		pr, err := parsePortRange(item)
+		if err != nil {
+			return nil, fmt.Errorf("port %q: %v", spec, err)
+		}
+		if len(out)+pr.Hi-pr.Lo+1 > maxEntrances {
+			return nil, fmt.Errorf("port %q: more than %d ports", spec, maxEntrances)
+		}
+		for p := pr.Lo; p <= pr.Hi; p++ {
+			out = append(out, Forward{Kind: Entrance, Network: network, Bind: net.JoinHostPort(bind, strconv.Itoa(p))})
+		}
+	}
+	return out, nil
 }
 
 // ParsePort parses a port number; zero is allowed only when zeroOK (a

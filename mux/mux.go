@@ -24,14 +24,35 @@ import (
 
 // Config tunes a Mux.
 type Config struct {
-	// StreamWindow is how much each stream may buffer on receipt; the
-	// far end may send that much ahead of our reader. At least
-	// InitialWindow.
+	// StreamWindow is the largest receive window of a stream: how much
+	// the far end may send ahead of our reader. A stream starts with
+	// InitialWindow, and its window doubles up to StreamWindow while its
+	// sender runs short of credit and its reader keeps up, as far as
+	// MaxBuffered allows. At least InitialWindow.
 	StreamWindow int
-	// MaxStreams bounds the streams open at once (both directions).
+	// MaxStreams bounds the streams open at once (both directions),
+	// counting inbound streams the far end already ended but the
+	// application has not yet accepted, reset or closed. 0 means
+	// DefaultMaxStreams.
 	MaxStreams int
-	// AcceptBacklog bounds inbound streams not yet taken by Accept.
+	// MaxBuffered is the receive buffer budget of the link: the sum of the
+	// receive windows of all streams (what the far end may send ahead of
+	// our readers) never exceeds it. Each stream takes InitialWindow of it
+	// when it opens and more as far as it goes up to StreamWindow; an open
+	// that does not fit is refused (CodeLimit). 0 means DefaultMaxBuffered.
+	MaxBuffered int
+	// AcceptBacklog bounds inbound streams not yet taken by Accept; 0
+	// means DefaultAcceptBacklog. It is never more than MaxStreams.
 	AcceptBacklog int
+	// MaxListens bounds the far end's listen requests (remote forwards)
+	// served per session; 0 means DefaultMaxListens.
+	MaxListens int
+	// MaxReplyQueue bounds the bytes of answers to the far end's requests
+	// (refusals of streams, listen results, resets for protocol errors)
+	// waiting to be sent. A far end that makes them pile up beyond it,
+	// sending requests faster than it takes the answers, breaks the
+	// protocol and the session is abandoned. 0 means DefaultMaxReplyQueue.
+	MaxReplyQueue int
 	// OnListen is called (in its own goroutine) when the far end asks
 	// us to listen for it (a remote forward); its error goes back.
 	OnListen func(ListenRequest) error
@@ -50,6 +71,15 @@ type ListenRequest struct {
 	Tag     uint64 // opaque to us; echoed in every stream's Info
 }
 
+// Defaults of the limits in Config.
+const (
+	DefaultMaxStreams    = 4096
+	DefaultMaxBuffered   = DefaultMaxStreams * InitialWindow // 256 MiB
+	DefaultAcceptBacklog = 16384                             // capped at MaxStreams
+	DefaultMaxListens    = 64
+	DefaultMaxReplyQueue = 256 << 10
+)
+
 // sparseLimit is the largest write that counts as interactive: a stream
 // that becomes ready with no more than this goes to the head of the line.
 const sparseLimit = 512
@@ -60,20 +90,35 @@ type Mux struct {
 	log    *slog.Logger
 	notify func()
 
-	mu        sync.Mutex
-	up        bool
-	upCh      chan struct{} // closed while a session is up
-	odd       bool          // our stream ids are odd
-	nextID    uint32
-	streams   map[uint32]*Stream
-	ctrl      [][]byte // control messages waiting, in order
-	ready     []*Stream
-	outRest   []byte // the part of a message that did not fit the last payload
-	inBuf     []byte // the beginning of a message cut by a payload's end
-	accepts   chan *Stream
-	listens   []ListenRequest // ours, sent again at each new session
-	closed    bool
-	sessionUp time.Time
+	mu         sync.Mutex
+	up         bool
+	upCh       chan struct{} // closed while a session is up
+	odd        bool          // our stream ids are odd
+	nextID     uint32
+	streams    map[uint32]*Stream
+	ctrl       []ctrlMsg // control messages waiting, in order
+	ready      []*Stream
+	outRest    []byte // the part of a message that did not fit the last payload
+	inBuf      []byte // the beginning of a message cut by a payload's end
+	inSkip     uint64 // bytes still to skip of an oversize DATA message
+	accepts    chan *Stream
+	listens    []ListenRequest // ours, sent again at each new session
+	closed     bool
+	sessionUp  time.Time
+	sessionGen uint64 // bumped when a session ends
+
+	// Limits, see Config.
+	reserved   int // the receive windows of the streams in the table
+	zombies    int // inbound streams gone from the table, undecided by the application
+	replyBytes int // bytes of answers to the far end in ctrl
+	peerListen int // listen requests of the far end served this session
+}
+
+// ctrlMsg is a control message waiting to be sent; reply marks an answer
+// to the far end's request, which counts against MaxReplyQueue.
+type ctrlMsg struct {
+	b     []byte
+	reply bool
 }
 
 // New makes a Mux. Attach it to a link with SetNotify before use.
@@ -81,11 +126,21 @@ func New(cfg Config) *Mux {
 	if cfg.StreamWindow < InitialWindow {
 		cfg.StreamWindow = InitialWindow
 	}
-	if cfg.MaxStreams == 0 {
-		cfg.MaxStreams = 65536
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
 	}
-	if cfg.AcceptBacklog == 0 {
-		cfg.AcceptBacklog = 16384
+	if cfg.MaxBuffered <= 0 {
+		cfg.MaxBuffered = DefaultMaxBuffered
+	}
+	if cfg.AcceptBacklog <= 0 {
+		cfg.AcceptBacklog = DefaultAcceptBacklog
+	}
+	cfg.AcceptBacklog = min(cfg.AcceptBacklog, cfg.MaxStreams)
+	if cfg.MaxListens <= 0 {
+		cfg.MaxListens = DefaultMaxListens
+	}
+	if cfg.MaxReplyQueue <= 0 {
+		cfg.MaxReplyQueue = DefaultMaxReplyQueue
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -128,8 +183,11 @@ func (m *Mux) Open(ctx context.Context, info Info) (*Stream, error) {
 		}
 	}
 	defer m.mu.Unlock()
-	if len(m.streams) >= m.cfg.MaxStreams {
-		return nil, fmt.Errorf("too many streams (%d)", len(m.streams))
+	if len(m.streams)+m.zombies >= m.cfg.MaxStreams {
+		return nil, fmt.Errorf("too many streams (limit %d)", m.cfg.MaxStreams)
+	}
+	if m.reserved+InitialWindow > m.cfg.MaxBuffered {
+		return nil, fmt.Errorf("receive buffer budget of %d bytes taken by %d streams", m.cfg.MaxBuffered, len(m.streams))
 	}
 	id := m.nextID
 	for id == 0 || m.streams[id] != nil {
@@ -139,7 +197,6 @@ func (m *Mux) Open(ctx context.Context, info Info) (*Stream, error) {
 	s := m.newStream(id, info, false)
 	s.credit = InitialWindow
 	m.queue(openMessage(id, info))
-	m.grantExtra(s)
 	return s, nil
 }
 
@@ -169,32 +226,87 @@ func (m *Mux) newStream(id uint32, info Info, inbound bool) *Stream {
 		readCh:   make(chan struct{}, 1),
 		writeCh:  make(chan struct{}, 1),
 		recvLeft: InitialWindow,
-		target:   m.cfg.StreamWindow,
+		target:   InitialWindow,
 	}
 	m.streams[id] = s
+	m.reserved += s.target
 	return s
 }
 
-// grantExtra raises a new stream's receive window from InitialWindow to
-// the configured size.
-func (m *Mux) grantExtra(s *Stream) {
-	if extra := s.target - InitialWindow; extra > 0 {
-		s.recvLeft += extra
-		m.queue(binary.AppendUvarint(header(nil, msgWindow, s.id), uint64(extra)))
+// growHeadroom is how many new streams' initial windows the budget keeps
+// free when a stream's window grows.
+const growHeadroom = 64
+
+// grow doubles s's receive window, up to StreamWindow and as far as the
+// budget allows while it keeps room for new streams, under m.mu. It
+// returns by how much; the caller grants it.
+func (m *Mux) grow(s *Stream) int {
+	room := m.cfg.MaxBuffered - m.reserved -
+		max(0, min(m.cfg.MaxStreams-len(m.streams)-m.zombies, growHeadroom))*InitialWindow
+	g := min(s.target, m.cfg.StreamWindow-s.target, room)
+	if g <= 0 {
+		return 0
+	}
+	s.target += g
+	m.reserved += g
+	return g
+}
+
+// forget drops s from the table, under m.mu: its receive window returns
+// to the budget (its buffer is empty or dropped by now), and an inbound
+// stream the application holds without having decided on it stays
+// counted against MaxStreams until it does.
+func (m *Mux) forget(s *Stream) {
+	if m.streams[s.id] != s {
+		return
+	}
+	delete(m.streams, s.id)
+	m.reserved -= s.target
+	if s.held && !s.decided {
+		s.zombie = true
+		m.zombies++
+	}
+}
+
+// decide records that the application accepted, reset or closed s, under
+// m.mu.
+func (m *Mux) decide(s *Stream) {
+	if s.decided {
+		return
+	}
+	s.decided = true
+	if s.zombie {
+		s.zombie = false
+		m.zombies--
 	}
 }
 
 // Accept returns the next stream the far end opened. The caller decides
 // where it goes, then calls Stream.Accept, or Stream.Reset with a reason.
+//
+// Streams the far end reset (or whose session ended) before they were
+// taken are skipped. Every stream Accept returns counts against MaxStreams
+// until the caller accepts, resets or closes it.
 func (m *Mux) Accept(ctx context.Context) (*Stream, error) {
-	select {
-	case s, ok := <-m.accepts:
-		if !ok {
-			return nil, ErrMuxClosed
+	for {
+		select {
+		case s, ok := <-m.accepts:
+			if !ok {
+				return nil, ErrMuxClosed
+			}
+			m.mu.Lock()
+			dead := s.err != nil
+			if !dead {
+				s.held = true
+			}
+			m.mu.Unlock()
+			if dead {
+				continue
+			}
+			return s, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
-		return s, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 }
 
@@ -278,7 +390,8 @@ func (m *Mux) SessionStart(s link.SessionInfo) {
 		if m.odd {
 			m.nextID = 1
 		}
-		m.inBuf, m.outRest, m.ctrl = nil, nil, nil
+		m.inBuf, m.outRest, m.ctrl, m.replyBytes, m.inSkip = nil, nil, nil, 0, 0
+		m.peerListen = 0
 		for _, req := range m.listens {
 			m.queue(listenMessage(req))
 		}
@@ -298,7 +411,9 @@ func (m *Mux) SessionEnd(reason error) {
 		why = "link session ended: " + reason.Error()
 	}
 	m.endStreams(&ResetError{Code: CodeSessionEnded, Reason: why, Remote: true})
-	m.inBuf, m.outRest, m.ctrl = nil, nil, nil
+	m.inBuf, m.outRest, m.ctrl, m.replyBytes, m.inSkip = nil, nil, nil, 0, 0
+	m.peerListen = 0
+	m.sessionGen++
 	if m.up {
 		m.up = false
 		m.upCh = make(chan struct{})
@@ -313,12 +428,14 @@ func (m *Mux) SessionEnd(reason error) {
 func (m *Mux) endStreams(err error) {
 	for _, s := range m.streams {
 		m.fail(s, err)
+		m.forget(s)
 	}
-	clear(m.streams)
 	m.ready = m.ready[:0]
 }
 
-// fail marks s dead with err and wakes its users, under m.mu.
+// fail marks s dead with err and wakes its users, under m.mu. What it had
+// received and not yet been read is dropped, as TCP drops it on a reset:
+// its reader gets the reset error at once.
 func (m *Mux) fail(s *Stream, err error) {
 	if s.err == nil {
 		s.err = err
@@ -328,6 +445,7 @@ func (m *Mux) fail(s *Stream, err error) {
 		close(s.acceptCh)
 	}
 	s.wbuf = nil
+	s.rbuf, s.roff = nil, 0
 	s.inReady = false
 	signal(s.readCh)
 	signal(s.writeCh)
@@ -340,26 +458,35 @@ func (m *Mux) resetLocked(s *Stream, code ResetCode, reason string, tell bool) {
 	}
 	m.fail(s, &ResetError{Code: code, Reason: reason})
 	if tell {
-		body := append([]byte{byte(code)}, binary.AppendUvarint(nil, uint64(len(reason)))...)
-		body = append(body, reason...)
-		m.queue(append(header(nil, msgReset, s.id), body...))
+		m.queue(resetMessage(s.id, code, reason))
 	}
 	m.unready(s)
-	delete(m.streams, s.id)
+	m.forget(s)
+}
+
+func resetMessage(id uint32, code ResetCode, reason string) []byte {
+	b := append(header(nil, msgReset, id), byte(code))
+	b = binary.AppendUvarint(b, uint64(len(reason)))
+	return append(b, reason...)
 }
 
 // maybeForget drops s from the table once both directions are done.
 func (m *Mux) maybeForget(s *Stream) {
 	if s.localFin && s.remoteFin && (s.closed || len(s.rbuf) == s.roff) && len(s.wbuf) == 0 {
-		if m.streams[s.id] == s {
-			delete(m.streams, s.id)
-		}
+		m.forget(s)
 	}
 }
 
 // queue appends a control message and wakes the link, under m.mu.
 func (m *Mux) queue(msg []byte) {
-	m.ctrl = append(m.ctrl, msg)
+	m.ctrl = append(m.ctrl, ctrlMsg{b: msg})
+	m.notify()
+}
+
+// queueReply queues an answer to the far end's request, under m.mu.
+func (m *Mux) queueReply(msg []byte) {
+	m.ctrl = append(m.ctrl, ctrlMsg{b: msg, reply: true})
+	m.replyBytes += len(msg)
 	m.notify()
 }
 
@@ -400,9 +527,15 @@ func (m *Mux) maybeGrant(s *Stream) {
 		return
 	}
 	if s.unreported >= s.target/4 || (len(s.rbuf) == s.roff && s.unreported >= s.target/16) {
-		s.recvLeft += s.unreported
-		m.queue(binary.AppendUvarint(header(nil, msgWindow, s.id), uint64(s.unreported)))
+		grant := s.unreported
 		s.unreported = 0
+		if s.starved && len(s.rbuf) == s.roff {
+			// The window, not the reader, holds the stream back.
+			grant += m.grow(s)
+			s.starved = false
+		}
+		s.recvLeft += grant
+		m.queue(binary.AppendUvarint(header(nil, msgWindow, s.id), uint64(grant)))
 	}
 }
 
@@ -426,12 +559,15 @@ func (m *Mux) Fill(p []byte) int {
 	}
 	for len(m.ctrl) > 0 && n < len(p) {
 		msg := m.ctrl[0]
-		c := copy(p[n:], msg)
+		c := copy(p[n:], msg.b)
 		n += c
-		m.ctrl[0] = nil
+		if msg.reply {
+			m.replyBytes -= len(msg.b)
+		}
+		m.ctrl[0] = ctrlMsg{}
 		m.ctrl = m.ctrl[1:]
-		if c < len(msg) {
-			m.outRest = msg[c:]
+		if c < len(msg.b) {
+			m.outRest = msg.b[c:]
 			return n
 		}
 	}
@@ -476,17 +612,43 @@ func (m *Mux) Fill(p []byte) int {
 func (m *Mux) Deliver(p []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.inBuf) > 0 {
+	if m.inSkip > 0 {
+		k := min(m.inSkip, uint64(len(p)))
+		m.inSkip -= k
+		p = p[k:]
+	}
+	buffered := len(m.inBuf) > 0
+	if buffered {
 		m.inBuf = append(m.inBuf, p...)
 		p = m.inBuf
 	}
+	whole := len(p)
 	for len(p) > 0 {
-		msg, n, err := parseMessage(p)
-		if errors.Is(err, errShort) {
-			if len(p) > maxMessage+16 && p[0] != msgData {
-				return protoErr("message too long")
+		// No credit we grant allows a longer DATA message, so none is
+		// ever buffered whole beyond that: its stream is reset and its
+		// body skipped as it arrives.
+		msg, n, err := parseMessage(p, m.cfg.StreamWindow)
+		if errors.Is(err, errOversize) {
+			if s := m.streams[msg.sid]; s != nil {
+				m.resetReply(s, CodeProtocol, "peer sent beyond its credit")
 			}
-			m.inBuf = append(m.inBuf[:0:0], p...)
+			if rest := uint64(len(p) - n); rest < msg.n {
+				m.inSkip = msg.n - rest
+				m.inBuf = nil
+				return nil
+			}
+			p = p[n+int(msg.n):]
+			continue
+		}
+		if errors.Is(err, errShort) {
+			switch {
+			case buffered && len(p) == whole:
+				// Still the same message: m.inBuf holds it.
+			case buffered:
+				m.inBuf = append(m.inBuf[:0], p...)
+			default:
+				m.inBuf = append([]byte(nil), p...)
+			}
 			return nil
 		}
 		if err != nil {
@@ -494,6 +656,9 @@ func (m *Mux) Deliver(p []byte) error {
 		}
 		if err := m.handle(msg); err != nil {
 			return err
+		}
+		if m.replyBytes > m.cfg.MaxReplyQueue {
+			return protoErr("the peer's requests need %d bytes of answers it does not take (limit %d)", m.replyBytes, m.cfg.MaxReplyQueue)
 		}
 		p = p[n:]
 	}
@@ -515,28 +680,42 @@ func (m *Mux) handle(msg message) error {
 			return nil // reset here while the data was under way
 		}
 		if len(msg.body) > s.recvLeft {
-			m.resetLocked(s, CodeProtocol, "peer sent beyond its credit", true)
+			m.resetReply(s, CodeProtocol, "peer sent beyond its credit")
 			return nil
 		}
 		s.recvLeft -= len(msg.body)
+		if s.recvLeft < s.target/8 {
+			s.starved = true // the sender is about to run out of credit
+		}
 		if s.closed || s.remoteFin {
 			return nil
 		}
-		if s.roff > 0 && len(s.rbuf)+len(msg.body) > cap(s.rbuf) {
-			s.rbuf = append(s.rbuf[:0], s.rbuf[s.roff:]...)
+		if len(s.rbuf)+len(msg.body) > cap(s.rbuf) {
+			// Make room: compact, or grow within the stream's window,
+			// which bounds what it may hold.
+			live := s.rbuf[s.roff:]
+			if need := len(live) + len(msg.body); need <= cap(s.rbuf) {
+				s.rbuf = append(s.rbuf[:0], live...)
+			} else {
+				nb := make([]byte, len(live), min(max(2*need, 4096), s.target))
+				copy(nb, live)
+				s.rbuf = nb
+			}
 			s.roff = 0
 		}
 		s.rbuf = append(s.rbuf, msg.body...)
 		s.bytesIn += uint64(len(msg.body))
 		signal(s.readCh)
 	case msgAccept:
-		if s != nil && !s.accepted {
+		if s != nil && !s.inbound && !s.accepted {
 			s.accepted = true
 			close(s.acceptCh)
 		}
 	case msgWindow:
 		if s != nil {
-			s.credit += int(msg.n)
+			// Saturate: a peer's grants must not overflow an int, even
+			// where it has 32 bits.
+			s.credit = int(min(uint64(s.credit)+msg.n, maxCredit))
 			if len(s.wbuf) > 0 {
 				m.makeReady(s, false)
 			}
@@ -551,10 +730,20 @@ func (m *Mux) handle(msg message) error {
 		if s != nil {
 			m.fail(s, &ResetError{Code: ResetCode(msg.n), Reason: string(msg.body), Remote: true})
 			m.unready(s)
-			delete(m.streams, s.id)
+			m.forget(s)
 		}
 	}
 	return nil
+}
+
+// maxCredit caps a stream's send credit.
+const maxCredit = 1<<31 - 1
+
+// resetReply resets s because of what the far end did, under m.mu; the
+// RESET counts as an answer (MaxReplyQueue).
+func (m *Mux) resetReply(s *Stream, code ResetCode, reason string) {
+	m.resetLocked(s, code, reason, false)
+	m.queueReply(resetMessage(s.id, code, reason))
 }
 
 func (m *Mux) handleOpen(msg message) error {
@@ -591,18 +780,25 @@ func (m *Mux) handleOpen(msg message) error {
 	if info.Network == "" {
 		info.Network = "tcp"
 	}
-	s := m.newStream(msg.sid, info, true)
-	s.credit = InitialWindow
-	if len(m.streams) > m.cfg.MaxStreams || m.closed {
-		m.resetLocked(s, CodeLimit, fmt.Sprintf("too many streams at the far end (limit %d)", m.cfg.MaxStreams), true)
+	// Limits: the stream is refused before anything is made for it.
+	var refuse string
+	switch {
+	case m.closed:
+		refuse = "far end shutting down"
+	case len(m.streams)+m.zombies >= m.cfg.MaxStreams:
+		refuse = "far end stream limit " + strconv.Itoa(m.cfg.MaxStreams)
+	case m.reserved+InitialWindow > m.cfg.MaxBuffered:
+		refuse = "far end buffer limit"
+	case len(m.accepts) >= cap(m.accepts):
+		refuse = "far end accept backlog full"
+	}
+	if refuse != "" {
+		m.queueReply(resetMessage(msg.sid, CodeLimit, refuse))
 		return nil
 	}
-	select {
-	case m.accepts <- s:
-		m.grantExtra(s)
-	default:
-		m.resetLocked(s, CodeLimit, "far end is not accepting streams fast enough", true)
-	}
+	s := m.newStream(msg.sid, info, true)
+	s.credit = InitialWindow
+	m.accepts <- s // room checked above, under m.mu
 	return nil
 }
 
@@ -634,25 +830,40 @@ func (m *Mux) handleListen(msg message) error {
 		}
 		return nil
 	}
-	go func() {
-		var result error
-		if m.cfg.OnListen == nil {
-			result = errors.New("remote forwards are not allowed here")
-		} else {
-			result = m.cfg.OnListen(req)
+	if m.cfg.OnListen == nil || m.peerListen >= m.cfg.MaxListens {
+		why := "remote forwards are not allowed here"
+		if m.cfg.OnListen != nil {
+			why = fmt.Sprintf("too many remote forwards (limit %d)", m.cfg.MaxListens)
 		}
-		var body []byte
-		body = tlvString(body, tagNetwork, req.Network)
-		body = tlvString(body, tagBind, req.Bind)
-		body = tlvUint(body, tagTag, req.Tag)
-		if result != nil {
-			body = tlvString(body, tagError, result.Error())
+		m.queueReply(listenResult(req, why))
+		return nil
+	}
+	// Served in its own goroutine (listening may take a while); at most
+	// MaxListens of them per session.
+	m.peerListen++
+	gen := m.sessionGen
+	go func() {
+		why := ""
+		if err := m.cfg.OnListen(req); err != nil {
+			why = err.Error()
 		}
 		m.mu.Lock()
-		m.queue(withBody(header(nil, msgListenResult, 0), body))
+		if m.sessionGen == gen {
+			m.queueReply(listenResult(req, why))
+		}
 		m.mu.Unlock()
 	}()
 	return nil
+}
+
+// listenResult answers a LISTEN; why is empty on success.
+func listenResult(req ListenRequest, why string) []byte {
+	var body []byte
+	body = tlvString(body, tagNetwork, req.Network)
+	body = tlvString(body, tagBind, req.Bind)
+	body = tlvUint(body, tagTag, req.Tag)
+	body = tlvString(body, tagError, why)
+	return withBody(header(nil, msgListenResult, 0), body)
 }
 
 // Compile-time check that Mux fits under a link and Stream is a net.Conn.

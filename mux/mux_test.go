@@ -251,8 +251,8 @@ func TestSessionEndResetsStreams(t *testing.T) {
 }
 
 func TestManyStreams(t *testing.T) {
-	a, b, _ := newPair(t, 32<<10, Config{})
 	const n = 10000
+	a, b, _ := newPair(t, 32<<10, Config{MaxStreams: n, MaxBuffered: n * InitialWindow})
 	go func() {
 		for {
 			s, err := b.Accept(context.Background())

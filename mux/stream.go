@@ -108,6 +108,10 @@ type Stream struct {
 	rdl, wdl   time.Time
 	bytesIn    uint64
 	bytesOut   uint64
+	starved    bool // the far end ran short of credit since the last grant
+	held       bool // inbound, handed to the application by Mux.Accept
+	decided    bool // the application accepted, reset or closed it
+	zombie     bool // held and undecided, but gone from the table
 }
 
 // ID is the stream's id on the link.
@@ -265,6 +269,7 @@ func (s *Stream) Close() error {
 	m := s.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.decide(s)
 	if s.closed {
 		return nil
 	}
@@ -284,6 +289,7 @@ func (s *Stream) Reset(code ResetCode, reason string) {
 	m := s.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.decide(s)
 	if s.err == nil {
 		m.resetLocked(s, code, reason, true)
 	}
@@ -294,6 +300,7 @@ func (s *Stream) Accept() {
 	m := s.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.decide(s)
 	if s.err == nil && !s.accepted {
 		s.accepted = true
 		close(s.acceptCh)

@@ -104,9 +104,15 @@ type message struct {
 // errShort means the buffer holds only the beginning of a message.
 var errShort = errors.New("short message")
 
+// errOversize is a DATA message longer than any credit allows (maxData):
+// parseMessage returns its header, with the body's length in n, and the
+// header's length; the body is to be skipped.
+var errOversize = errors.New("data beyond any credit")
+
 // parseMessage parses the message at the start of b and returns it with
-// its length. errShort means more bytes are needed.
-func parseMessage(b []byte) (message, int, error) {
+// its length. errShort means more bytes are needed. For a DATA message
+// longer than maxData it returns errOversize as soon as the length is read.
+func parseMessage(b []byte, maxData int) (message, int, error) {
 	var m message
 	if len(b) == 0 {
 		return m, 0, errShort
@@ -151,6 +157,10 @@ func parseMessage(b []byte) (message, int, error) {
 			return m, 0, protoErr("bad length %d in message type %d", n, m.typ)
 		}
 		off += k
+		if m.typ == msgData && n > uint64(maxData) {
+			m.n = n
+			return m, off, errOversize
+		}
 		if uint64(len(b)-off) < n {
 			return m, 0, errShort
 		}

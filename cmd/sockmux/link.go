@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,60 +21,265 @@ import (
 )
 
 func linkCommand() *cli.Command {
+	fw := &forwardFlags{}
+	flags := transportFlags()
+	flags = append(flags, fw.flags()...)
+	flags = append(flags, optionFlags()...)
 	return &cli.Command{
 		Name:  "link",
 		Usage: "run one end of a link and its forwards",
 		UsageText: `sockmux link (--listen ADDR | --connect ADDR | --comm PATH | --commin PATH --commout PATH)
-       [-L [BIND:]PORT:HOST:HOSTPORT]... [-R [BIND:]PORT:HOST:HOSTPORT]... [options]`,
+       [-L SPEC]... [-R SPEC]... [-D [BIND:]PORT]... [--port SPEC]... [--server RULE]... [--dest DEST]... [options]`,
 		Description: `Runs one end of a link over the transport given, and carries connections
 over it. Both ends may forward in both directions at once.
 
-  -L [BIND:]PORT:HOST:HOSTPORT  listen here on BIND:PORT (BIND defaults to
-                                127.0.0.1); the far end connects to HOST:HOSTPORT
-  -R [BIND:]PORT:HOST:HOSTPORT  the far end listens on BIND:PORT; this end
-                                connects to HOST:HOSTPORT
+Entrances (connections accepted here cross the link):
+  -L [BIND:]PORT:HOST:HOSTPORT[/udp]  the far end connects to HOST:HOSTPORT
+  -D [BIND:]PORT                      a SOCKS5/SOCKS4a/HTTP proxy: each client names
+                                      its destination, which the far end connects to
+  --port [BIND:]PORT[/udp][,...]      the far end's --server/--dest rules decide
+                                      (DeleGate's PORT=)
+  -R [BIND:]PORT:HOST:HOSTPORT[/udp]  the far end listens on BIND:PORT; this end
+                                      connects to HOST:HOSTPORT
+BIND defaults to 127.0.0.1; * means every address.
+
+Exits (where connections from the far end go), tried in this order:
+  1. this end's own -R forwards, by the listener they came from;
+  2. the --server and --dest rules, the first that matches, in the order given:
+       --server tcp://HOST:PORT | HOST:PORT | telnet://HOST[:PORT] | http://HOST[:PORT]
+       --server socks | http    a built-in SOCKS5/SOCKS4a/HTTP proxy asks the client
+       --server telnet          a prompt asks the user for "host port"
+       --dest HOST:PORT[/udp]   relay (DeleGate's DEST=)
+     followed by conditions: RULE:-:-P9023 (entered at port 9023 at the far end),
+     RULE:-:10.0.0.0/8,hostA (client hosts; ! excludes), or both;
+  3. the destination the far end's -L or -D asked for;
+  4. none: the connection is closed and both ends log "no route for ...".
 
 When the transport breaks (a cable pulled, a connection cut, the other program
 restarted on the same pipes), the link waits for it, reopens it and resumes:
 open connections carry on with nothing lost. A client that connects while the
 link is down waits up to --link-wait for it.`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "listen", Usage: "be the receptor: listen for the other end on `ADDR` (host:port)", Category: "Transport"},
-			&cli.StringFlag{Name: "connect", Usage: "be the connector: dial the other end at `ADDR` (host:port), again whenever it drops", Category: "Transport"},
-			&cli.StringFlag{Name: "comm", Usage: "one bidirectional channel: a serial port (/dev/ttyUSB0, COM3), a character device, a Unix socket or a Windows named pipe at `PATH`", Category: "Transport"},
-			&cli.StringFlag{Name: "commin", Usage: "read the link from the named pipe (FIFO) at `PATH`; created if missing", Category: "Transport"},
-			&cli.StringFlag{Name: "commout", Usage: "write the link to the named pipe (FIFO) at `PATH`; created if missing", Category: "Transport"},
-			&cli.IntFlag{Name: "baud", Value: 115200, Usage: "serial line speed in bits per second", Category: "Serial line"},
-			&cli.IntFlag{Name: "data-bits", Value: 8, Usage: "serial data bits (sockmux needs 8)", Category: "Serial line"},
-			&cli.StringFlag{Name: "parity", Value: "none", Usage: "serial parity: none, odd, even, mark or space", Category: "Serial line"},
-			&cli.StringFlag{Name: "stop-bits", Value: "1", Usage: "serial stop bits: 1, 1.5 or 2", Category: "Serial line"},
-			&cli.StringFlag{Name: "flow", Value: "none", Usage: "serial flow control: none or rtscts", Category: "Serial line"},
-			&cli.StringSliceFlag{Name: "local", Aliases: []string{"L"}, Usage: "forward `[BIND:]PORT:HOST:HOSTPORT` from here to the far end (repeatable)", Category: "Forwarding"},
-			&cli.StringSliceFlag{Name: "remote", Aliases: []string{"R"}, Usage: "forward `[BIND:]PORT:HOST:HOSTPORT` from the far end to here (repeatable)", Category: "Forwarding"},
-			&cli.DurationFlag{Name: "link-wait", Value: 30 * time.Second, Usage: "how long a client that connects while the link is down waits for it", Category: "Forwarding"},
-			&cli.DurationFlag{Name: "dial-timeout", Value: 10 * time.Second, Usage: "how long to wait for a destination to accept a connection", Category: "Forwarding"},
-			&cli.DurationFlag{Name: "keepalive", Usage: "ping the peer after this much silence (default: 1s on serial lines, 10s otherwise)", Category: "Link"},
-			&cli.DurationFlag{Name: "dead-timeout", Usage: "reopen the transport after hearing nothing for this long (default: 5s on serial lines, 30s otherwise)", Category: "Link"},
-			&cli.DurationFlag{Name: "handshake-timeout", Value: 10 * time.Second, Usage: "give up a transport whose peer does not complete the handshake in this time, and open it again", Category: "Link"},
-			&cli.DurationFlag{Name: "grace", Value: 5 * time.Second, Usage: "on SIGINT/SIGTERM, how long connections under way may finish", Category: "Link"},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug (shows frames), info, warn or error"},
+		Flags: flags,
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("unexpected argument %q (forwards go with -L, -R, -D, --port, --server or --dest)", c.Args().First())
+			}
+			plan, err := planFromFlags(c, fw)
+			if err != nil {
+				return err
+			}
+			return runPlan(plan)
 		},
-		Action: runLink,
 	}
+}
+
+// transportFlags choose the link's transport.
+func transportFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "listen", Usage: "be the receptor: listen for the other end on `ADDR` (host:port)", Category: "Transport"},
+		&cli.StringFlag{Name: "connect", Usage: "be the connector: dial the other end at `ADDR` (host:port), again whenever it drops", Category: "Transport"},
+		&cli.StringFlag{Name: "comm", Usage: "one bidirectional channel: a serial port (/dev/ttyUSB0, COM3), a character device, a Unix socket or a Windows named pipe at `PATH`", Category: "Transport"},
+		&cli.StringFlag{Name: "commin", Usage: "read the link from the named pipe (FIFO) at `PATH`; created if missing", Category: "Transport"},
+		&cli.StringFlag{Name: "commout", Usage: "write the link to the named pipe (FIFO) at `PATH`; created if missing", Category: "Transport"},
+	}
+}
+
+// optionFlags tune the link and its forwards; sockmux delegate takes them
+// too.
+func optionFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "baud", Value: 115200, Usage: "serial line speed in bits per second", Category: "Serial line"},
+		&cli.IntFlag{Name: "data-bits", Value: 8, Usage: "serial data bits (sockmux needs 8)", Category: "Serial line"},
+		&cli.StringFlag{Name: "parity", Value: "none", Usage: "serial parity: none, odd, even, mark or space", Category: "Serial line"},
+		&cli.StringFlag{Name: "stop-bits", Value: "1", Usage: "serial stop bits: 1, 1.5 or 2", Category: "Serial line"},
+		&cli.StringFlag{Name: "flow", Value: "none", Usage: "serial flow control: none or rtscts", Category: "Serial line"},
+		&cli.DurationFlag{Name: "link-wait", Value: 30 * time.Second, Usage: "how long a client that connects while the link is down waits for it", Category: "Forwarding"},
+		&cli.DurationFlag{Name: "dial-timeout", Value: 10 * time.Second, Usage: "how long to wait for a destination to accept a connection", Category: "Forwarding"},
+		&cli.DurationFlag{Name: "udp-timeout", Value: 180 * time.Second, Usage: "end a UDP client's session after this much silence both ways", Category: "Forwarding"},
+		&cli.IntFlag{Name: "udp-sessions", Value: 1024, Usage: "most UDP client addresses served at once by one listener; at the limit the longest idle one ends", Category: "Forwarding"},
+		&cli.DurationFlag{Name: "keepalive", Usage: "ping the peer after this much silence (default: 1s on serial lines, 10s otherwise)", Category: "Link"},
+		&cli.DurationFlag{Name: "dead-timeout", Usage: "reopen the transport after hearing nothing for this long (default: 5s on serial lines, 30s otherwise)", Category: "Link"},
+		&cli.DurationFlag{Name: "handshake-timeout", Value: 10 * time.Second, Usage: "give up a transport whose peer does not complete the handshake in this time, and open it again", Category: "Link"},
+		&cli.DurationFlag{Name: "grace", Value: 5 * time.Second, Usage: "on SIGINT/SIGTERM, how long connections under way may finish", Category: "Link"},
+		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug (shows frames), info, warn or error"},
+	}
+}
+
+// forwardFlags collects the forwarding flags. --port, --server and --dest
+// keep each value whole (a host list has commas) and the rules keep the
+// order they were given in, across both flags: the first match wins.
+type forwardFlags struct {
+	ports specList
+	rules specList
+}
+
+// specList is a repeatable flag's values in order.
+type specList struct{ specs []flagSpec }
+
+// flagSpec is one value of a repeatable flag.
+type flagSpec struct{ flag, text string }
+
+// specValue is the flag.Value of one flag that appends to a specList.
+type specValue struct {
+	list *specList
+	flag string
+}
+
+func (v *specValue) Set(s string) error {
+	v.list.specs = append(v.list.specs, flagSpec{v.flag, s})
+	return nil
+}
+
+func (v *specValue) String() string { return "" }
+
+func (fw *forwardFlags) flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "local", Aliases: []string{"L"}, Usage: "forward `[BIND:]PORT:HOST:HOSTPORT[/udp]` from here to the far end (repeatable)", Category: "Forwarding"},
+		&cli.StringSliceFlag{Name: "remote", Aliases: []string{"R"}, Usage: "forward `[BIND:]PORT:HOST:HOSTPORT[/udp]` from the far end to here (repeatable)", Category: "Forwarding"},
+		&cli.StringSliceFlag{Name: "dynamic", Aliases: []string{"D"}, Usage: "a local SOCKS5/SOCKS4a/HTTP proxy on `[BIND:]PORT`; the far end connects where each client asks (repeatable)", Category: "Forwarding"},
+		&cli.GenericFlag{Name: "port", Value: &specValue{&fw.ports, "port"}, Usage: "entrances `[BIND:]PORT[/udp][,...]` whose connections the far end's rules route (repeatable; DeleGate's PORT=)", Category: "Forwarding"},
+		&cli.GenericFlag{Name: "server", Value: &specValue{&fw.rules, "server"}, Usage: "exit `RULE` for connections from the far end: tcp://HOST:PORT, HOST:PORT, telnet://HOST, http://HOST, or socks, http, telnet for a built-in proxy; :-:-PPORT and :-:HOSTLIST limit it (repeatable; DeleGate's SERVER=...,-in)", Category: "Forwarding"},
+		&cli.GenericFlag{Name: "dest", Value: &specValue{&fw.rules, "dest"}, Usage: "exit `HOST:PORT[/udp]` for connections from the far end (repeatable; DeleGate's DEST=)", Category: "Forwarding"},
+	}
+}
+
+// linkPlan is everything a link end runs, whichever command described it.
+type linkPlan struct {
+	transport transportSpec
+	forwards  []forward.Forward
+	rules     []forward.Rule
+	opts      linkOptions
+	// from, when set, is what the plan was translated from, logged with
+	// the equivalent sockmux link command.
+	from       string
+	equivalent string
+}
+
+// transportSpec names the transport: exactly one of listen, connect,
+// comm, or commin with commout.
+type transportSpec struct {
+	listen, connect, comm, commin, commout string
+}
+
+// linkOptions are the tunables of optionFlags.
+type linkOptions struct {
+	logLevel                                              string
+	serial                                                serialport.Mode
+	linkWait, dialTimeout, udpTimeout                     time.Duration
+	udpSessions                                           int
+	keepAlive, deadTimeout, handshakeTimeout, gracePeriod time.Duration
+}
+
+// flagReader is what reading optionFlags needs; a *cli.Context is one.
+type flagReader interface {
+	String(name string) string
+	Int(name string) int
+	Duration(name string) time.Duration
+}
+
+func readOptions(c flagReader) (linkOptions, error) {
+	o := linkOptions{
+		logLevel: c.String("log-level"),
+		serial: serialport.Mode{
+			Baud:     c.Int("baud"),
+			DataBits: c.Int("data-bits"),
+			Parity:   c.String("parity"),
+			StopBits: c.String("stop-bits"),
+			Flow:     c.String("flow"),
+		},
+		linkWait:         c.Duration("link-wait"),
+		dialTimeout:      c.Duration("dial-timeout"),
+		udpTimeout:       c.Duration("udp-timeout"),
+		udpSessions:      c.Int("udp-sessions"),
+		keepAlive:        c.Duration("keepalive"),
+		deadTimeout:      c.Duration("dead-timeout"),
+		handshakeTimeout: c.Duration("handshake-timeout"),
+		gracePeriod:      c.Duration("grace"),
+	}
+	switch {
+	case o.udpTimeout <= 0:
+		return o, fmt.Errorf("--udp-timeout %v: must be positive", o.udpTimeout)
+	case o.udpSessions <= 0:
+		return o, fmt.Errorf("--udp-sessions %d: must be positive", o.udpSessions)
+	}
+	return o, nil
+}
+
+// planFromFlags reads sockmux link's flags.
+func planFromFlags(c *cli.Context, fw *forwardFlags) (linkPlan, error) {
+	opts, err := readOptions(c)
+	if err != nil {
+		return linkPlan{}, err
+	}
+	plan := linkPlan{
+		transport: transportSpec{
+			listen: c.String("listen"), connect: c.String("connect"), comm: c.String("comm"),
+			commin: c.String("commin"), commout: c.String("commout"),
+		},
+		opts: opts,
+	}
+	for _, spec := range c.StringSlice("local") {
+		f, err := forward.ParseForward(forward.Local, spec)
+		if err != nil {
+			return plan, fmt.Errorf("-L: %w", err)
+		}
+		plan.forwards = append(plan.forwards, f)
+	}
+	for _, spec := range c.StringSlice("remote") {
+		f, err := forward.ParseForward(forward.Remote, spec)
+		if err != nil {
+			return plan, fmt.Errorf("-R: %w", err)
+		}
+		plan.forwards = append(plan.forwards, f)
+	}
+	for _, spec := range c.StringSlice("dynamic") {
+		f, err := forward.ParseForward(forward.Dynamic, spec)
+		if err != nil {
+			return plan, fmt.Errorf("-D: %w", err)
+		}
+		plan.forwards = append(plan.forwards, f)
+	}
+	if err := plan.addForwarding(fw.ports.specs, fw.rules.specs); err != nil {
+		return plan, err
+	}
+	return plan, nil
+}
+
+// addForwarding parses --port specs and --server/--dest rules, in order.
+func (p *linkPlan) addForwarding(ports, rules []flagSpec) error {
+	for _, s := range ports {
+		fs, err := forward.ParseEntrances(s.text)
+		if err != nil {
+			return fmt.Errorf("--port: %w", err)
+		}
+		p.forwards = append(p.forwards, fs...)
+	}
+	for _, s := range rules {
+		parse := forward.ParseRule
+		if s.flag == "dest" {
+			parse = forward.ParseDest
+		}
+		r, err := parse(s.text)
+		if err != nil {
+			return fmt.Errorf("--%s: %w", s.flag, err)
+		}
+		p.rules = append(p.rules, r)
+	}
+	return nil
 }
 
 // closer is a driver that holds something to release at exit.
 type closer interface{ Close() error }
 
-// openDriver picks and checks the transport from the flags.
-func openDriver(c *cli.Context, log *slog.Logger) (link.Driver, error) {
+// openDriver checks and opens the transport.
+func openDriver(t transportSpec, serial serialport.Mode, log *slog.Logger) (link.Driver, error) {
 	var chosen []string
-	for _, f := range []string{"listen", "connect", "comm", "commin"} {
-		if c.IsSet(f) {
-			chosen = append(chosen, "--"+f)
+	for _, f := range []struct{ name, val string }{{"--listen", t.listen}, {"--connect", t.connect}, {"--comm", t.comm}, {"--commin", t.commin}} {
+		if f.val != "" {
+			chosen = append(chosen, f.name)
 		}
 	}
-	if c.IsSet("commout") && !c.IsSet("commin") {
+	if t.commout != "" && t.commin == "" {
 		chosen = append(chosen, "--commout")
 	}
 	switch {
@@ -83,32 +289,26 @@ func openDriver(c *cli.Context, log *slog.Logger) (link.Driver, error) {
 		return nil, fmt.Errorf("more than one transport: %v; give exactly one", chosen)
 	}
 	switch {
-	case c.IsSet("listen"):
-		r, err := link.ListenTCP(c.String("listen"))
+	case t.listen != "":
+		r, err := link.ListenTCP(t.listen)
 		if err != nil {
 			return nil, fmt.Errorf("--listen: %w", err)
 		}
 		return r, nil
-	case c.IsSet("connect"):
-		return &link.TCPConnector{Addr: c.String("connect")}, nil
-	case c.IsSet("commin"):
-		if !c.IsSet("commout") {
+	case t.connect != "":
+		return &link.TCPConnector{Addr: t.connect}, nil
+	case t.commin != "":
+		if t.commout == "" {
 			return nil, errors.New("--commin needs --commout (the pipe to write to)")
 		}
-		return pipe.NewPair(c.String("commin"), c.String("commout"), log)
+		return pipe.NewPair(t.commin, t.commout, log)
+	case t.commout != "":
+		return nil, errors.New("--commout needs --commin (the pipe to read from)")
 	}
-	path := c.String("comm")
-	if !serialport.IsSerial(path) {
-		return pipe.NewComm(path, log)
+	if !serialport.IsSerial(t.comm) {
+		return pipe.NewComm(t.comm, log)
 	}
-	mode := serialport.Mode{
-		Baud:     c.Int("baud"),
-		DataBits: c.Int("data-bits"),
-		Parity:   c.String("parity"),
-		StopBits: c.String("stop-bits"),
-		Flow:     c.String("flow"),
-	}
-	return serialport.New(path, mode, log)
+	return serialport.New(t.comm, serial, log)
 }
 
 // streamWindow sizes each stream's receive window to the line: seconds of
@@ -120,41 +320,30 @@ func streamWindow(p link.Properties) int {
 	return max(mux.InitialWindow, min(4<<20, 2*p.LineRate))
 }
 
-func runLink(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (forwards go with -L or -R)", c.Args().First())
-	}
-	log, err := newLogger(c.String("log-level"))
+// runPlan runs a link end until SIGINT or SIGTERM.
+func runPlan(plan linkPlan) error {
+	log, err := newLogger(plan.opts.logLevel)
 	if err != nil {
 		return err
 	}
-	var forwards []forward.Forward
-	for _, spec := range c.StringSlice("local") {
-		fw, err := forward.ParseForward(forward.Local, spec)
-		if err != nil {
-			return fmt.Errorf("-L: %w", err)
-		}
-		forwards = append(forwards, fw)
-	}
-	for _, spec := range c.StringSlice("remote") {
-		fw, err := forward.ParseForward(forward.Remote, spec)
-		if err != nil {
-			return fmt.Errorf("-R: %w", err)
-		}
-		forwards = append(forwards, fw)
-	}
-	drv, err := openDriver(c, log)
+	drv, err := openDriver(plan.transport, plan.opts.serial, log)
 	if err != nil {
 		return err
 	}
 	if cl, ok := drv.(closer); ok {
 		defer cl.Close()
 	}
+	if plan.from != "" {
+		log.Info("running DeleGate parameters as a sockmux link", "delegate", plan.from, "equivalent", plan.equivalent)
+	}
 
 	fwd := forward.New(nil, forward.Config{
-		LinkWait:    c.Duration("link-wait"),
-		DialTimeout: c.Duration("dial-timeout"),
-		Logger:      log,
+		LinkWait:       plan.opts.linkWait,
+		DialTimeout:    plan.opts.dialTimeout,
+		Rules:          plan.rules,
+		UDPTimeout:     plan.opts.udpTimeout,
+		UDPMaxSessions: plan.opts.udpSessions,
+		Logger:         log,
 	})
 	m := mux.New(mux.Config{
 		StreamWindow: streamWindow(drv.Properties()),
@@ -164,17 +353,20 @@ func runLink(c *cli.Context) error {
 	})
 	fwd.SetMux(m)
 	l := link.New(drv, m, link.Config{
-		KeepAlive:        c.Duration("keepalive"),
-		DeadTimeout:      c.Duration("dead-timeout"),
-		HandshakeTimeout: c.Duration("handshake-timeout"),
+		KeepAlive:        plan.opts.keepAlive,
+		DeadTimeout:      plan.opts.deadTimeout,
+		HandshakeTimeout: plan.opts.handshakeTimeout,
 		Logger:           log,
 	})
 	m.SetNotify(l.Notify)
-	for _, fw := range forwards {
+	for _, fw := range plan.forwards {
 		if err := fwd.Add(fw); err != nil {
 			fwd.Close()
 			return err
 		}
+	}
+	for i, r := range plan.rules {
+		log.Info("exit rule", "n", i+1, "rule", r.String())
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -196,9 +388,9 @@ func runLink(c *cli.Context) error {
 	stop()
 	// Shut down: no new connections, let those under way finish for a
 	// while, tell the peer, and go.
-	log.Info("shutting down", "open_streams", m.NumStreams(), "grace", c.Duration("grace"))
+	log.Info("shutting down", "open_streams", m.NumStreams(), "grace", plan.opts.gracePeriod)
 	fwd.Close()
-	graceCtx, cancel := context.WithTimeout(context.Background(), c.Duration("grace"))
+	graceCtx, cancel := context.WithTimeout(context.Background(), plan.opts.gracePeriod)
 	if err := fwd.Wait(graceCtx); err != nil {
 		log.Warn("grace period over; resetting connections still open", "open_streams", m.NumStreams())
 	}
@@ -208,4 +400,12 @@ func runLink(c *cli.Context) error {
 	cancelRun()
 	log.Info("stopped")
 	return nil
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && !strings.ContainsAny(s, " \t\n'\"\\$`!*?[]{}()<>|&;#~") {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -37,6 +37,7 @@ framing that survives noise and a link that survives unplugging.
 		HideHelpCommand: true,
 		Commands: []*cli.Command{
 			linkCommand(),
+			delegateCommand(),
 			cableCommand(),
 			portsCommand(),
 			keygenCommand(),

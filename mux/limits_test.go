@@ -1,0 +1,357 @@
+package mux
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sockmux/sockmux/link"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// These tests play a hostile far end: they write crafted messages straight
+// into Deliver, as the link would hand them over, and check that every
+// limit holds and that memory stays within the configured caps.
+
+// hostile is a far end with odd stream ids talking to a mux with even
+// ones.
+type hostile struct {
+	t   *testing.T
+	m   *Mux
+	buf []byte // messages not yet delivered
+	out []byte // scratch for Fill
+}
+
+func newHostile(t *testing.T, cfg Config) *hostile {
+	cfg.Logger = quiet()
+	m := New(cfg)
+	m.SessionStart(link.SessionInfo{Local: 1, Peer: 2})
+	return &hostile{t: t, m: m, out: make([]byte, 32<<10)}
+}
+
+func (h *hostile) send(msgs ...[]byte) {
+	for _, b := range msgs {
+		h.buf = append(h.buf, b...)
+	}
+}
+
+// flush delivers what was sent in link-sized payloads.
+func (h *hostile) flush() error {
+	defer func() { h.buf = h.buf[:0] }()
+	for p := h.buf; len(p) > 0; {
+		n := min(len(p), 32<<10)
+		if err := h.m.Deliver(p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
+// drain takes everything the mux has to send, as a far end that reads.
+func (h *hostile) drain() (n int) {
+	for {
+		k := h.m.Fill(h.out)
+		if k == 0 {
+			return n
+		}
+		n += k
+	}
+}
+
+func dataMsg(sid uint32, body []byte) []byte { return withBody(header(nil, msgData, sid), body) }
+
+// heapInUse is the live heap after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+const mib = 1 << 20
+
+// A far end that opens stream after stream and fills each with all the
+// credit it has, while the application takes the streams and never reads
+// (a destination that does not read), must not make the mux hold more than
+// its buffer budget.
+func TestHostileOpenFloodMemoryBounded(t *testing.T) {
+	const budget = 32 * mib
+	cfg := Config{StreamWindow: 4 * mib, MaxStreams: 100000, MaxBuffered: budget}
+	h := newHostile(t, cfg)
+	var mu sync.Mutex
+	var taken []*Stream
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			s, err := h.m.Accept(ctx)
+			if err != nil {
+				return
+			}
+			s.Accept()
+			mu.Lock()
+			taken = append(taken, s)
+			mu.Unlock()
+		}
+	}()
+	chunk := bytes.Repeat([]byte{0xAB}, InitialWindow)
+	before := heapInUse()
+	const opens = 20000 // 1.25 GiB of data offered
+	for i := range opens {
+		sid := uint32(2*i + 1)
+		h.send(openMessage(sid, Info{Dest: "10.0.0.1:80"}), dataMsg(sid, chunk))
+		require.NoError(t, h.flush())
+		if i%64 == 0 {
+			h.drain()
+		}
+	}
+	h.drain()
+	after := heapInUse()
+	h.m.mu.Lock()
+	streams, reserved := len(h.m.streams), h.m.reserved
+	buffered := 0
+	for _, s := range h.m.streams {
+		buffered += len(s.rbuf) - s.roff
+	}
+	h.m.mu.Unlock()
+	grown := after - before
+	t.Logf("%d opens with %d KiB each (%d MiB offered): %d streams live, %d MiB buffered, %d MiB reserved of a %d MiB budget; heap grew %.1f MiB",
+		opens, InitialWindow>>10, opens*InitialWindow/mib, streams, buffered/mib, reserved/mib, budget/mib, float64(grown)/mib)
+	assert.LessOrEqual(t, reserved, budget)
+	assert.LessOrEqual(t, buffered, budget)
+	assert.Equal(t, budget/InitialWindow, streams, "the budget, not MaxStreams, binds here")
+	// The buffers plus the bookkeeping of the streams and the accept
+	// queue: well under twice the budget.
+	assert.Less(t, grown, int64(budget+8*mib), "heap grew %d bytes for a %d-byte budget", grown, budget)
+	cancel()
+	h.m.Close()
+	<-done
+}
+
+// A far end that opens streams and resets them at once, over and over,
+// while the application is still deciding (dialling) each one, must not
+// make us hold more undecided streams, goroutines or dials, than
+// MaxStreams.
+func TestHostileOpenResetCycleBoundsUndecidedStreams(t *testing.T) {
+	const maxStreams = 50
+	h := newHostile(t, Config{MaxStreams: maxStreams})
+	var handed atomic.Int64
+	var mu sync.Mutex
+	var pending []*Stream // the application holds these without deciding
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			s, err := h.m.Accept(ctx)
+			if err != nil {
+				return
+			}
+			handed.Add(1)
+			mu.Lock()
+			pending = append(pending, s)
+			mu.Unlock()
+		}
+	}()
+	for i := range 5000 {
+		sid := uint32(2*i + 1)
+		h.send(openMessage(sid, Info{Dest: "10.0.0.1:80"}))
+		require.NoError(t, h.flush())
+		time.Sleep(time.Microsecond)
+		h.send(resetMessage(sid, CodeClosed, "bye"))
+		require.NoError(t, h.flush())
+		h.drain()
+	}
+	require.Eventually(t, func() bool { return len(h.m.accepts) == 0 }, 5*time.Second, time.Millisecond)
+	t.Logf("5000 open+reset cycles: %d streams handed to the application", handed.Load())
+	assert.LessOrEqual(t, handed.Load(), int64(maxStreams))
+	h.m.mu.Lock()
+	assert.LessOrEqual(t, len(h.m.streams)+h.m.zombies, maxStreams)
+	h.m.mu.Unlock()
+	// Once the application decides, the slots come back.
+	mu.Lock()
+	for _, s := range pending {
+		s.Reset(CodeTimeout, "gave up")
+	}
+	pending = nil
+	mu.Unlock()
+	h.m.mu.Lock()
+	assert.Zero(t, h.m.zombies)
+	h.m.mu.Unlock()
+	h.send(openMessage(100001, Info{}))
+	require.NoError(t, h.flush())
+	require.Eventually(t, func() bool { return handed.Load() > 0 && h.m.NumStreams() == 1 }, 5*time.Second, time.Millisecond)
+	cancel()
+	h.m.Close()
+	<-done
+}
+
+// A far end that keeps opening streams beyond the limit and never takes
+// our refusals makes them pile up: the mux gives the session up (a
+// protocol error) once they pass MaxReplyQueue, and memory stays bounded
+// until then.
+func TestHostileRefusalsPileUpEndTheSession(t *testing.T) {
+	h := newHostile(t, Config{MaxStreams: 10, MaxReplyQueue: 64 << 10})
+	before := heapInUse()
+	var err error
+	opens := 0
+	for i := 0; err == nil && i < 1000000; i++ {
+		h.send(openMessage(uint32(2*i+1), Info{}))
+		err = h.flush()
+		opens++
+	}
+	grown := heapInUse() - before
+	require.ErrorIs(t, err, errProtocol)
+	t.Logf("refused opens never taken: session given up after %d opens (%v); heap grew %.2f MiB", opens, err, float64(grown)/mib)
+	assert.Contains(t, err.Error(), "answers it does not take")
+	assert.Less(t, grown, int64(4*mib))
+	// A far end that takes the answers may go on being refused for ever.
+	h2 := newHostile(t, Config{MaxStreams: 10, MaxReplyQueue: 64 << 10})
+	for i := range 100000 {
+		h2.send(openMessage(uint32(2*i+1), Info{}))
+		require.NoError(t, h2.flush())
+		if i%100 == 0 {
+			h2.drain()
+		}
+	}
+	assert.Equal(t, 10, h2.m.NumStreams())
+}
+
+// Endless listen requests make at most MaxListens listeners per session;
+// the rest are refused.
+func TestHostileListenFlood(t *testing.T) {
+	var calls atomic.Int64
+	h := newHostile(t, Config{MaxListens: 8, OnListen: func(ListenRequest) error {
+		calls.Add(1)
+		return nil
+	}})
+	before := runtime.NumGoroutine()
+	for i := range 20000 {
+		h.send(listenMessage(ListenRequest{Network: "tcp", Bind: "127.0.0.1:0", Tag: uint64(i)}))
+		require.NoError(t, h.flush())
+		h.drain()
+	}
+	require.Eventually(t, func() bool { return calls.Load() == 8 }, 5*time.Second, time.Millisecond)
+	time.Sleep(20 * time.Millisecond)
+	assert.Equal(t, int64(8), calls.Load())
+	assert.LessOrEqual(t, runtime.NumGoroutine(), before+1)
+	// A new session serves new requests.
+	h.m.SessionEnd(nil)
+	h.m.SessionStart(link.SessionInfo{Local: 1, Peer: 3})
+	h.send(listenMessage(ListenRequest{Network: "tcp", Bind: "127.0.0.1:0", Tag: 1}))
+	require.NoError(t, h.flush())
+	require.Eventually(t, func() bool { return calls.Load() == 9 }, 5*time.Second, time.Millisecond)
+}
+
+// Messages for streams that do not exist cost nothing: no answers, no
+// memory.
+func TestHostileUnknownStreamFlood(t *testing.T) {
+	h := newHostile(t, Config{})
+	before := heapInUse()
+	for i := range 200000 {
+		sid := uint32(2*i + 1)
+		h.send(binary.AppendUvarint(header(nil, msgWindow, sid), 1<<31), header(nil, msgFin, sid),
+			header(nil, msgAccept, sid+1), resetMessage(sid, CodeClosed, "x"), dataMsg(sid, []byte("data")))
+		if len(h.buf) > 30<<10 {
+			require.NoError(t, h.flush())
+		}
+	}
+	require.NoError(t, h.flush())
+	grown := heapInUse() - before
+	t.Logf("1 million messages for unknown streams: heap grew %.2f MiB", float64(grown)/mib)
+	assert.Zero(t, h.drain(), "nothing to answer")
+	assert.Less(t, grown, int64(mib))
+	assert.Zero(t, h.m.NumStreams())
+}
+
+// A DATA message longer than any credit resets its stream and is skipped
+// as it arrives, without being buffered whole; what follows it is read
+// as usual.
+func TestHostileOversizeDataSkipped(t *testing.T) {
+	h := newHostile(t, Config{})
+	h.send(openMessage(1, Info{}), openMessage(3, Info{}))
+	require.NoError(t, h.flush())
+	s1, err := h.m.Accept(ctx(t))
+	require.NoError(t, err)
+	s3, err := h.m.Accept(ctx(t))
+	require.NoError(t, err)
+	// 16 MiB announced for stream 1, arriving in link-sized payloads.
+	msg := binary.AppendUvarint(header(nil, msgData, 1), 16*mib)
+	require.NoError(t, h.m.Deliver(msg))
+	piece := make([]byte, 32<<10)
+	for range 16 * mib / len(piece) {
+		require.NoError(t, h.m.Deliver(piece))
+		h.m.mu.Lock()
+		inBuf := len(h.m.inBuf)
+		h.m.mu.Unlock()
+		require.Zero(t, inBuf)
+	}
+	require.NoError(t, h.m.Deliver(dataMsg(3, []byte("still here"))))
+	var re *ResetError
+	_, err = s1.Read(make([]byte, 1))
+	require.ErrorAs(t, err, &re)
+	assert.Equal(t, CodeProtocol, re.Code)
+	got := make([]byte, 10)
+	_, err = io.ReadFull(s3, got)
+	require.NoError(t, err)
+	assert.Equal(t, "still here", string(got))
+	assert.Contains(t, string(h.out[:h.m.Fill(h.out)]), "peer sent beyond its credit")
+}
+
+// Data beyond credit resets the stream, however often the far end tries;
+// the streams it reset before the application took them are never handed
+// out.
+func TestHostileDataBeyondCredit(t *testing.T) {
+	h := newHostile(t, Config{})
+	for i := range 100 {
+		h.send(openMessage(1, Info{}), dataMsg(1, make([]byte, InitialWindow-10)), dataMsg(1, make([]byte, 11)))
+		require.NoError(t, h.flush())
+		h.m.mu.Lock()
+		assert.Zero(t, len(h.m.streams), "round %d", i)
+		assert.Zero(t, h.m.reserved, "round %d", i)
+		h.m.mu.Unlock()
+		out := h.out[:h.m.Fill(h.out)]
+		assert.Contains(t, string(out), "peer sent beyond its credit", "round %d", i)
+	}
+	c, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := h.m.Accept(c)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+// Windows grow for a stream whose reader keeps up, and not for one whose
+// reader lags; the budget caps both.
+func TestWindowGrowsForBusyStreamsOnly(t *testing.T) {
+	a, b, _ := newPair(t, 16<<10, Config{StreamWindow: 4 * mib, MaxBuffered: 64 * mib})
+	fast, err := a.Open(ctx(t), Info{})
+	require.NoError(t, err)
+	slow, err := a.Open(ctx(t), Info{})
+	require.NoError(t, err)
+	rf, err := b.Accept(ctx(t))
+	require.NoError(t, err)
+	rs, err := b.Accept(ctx(t))
+	require.NoError(t, err)
+	go func() { _, _ = fast.Write(make([]byte, 16*mib)); _ = fast.CloseWrite() }()
+	go func() { _, _ = slow.Write(make([]byte, 4*mib)) }()
+	n, err := io.Copy(io.Discard, rf)
+	require.NoError(t, err)
+	assert.Equal(t, int64(16*mib), n)
+	b.mu.Lock()
+	fastWin, slowWin := rf.target, rs.target
+	b.mu.Unlock()
+	t.Logf("after 16 MiB: busy stream's window %d KiB, unread stream's %d KiB", fastWin>>10, slowWin>>10)
+	assert.Greater(t, fastWin, InitialWindow)
+	assert.Equal(t, InitialWindow, slowWin)
+}
