@@ -173,6 +173,7 @@ func (e *udpEntrance) reap() {
 		}
 		e.mu.Unlock()
 		for _, s := range idle {
+			e.log.Debug("UDP session idle", "client", s.key, "timeout", timeout)
 			s.close(fmt.Sprintf("UDP session idle for %v", timeout))
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"strings"
 
@@ -21,18 +22,20 @@ func delegateCommand() *cli.Command {
 		Description: `Takes the parameters of a SockMux-DeleGate as they are and runs the same link
 as the equivalent "sockmux link" (which it logs, or prints with --print):
 
-  -Phost:port  SERVER=sockmux   be the receptor: listen for the other end    --listen host:port
-  SERVER=sockmux://host:port    be the connector: dial the other end         --connect host:port
-  SERVER=sockmux:comm@PATH      a serial port or other two-way channel       --comm PATH
-  SERVER=sockmux:commin@PATH    read the link from a FIFO                    --commin PATH
-  SERVER=sockmux:commout@PATH   write the link to a FIFO                     --commout PATH
-  PORT=[host:]port[,port...]    entrances, routed by the far end             --port ...
-  SERVER=proto://host:port,-in  exit for connections from the far end        --server proto://host:port
-  SERVER=telnet,-in             exit to a built-in proxy (telnet, http, socks) --server telnet
-  ...,-in:-:-Pport  ...,-in:-:hostList   only for that far-end port / clients
-  DEST=host:port[/udp]          relay exit (SERVER=tcprelay://host:port,-in)  --dest host:port
-  -f, -v, -vv, -vd, -vt, -vs    foreground (always), log levels
+  DeleGate                         sockmux link             what
+  -Phost:port SERVER=sockmux       --listen host:port       receptor: listen for the other end
+  SERVER=sockmux://host:port       --connect host:port      connector: dial the other end
+  SERVER=sockmux:comm@PATH         --comm PATH              a serial port or other two-way channel
+  SERVER=sockmux:commin@PATH       --commin PATH            read the link from a FIFO
+  SERVER=sockmux:commout@PATH      --commout PATH           write the link to a FIFO
+  PORT=[host:]port[,port...]       --port ...               entrances, routed by the far end
+  SERVER=URL,-in[:-:COND]          --server URL[:-:COND]    exit for connections from the far end
+  SERVER=telnet,-in (http, socks)  --server telnet          exit to a built-in proxy
+  DEST=host:port[/udp]             --dest host:port[/udp]   relay exit
+  +=PATH                                                    more parameters from a file
+  -f -v -vv -vd -vt -vs            --log-level              foreground (always); log levels
 
+COND is -Pport (the entrance port at the far end) or a list of client hosts.
 A -P port without a host listens on every address, as DeleGate does; a PORT
 without a host listens on 127.0.0.1 only (write PORT=*:9023 for every
 address). Any other parameter is an error that names it. The link options
@@ -48,7 +51,7 @@ func runDelegate(c *cli.Context) error {
 	args := c.Args().Slice()
 	for _, a := range args {
 		if a == "-h" || a == "--help" || a == "-help" {
-			return cli.ShowCommandHelp(c, "delegate")
+			return cli.ShowCommandHelp(c.Lineage()[1], "delegate")
 		}
 	}
 	plan, printOnly, err := planFromDelegate(args)
@@ -137,6 +140,10 @@ type delegateParams struct {
 // parameter that sockmux cannot honour is an error that names it.
 func translateDelegate(params []string) (delegateParams, error) {
 	var dg delegateParams
+	params, err := expandParamFiles(params, 0)
+	if err != nil {
+		return dg, err
+	}
 	var receptor bool
 	var listenParam string
 	var tunnels []string // the parameters that chose the tunnel
@@ -209,6 +216,40 @@ func translateDelegate(params []string) (delegateParams, error) {
 		return dg, fmt.Errorf("more than one SockMux tunnel: %s; give one", strings.Join(tunnels, " "))
 	}
 	return dg, nil
+}
+
+// expandParamFiles replaces each +=PATH (DeleGate's parameter file) by
+// the parameters in the file: whitespace-separated, "#" to the end of a
+// line is a comment.
+func expandParamFiles(params []string, depth int) ([]string, error) {
+	var out []string
+	for _, p := range params {
+		path, ok := strings.CutPrefix(p, "+=")
+		if !ok {
+			out = append(out, p)
+			continue
+		}
+		if depth >= 8 {
+			return nil, fmt.Errorf("%s: parameter files nest too deep", p)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", p, err)
+		}
+		var inFile []string
+		for line := range strings.Lines(string(data)) {
+			if i := strings.Index(line, "#"); i >= 0 && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t') {
+				line = line[:i]
+			}
+			inFile = append(inFile, strings.Fields(line)...)
+		}
+		expanded, err := expandParamFiles(inFile, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, expanded...)
+	}
+	return out, nil
 }
 
 func alsoGiven(tunnels []string) string {
