@@ -143,6 +143,7 @@ type Cable struct {
 	unplugs   atomic.Int64
 
 	stop     chan struct{} // closed by Close: stops the schedules
+	finished chan struct{} // closed when the first Close has done its work
 	bg       sync.WaitGroup
 	stopCtx  func() bool
 	lastSeen Stats
@@ -176,11 +177,12 @@ func Start(ctx context.Context, cfg Config) (*Cable, error) {
 		fBA = *cfg.FaultsBA
 	}
 	c := &Cable{
-		cfg:   cfg,
-		log:   log,
-		seed:  seed,
-		start: time.Now(),
-		stop:  make(chan struct{}),
+		cfg:      cfg,
+		log:      log,
+		seed:     seed,
+		start:    time.Now(),
+		stop:     make(chan struct{}),
+		finished: make(chan struct{}),
 		dirs: [2]*direction{
 			newDirection("A→B", cfg.Faults, seed, 1, log),
 			newDirection("B→A", fBA, seed, 2, log),
@@ -494,11 +496,13 @@ func (c *Cable) report(final bool) {
 }
 
 // Close unplugs the cable for good, removing its links, and logs a final
-// summary. Closing twice is harmless.
+// summary. Closing twice is harmless; a second Close, from any goroutine,
+// returns only once the first has finished, summary logged.
 func (c *Cable) Close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		<-c.finished
 		return nil
 	}
 	c.closed = true
@@ -514,5 +518,6 @@ func (c *Cable) Close() error {
 		stopCtx()
 	}
 	c.report(true)
+	close(c.finished)
 	return nil
 }

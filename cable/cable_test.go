@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -425,6 +426,11 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+func fileThere(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
 func control(f *os.File, fn func(fd int) error) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -435,4 +441,25 @@ func control(f *os.File, fn func(fd int) error) error {
 		return err
 	}
 	return ferr
+}
+
+// TestCloseWaitsForACloseUnderWay: "sockmux cable" closes the cable both
+// from its signal context and from its main loop; the second Close must not
+// return (and let the program exit) before the first has logged the final
+// summary.
+func TestCloseWaitsForACloseUnderWay(t *testing.T) {
+	for i := range 20 {
+		var buf syncBuffer
+		ctx, cancel := context.WithCancel(context.Background())
+		dir := t.TempDir()
+		c, err := Start(ctx, Config{PathA: filepath.Join(dir, "a"), PathB: filepath.Join(dir, "b"),
+			Log: slog.New(slog.NewTextHandler(&buf, nil))})
+		require.NoError(t, err)
+		cancel() // a Close starts in the background
+		for fileThere(filepath.Join(dir, "a")) {
+			runtime.Gosched() // until it is under way
+		}
+		require.NoError(t, c.Close())
+		require.Contains(t, buf.String(), "cable closed", "run %d: the summary is logged when Close returns", i)
+	}
 }
