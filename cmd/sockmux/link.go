@@ -134,12 +134,12 @@ func (v *specValue) String() string { return "" }
 
 func (fw *forwardFlags) flags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "local", Aliases: []string{"L"}, Usage: "forward `[BIND:]PORT:HOST:HOSTPORT[/udp]` from here to the far end (repeatable)", Category: "Forwarding"},
-		&cli.StringSliceFlag{Name: "remote", Aliases: []string{"R"}, Usage: "forward `[BIND:]PORT:HOST:HOSTPORT[/udp]` from the far end to here (repeatable)", Category: "Forwarding"},
-		&cli.StringSliceFlag{Name: "dynamic", Aliases: []string{"D"}, Usage: "a local SOCKS5/SOCKS4a/HTTP proxy on `[BIND:]PORT`; the far end connects where each client asks (repeatable)", Category: "Forwarding"},
-		&cli.GenericFlag{Name: "port", Value: &specValue{&fw.ports, "port"}, Usage: "entrances `[BIND:]PORT[/udp][,...]` whose connections the far end's rules route (repeatable; DeleGate's PORT=)", Category: "Forwarding"},
+		&cli.StringSliceFlag{Name: "local", Aliases: []string{"L"}, Usage: "forward `SPEC` = [BIND:]PORT:HOST:HOSTPORT[/udp] from here to the far end (repeatable)", Category: "Forwarding"},
+		&cli.StringSliceFlag{Name: "remote", Aliases: []string{"R"}, Usage: "forward `SPEC` = [BIND:]PORT:HOST:HOSTPORT[/udp] from the far end to here (repeatable)", Category: "Forwarding"},
+		&cli.StringSliceFlag{Name: "dynamic", Aliases: []string{"D"}, Usage: "a local SOCKS5/SOCKS4a/HTTP proxy on `PORT` ([BIND:]PORT); the far end connects where each client asks (repeatable)", Category: "Forwarding"},
+		&cli.GenericFlag{Name: "port", Value: &specValue{&fw.ports, "port"}, Usage: "entrances `PORTS` = [BIND:]PORT[/udp][,...] whose connections the far end's rules route (repeatable; DeleGate's PORT=)", Category: "Forwarding"},
 		&cli.GenericFlag{Name: "server", Value: &specValue{&fw.rules, "server"}, Usage: "exit `RULE` for connections from the far end: tcp://HOST:PORT, HOST:PORT, telnet://HOST, http://HOST, or socks, http, telnet for a built-in proxy; :-:-PPORT and :-:HOSTLIST limit it (repeatable; DeleGate's SERVER=...,-in)", Category: "Forwarding"},
-		&cli.GenericFlag{Name: "dest", Value: &specValue{&fw.rules, "dest"}, Usage: "exit `HOST:PORT[/udp]` for connections from the far end (repeatable; DeleGate's DEST=)", Category: "Forwarding"},
+		&cli.GenericFlag{Name: "dest", Value: &specValue{&fw.rules, "dest"}, Usage: "exit `DEST` = HOST:PORT[/udp] for connections from the far end (repeatable; DeleGate's DEST=)", Category: "Forwarding"},
 	}
 }
 
