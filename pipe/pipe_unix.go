@@ -156,6 +156,9 @@ func NewComm(path string, log *slog.Logger) (*Driver, error) {
 	case fi.Mode()&fs.ModeSocket != 0:
 		e.kind = kindSocket
 	case fi.Mode()&fs.ModeCharDevice != 0:
+		if name := nowhereDevice(fi); name != "" {
+			return nil, fmt.Errorf("pipe: comm %s is %s, which reaches no peer; want a serial device, a character device that leads to the peer, or a Unix socket path", path, name)
+		}
 		if err := unix.Access(path, unix.R_OK|unix.W_OK); err != nil {
 			return nil, fmt.Errorf("pipe: comm %s: %v (need read and write access)", path, err)
 		}
@@ -163,7 +166,7 @@ func NewComm(path string, log *slog.Logger) (*Driver, error) {
 	case fi.Mode()&fs.ModeNamedPipe != 0:
 		return nil, fmt.Errorf("pipe: comm %s is a FIFO, which carries one direction only; use commin and commout with two FIFOs", path)
 	default:
-		return nil, fmt.Errorf("pipe: comm %s is %s; want a Unix socket path or a character device", path, describe(fi.Mode()))
+		return nil, fmt.Errorf("pipe: comm %s is %s; want a serial device, another character device or a Unix socket path", path, describe(fi.Mode()))
 	}
 	d := &Driver{
 		log:  newLogger(log),
@@ -177,6 +180,20 @@ func NewComm(path string, log *slog.Logger) (*Driver, error) {
 		d.sys.sock = newSockState()
 	}
 	return d, nil
+}
+
+// nowhereDevices are character devices that discard what is written and
+// read as end of file, zeros or noise: a link over one never meets a peer.
+var nowhereDevices = []string{"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"}
+
+// nowhereDevice returns the name of the nowhere device fi is, or "".
+func nowhereDevice(fi fs.FileInfo) string {
+	for _, name := range nowhereDevices {
+		if dfi, err := os.Stat(name); err == nil && os.SameFile(fi, dfi) {
+			return name
+		}
+	}
+	return ""
 }
 
 // notWindowsName refuses a Windows named pipe name on POSIX, where it
