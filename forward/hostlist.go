@@ -29,6 +29,7 @@ type hostItem struct {
 	any     bool
 	prefix  netip.Prefix // an address or a CIDR
 	pattern string       // a wildcard over addresses or names, lower case
+	byName  bool         // the pattern is over names: the client's address is looked up
 	name    string       // a host name, looked up
 }
 
@@ -70,9 +71,10 @@ func (it *hostItem) parse(s string) error {
 			return fmt.Errorf("bad wildcard")
 		}
 		it.pattern = s
+		it.byName = strings.Trim(s, "0123456789.*?[]-") != "" && !strings.Contains(s, ":")
 		return nil
 	case strings.HasPrefix(s, "."):
-		it.pattern = "*" + s
+		it.pattern, it.byName = "*"+s, true
 		return nil
 	}
 	if addr, mask, ok := strings.Cut(s, "/"); ok {
@@ -157,7 +159,7 @@ func (hl HostList) matchItem(ctx context.Context, it hostItem, host string, addr
 		if ok, _ := path.Match(it.pattern, strings.ToLower(host)); ok {
 			return true
 		}
-		if !addr.IsValid() {
+		if !addr.IsValid() || !it.byName {
 			return false
 		}
 		for _, name := range hl.cache.names(ctx, addr) {
