@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64 linux/arm darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: all build demo test unit vet fmt-check staticcheck cross clean
+.PHONY: all build demo test unit vet fmt-check staticcheck cross clean bench
 
 all: build
 
@@ -45,5 +45,35 @@ cross:
 		GOOS=$$os GOARCH=$$arch CGO_ENABLED=0 $(GO) vet ./... ; \
 	done
 
+# The benchmark suite (issue 6): sockmux against its baselines, each
+# measured in the same run; prints one table and writes it, with the
+# machine, the details and the profiles, to docs/benchmarks.md (Linux;
+# about 8 minutes).
+bench: build
+	SOCKMUX_BENCH=1 SOCKMUX_BIN=$(abspath $(BIN)) $(GO) test -count=1 -v -timeout 30m -run '^TestSuite$$' ./bench/
+
 clean:
 	rm -rf bin
+
+# Reliability: the fault matrix in full (a short form runs in `make test`),
+# each fuzz target for FUZZTIME, and a soak of mixed traffic with faults for
+# DURATION. See docs/reliability.md.
+.PHONY: faults fuzz soak
+
+FUZZTIME ?= 60s
+DURATION ?= 30m
+FUZZ_TARGETS := link:FuzzFrameReader link:FuzzCOBS link:FuzzParseHello link:FuzzParseAck \
+	mux:FuzzParseMessage mux:FuzzDeliver
+
+faults:
+	SOCKMUX_FAULTS=full $(GO) test -count=1 -timeout 120m -run '^TestFaultMatrix$$' -v ./tests/
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t#*:}; \
+		echo "== $$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test ./$$pkg/ -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); \
+	done
+
+soak:
+	SOCKMUX_SOAK=$(DURATION) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./tests/

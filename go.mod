@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/flynn/noise v1.1.0
+	github.com/hashicorp/yamux v0.1.2
 	github.com/stretchr/testify v1.12.1
 	github.com/urfave/cli/v2 v2.27.7
 	golang.org/x/net v0.62.0

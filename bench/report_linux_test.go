@@ -1,0 +1,443 @@
+//go:build linux
+
+package bench
+
+// The suite's report: one table, printed and written into
+// docs/benchmarks.md between markers, with the details and profiles.
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/sockmux/sockmux/link"
+)
+
+type row struct {
+	name, sockmux, baseline, ratio, target, result string
+}
+
+func (s *suite) rowsTable() []row {
+	var rows []row
+	failed := func(name, section, target string) bool {
+		if err := s.errs[section]; err != nil {
+			msg := strings.SplitN(err.Error(), "\n", 2)[0]
+			rows = append(rows, row{name, "error: " + msg, "", "", target, "**not measured**"})
+			return true
+		}
+		return false
+	}
+
+	// Serial bulk rows.
+	for _, c := range s.serialCases() {
+		key := serialKey(c)
+		name := fmt.Sprintf("bulk goodput, virtual cable %d 8N1, clean line", c.Baud)
+		target, want := "≥ 0.95", 0.95
+		switch {
+		case c.BER > 0:
+			name = fmt.Sprintf("bulk goodput, virtual cable %d 8N1, BER %g", c.Baud, c.BER)
+			target, want = "≥ 0.90", 0.90
+		case c.Baud == 115200:
+			target, want = "≥ 0.97", 0.97
+		}
+		if failed(name, "serial "+key, target) {
+			continue
+		}
+		r := s.serial[key]
+		if r == nil {
+			continue
+		}
+		got, raw := median(r.Sockmux), r.rawRate()
+		rows = append(rows, row{
+			name,
+			fmt.Sprintf("%.0f B/s", got),
+			fmt.Sprintf("raw bytes through the same cable: %.0f B/s (nominal %.0f)", raw, r.Nominal),
+			fmt.Sprintf("%.3f (%.3f of nominal; the framing allows %.3f)", got/raw, got/r.Nominal, framing(c.Baud).ceiling),
+			target, verdict(got/raw >= want),
+		})
+	}
+
+	// Echo.
+	const echoName = "1-byte echo round trip while a bulk download fills the 115200 link"
+	if !failed(echoName, "serial 115200", "p99 ≤ 60 ms") {
+		if r := s.serial["115200"]; r != nil && r.Echo != nil {
+			e := r.Echo
+			lp50, lp99 := percentile(e.Loaded, 50), percentile(e.Loaded, 99)
+			ip50, ip99 := percentile(e.Idle, 50), percentile(e.Idle, 99)
+			rows = append(rows, row{
+				echoName,
+				fmt.Sprintf("p50 %s, p99 %s, max %s (%d samples)", ms(lp50), ms(lp99), ms(e.Loaded[len(e.Loaded)-1]), len(e.Loaded)),
+				fmt.Sprintf("idle link: p50 %s, p99 %s, max %s", ms(ip50), ms(ip99), ms(e.Idle[len(e.Idle)-1])),
+				fmt.Sprintf("p50 ×%.1f, p99 ×%.1f", float64(lp50)/float64(ip50), float64(lp99)/float64(ip99)),
+				"p99 ≤ 60 ms", verdict(lp99 <= 60*time.Millisecond),
+			})
+		}
+	}
+
+	// TCP, library level.
+	const one, many = "one stream over TCP loopback (link+mux, library level)", "64 concurrent streams over TCP loopback, aggregate"
+	if !failed(one, "tcp", "≥ 1.0 × yamux") {
+		ry, sm, ya := s.tcpRatio("streams=1/sockmux", "streams=1/yamux")
+		rr, _, raw := s.tcpRatio("streams=1/sockmux", "streams=1/raw")
+		rows = append(rows, row{one,
+			fmt.Sprintf("%.0f MB/s", sm),
+			fmt.Sprintf("yamux %.0f MB/s; raw TCP %.0f MB/s", ya, raw),
+			fmt.Sprintf("%.2f × yamux; %.2f × raw", ry, rr),
+			"≥ 1.0 × yamux; report × raw", verdict(ry >= 1.0)})
+		ry, sm, ya = s.tcpRatio("streams=64/sockmux", "streams=64/yamux")
+		rr, _, raw = s.tcpRatio("streams=64/sockmux", "streams=64/raw")
+		rows = append(rows, row{many,
+			fmt.Sprintf("%.0f MB/s", sm),
+			fmt.Sprintf("yamux %.0f MB/s; raw TCP, 64 connections, %.0f MB/s", ya, raw),
+			fmt.Sprintf("%.2f × yamux; %.2f × raw", ry, rr),
+			"≥ 1.0 × yamux", verdict(ry >= 1.0)})
+	}
+
+	// FIFO.
+	const fifoName = "FIFO pair, one stream (download through -L)"
+	if !failed(fifoName, "fifo", "≥ 0.5") && s.fifo != nil {
+		got, cat := median(s.fifo.Sockmux), median(s.fifo.Cat)
+		rows = append(rows, row{fifoName,
+			fmt.Sprintf("%.0f MB/s", got/1e6),
+			fmt.Sprintf("cat relaying through the same FIFO pair: %.0f MB/s", cat/1e6),
+			fmt.Sprintf("%.2f", got/cat), "≥ 0.5", verdict(got/cat >= 0.5)})
+	}
+
+	// Idle streams.
+	const idleName = "10,000 concurrent open idle streams"
+	if !failed(idleName, "idle", "≤ 8 KiB per stream, all usable") && len(s.idle) > 0 {
+		var per []float64
+		usable, streams := s.idle[0].Usable, s.idle[0].Streams
+		for _, r := range s.idle {
+			per = append(per, r.BytesBoth)
+			usable, streams = min(usable, r.Usable), r.Streams
+		}
+		b := median(per)
+		rows = append(rows, row{idleName,
+			fmt.Sprintf("%.2f KiB per stream for both ends together (≈ %.2f KiB per end); %d of %d usable afterwards", b/1024, b/2048, usable, streams),
+			"—", "—", "≤ 8 KiB per stream, all still usable", verdict(b <= 8192 && usable == streams)})
+	}
+
+	// CPU.
+	const cpuName = "CPU time per MiB moved at 115200 baud"
+	if !failed(cpuName, "serial 115200", "report") {
+		if r := s.serial["115200"]; r != nil && r.CPUBytes > 0 {
+			mib := float64(r.CPUBytes) / (1 << 20)
+			a, b := r.CPU["link A (receives)"], r.CPU["link B (sends)"]
+			share := func(d time.Duration) float64 { return 100 * d.Seconds() / r.CPUWall.Seconds() }
+			rows = append(rows, row{cpuName,
+				fmt.Sprintf("receiving end %.0f ms/MiB, sending end %.0f ms/MiB", a.Seconds()*1000/mib, b.Seconds()*1000/mib),
+				"—",
+				fmt.Sprintf("%.2f %% and %.2f %% of one core at the line rate", share(a), share(b)),
+				"report; a tiny fraction of a core", "reported"})
+		}
+	}
+
+	// Encryption.
+	const encName = "TCP loopback, one stream, with and without encryption (link.Config.Secret, library level)"
+	if !failed(encName, "tcp", "report") {
+		r, sec, plain := s.tcpRatio("streams=1/sockmux+secret", "streams=1/sockmux")
+		rows = append(rows, row{encName,
+			fmt.Sprintf("%.0f MB/s encrypted", sec),
+			fmt.Sprintf("%.0f MB/s without", plain),
+			fmt.Sprintf("%.2f", r), "report", "reported"})
+	}
+	const e2eName = "TCP loopback, whole program: two link processes, one connection through -L"
+	if !failed(e2eName, "tcp-e2e", "report") && s.tcpE2E != nil {
+		got, direct := median(s.tcpE2E.Sockmux), median(s.tcpE2E.Direct)
+		rows = append(rows, row{e2eName,
+			fmt.Sprintf("%.0f MB/s", got/1e6),
+			fmt.Sprintf("the same download straight from the source: %.0f MB/s", direct/1e6),
+			fmt.Sprintf("%.2f", got/direct), "report (not in issue 6)", "reported"})
+		if len(s.tcpE2E.Secret) > 0 {
+			sec := median(s.tcpE2E.Secret)
+			rows = append(rows, row{"the same with --secret-file",
+				fmt.Sprintf("%.0f MB/s", sec/1e6), fmt.Sprintf("without: %.0f MB/s", got/1e6),
+				fmt.Sprintf("%.2f", sec/got), "report", "reported"})
+		}
+	}
+	return rows
+}
+
+func tableMarkdown(rows []row) string {
+	var b strings.Builder
+	b.WriteString("| benchmark | sockmux | baseline, same run | ratio | target | result |\n")
+	b.WriteString("|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", r.name, r.sockmux, r.baseline, r.ratio, r.target, r.result)
+	}
+	return b.String()
+}
+
+func (s *suite) machine() string {
+	model, cores := cpuModel()
+	return fmt.Sprintf("%s, %s UTC; CPU %s, %d cores (GOMAXPROCS %d); %s linux/%s, kernel %s; code %s; load average %s at the start, %s at the end; %s",
+		s.started.UTC().Format("2006-01-02"), s.started.UTC().Format("15:04"), model, cores, runtime.GOMAXPROCS(0),
+		runtime.Version(), runtime.GOARCH, kernel(), gitDescribe(), s.load0, loadAvg(),
+		map[bool]string{true: "quick run (SOCKMUX_BENCH_QUICK)", false: "full run"}[s.quick])
+}
+
+const (
+	markBegin       = "<!-- bench:begin: generated by make bench; edits between bench:begin and bench:end are overwritten -->"
+	markEnd         = "<!-- bench:end -->"
+	markSummary     = "<!-- bench:summary -->"
+	markSummaryEnd  = "<!-- bench:summary:end -->"
+	markPrevious    = "<!-- bench:previous -->"
+	markPreviousEnd = "<!-- bench:previous:end -->"
+)
+
+func (s *suite) report() {
+	rows := s.rowsTable()
+	summary := fmt.Sprintf("Run of %s\n\n%s", s.machine(), tableMarkdown(rows))
+	fmt.Println()
+	fmt.Println(summary)
+
+	var b strings.Builder
+	b.WriteString(markBegin + "\n## Latest run\n\n" + markSummary + "\n" + summary + markSummaryEnd + "\n\n")
+	b.WriteString(s.details())
+	b.WriteString(markEnd + "\n")
+	latest := b.String()
+
+	path := os.Getenv("SOCKMUX_BENCH_DOC")
+	if path == "" {
+		path = filepath.Join("..", "docs", "benchmarks.md")
+		if s.quick {
+			path = filepath.Join(os.TempDir(), "sockmux-bench-quick.md")
+		}
+	}
+	old, _ := os.ReadFile(path)
+	doc := mergeDoc(string(old), latest)
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		s.t.Errorf("writing %s: %v", path, err)
+		return
+	}
+	s.logf("written to %s", path)
+}
+
+// mergeDoc puts latest into the document between its markers, and the
+// summary of the run it replaces under "Previous run". Text outside the
+// markers (the analysis) is kept.
+func mergeDoc(old, latest string) string {
+	between := func(text, a, b string) (string, bool) {
+		i := strings.Index(text, a)
+		if i < 0 {
+			return "", false
+		}
+		j := strings.Index(text[i:], b)
+		if j < 0 {
+			return "", false
+		}
+		return text[i+len(a) : i+j], true
+	}
+	replace := func(text, a, b, with string) string {
+		i := strings.Index(text, a)
+		j := strings.Index(text[i:], b) + i
+		return text[:i] + with + text[j+len(b):]
+	}
+	if _, ok := between(old, markBegin, markEnd); !ok {
+		return "# Benchmarks\n\n`make bench` measures sockmux against its baselines (issue 6) and rewrites\n" +
+			"the part of this file between the bench markers; the previous run's table is kept below it.\n\n" +
+			latest + "\n## Previous run\n\n" + markPrevious + "\n(none yet)\n" + markPreviousEnd + "\n"
+	}
+	prevSummary, _ := between(old, markSummary, markSummaryEnd)
+	doc := replace(old, markBegin, markEnd, strings.TrimSuffix(latest, "\n"))
+	if _, ok := between(doc, markPrevious, markPreviousEnd); ok && prevSummary != "" {
+		doc = replace(doc, markPrevious, markPreviousEnd, markPrevious+"\n"+strings.TrimSpace(prevSummary)+"\n"+markPreviousEnd)
+	}
+	return doc
+}
+
+// details are the figures behind each row, and the profiles.
+func (s *suite) details() string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	p("### Details of this run\n")
+	for _, c := range s.serialCases() {
+		r := s.serial[serialKey(c)]
+		if r == nil {
+			continue
+		}
+		p("- **Cable %s**: raw baseline %s B/s (before and after the links ran; nominal %.0f); sockmux transfers of %.0f s of line time each: %s B/s.",
+			serialKey(c), floats(r.Raw, "%.0f"), r.Nominal, c.BulkSecs, floats(r.Sockmux, "%.0f"))
+		if r.CableNote != "" {
+			p("  The cable's summary: %s.", r.CableNote)
+		}
+		f := framing(c.Baud)
+		p("  Framing at this rate: %d-byte payloads (%.0f ms of line each), %d-frame window; per frame %.1f bytes of link framing (header, CRC, COBS, delimiter) and %d of mux header, so the framing alone allows at most %.3f of the line.",
+			f.payload, f.frameTime.Seconds()*1000, f.window, f.linkOverhead, f.muxHeader, f.ceiling)
+		if len(r.CPU) > 0 && r.CPUBytes > 0 {
+			var parts []string
+			for _, k := range []string{"link A (receives)", "link B (sends)", "cable"} {
+				parts = append(parts, fmt.Sprintf("%s %v (%.0f wake-ups/s)", k, r.CPU[k].Round(time.Millisecond), float64(r.Switches[k])/r.CPUWall.Seconds()))
+			}
+			p("  CPU time while %.0f KiB moved in %v: %s.", float64(r.CPUBytes)/1024, r.CPUWall.Round(time.Millisecond), strings.Join(parts, ", "))
+		}
+		if e := r.Echo; e != nil {
+			p("  Echo, idle link: p50 %s, p90 %s, p99 %s, max %s. Under load: p50 %s, p90 %s, p99 %s, max %s; the bulk download ran at %.0f B/s (%.2f of the raw line rate) meanwhile.",
+				ms(percentile(e.Idle, 50)), ms(percentile(e.Idle, 90)), ms(percentile(e.Idle, 99)), ms(e.Idle[len(e.Idle)-1]),
+				ms(percentile(e.Loaded, 50)), ms(percentile(e.Loaded, 90)), ms(percentile(e.Loaded, 99)), ms(e.Loaded[len(e.Loaded)-1]),
+				e.BulkRate, e.BulkRate/r.rawRate())
+			leg := func(d []time.Duration) string {
+				if len(d) == 0 {
+					return "—"
+				}
+				return fmt.Sprintf("p50 %s, p99 %s, max %s", ms(percentile(d, 50)), ms(percentile(d, 99)), ms(d[len(d)-1]))
+			}
+			p("  The two legs of each round trip (timed at the echo server, in this process): idle, request %s; reply %s. Under load, request (A→B, against acknowledgements only) %s; reply (B→A, behind the bulk download) %s.",
+				leg(e.IdleReq), leg(e.IdleReply), leg(e.LoadedReq), leg(e.LoadedReply))
+		}
+	}
+	if s.fifo != nil {
+		p("- **FIFO pair**: cat %s MB/s; sockmux %s MB/s.", floats(scale(s.fifo.Cat, 1e-6), "%.0f"), floats(scale(s.fifo.Sockmux, 1e-6), "%.0f"))
+	}
+	if s.tcpE2E != nil {
+		p("- **TCP, whole program**: direct %s MB/s; through two link processes %s MB/s.",
+			floats(scale(s.tcpE2E.Direct, 1e-6), "%.0f"), floats(scale(s.tcpE2E.Sockmux, 1e-6), "%.0f"))
+		if len(s.tcpE2E.Secret) > 0 {
+			p("  With --secret-file: %s MB/s.", floats(scale(s.tcpE2E.Secret, 1e-6), "%.0f"))
+		} else {
+			p("  The binary has no `link --secret-file` yet: encryption is measured at the library level only.")
+		}
+	}
+	for i, r := range s.idle {
+		p("- **Idle streams, run %d**: %d streams opened and accepted in %v; %.0f B live heap and %.0f B stacks per stream (both ends); %.3f goroutines per stream; %d usable (a byte each way on every stream took %v).",
+			i+1, r.Streams, r.Open.Round(time.Millisecond), r.HeapBoth, r.BytesBoth-r.HeapBoth, r.GoroutinesPer, r.Usable, r.Check.Round(time.Millisecond))
+	}
+	if len(s.tcpOrder) > 0 {
+		p("- **TCP benchmarks** (median of %d, MB/s; allocations per 32 KiB operation, both ends):", len(s.tcp[s.tcpOrder[0]]))
+		for _, name := range s.tcpOrder {
+			rs := s.tcp[name]
+			var v []float64
+			for _, r := range rs {
+				v = append(v, mbps(r))
+			}
+			last := rs[len(rs)-1]
+			p("  - %s: %.0f (runs: %s); %d B/op, %d allocs/op", name, median(v), floats(v, "%.0f"), last.AllocedBytesPerOp(), last.AllocsPerOp())
+		}
+	}
+	p("")
+	if len(s.profiles) > 0 {
+		p("### Where the CPU time goes (TCP rows, pprof)\n")
+		p("Each profile is one more run of the benchmark (both ends are in the process) under the CPU profiler. Share of the CPU samples by where the function is:\n")
+		header := "| where |"
+		sep := "|---|"
+		for _, pr := range s.profiles {
+			header += fmt.Sprintf(" %s (%.0f MB/s, %.0f%% CPU) |", pr.name, pr.mbps, 100*pr.total.Seconds()/pr.wall.Seconds())
+			sep += "---|"
+		}
+		p("%s\n%s", header, sep)
+		seen := map[string]bool{}
+		var cats []string
+		for _, pr := range s.profiles {
+			for _, c := range pr.categories {
+				if !seen[c.name] {
+					seen[c.name] = true
+					cats = append(cats, c.name)
+				}
+			}
+		}
+		for _, c := range cats {
+			line := "| " + c + " |"
+			for _, pr := range s.profiles {
+				v := 0.0
+				for _, pc := range pr.categories {
+					if pc.name == c {
+						v = pc.pct
+					}
+				}
+				line += fmt.Sprintf(" %.1f %% |", v)
+			}
+			p("%s", line)
+		}
+		for _, pr := range s.profiles {
+			if !pr.listed {
+				continue
+			}
+			p("\nTop of the CPU profile, %s (%v of samples in %v; flat %%, cumulative %%):\n", pr.name, pr.total.Round(10*time.Millisecond), pr.wall.Round(100*time.Millisecond))
+			p("```")
+			for i, l := range pr.top {
+				if i == 20 {
+					break
+				}
+				p("%6.2f%% %6.2f%%  %s", l.flat, l.cum, l.name)
+			}
+			p("```")
+			p("\nWhere it allocated (%.0f KiB per 32 KiB moved, both ends; pprof alloc_space, flat flat%% sum%% cum cum%%):\n", pr.allocPerOp/1024)
+			p("```")
+			for _, l := range pr.allocTop {
+				p("%s", l)
+			}
+			p("```")
+		}
+		p("")
+	}
+	if len(s.tcpOrder) > 0 {
+		p("<details><summary>benchstat input (every repetition)</summary>\n")
+		p("```")
+		for _, name := range s.tcpOrder {
+			for _, r := range s.tcp[name] {
+				p("BenchmarkTCP/%s-%d\t%s\t%s", name, runtime.GOMAXPROCS(0), r.String(), r.MemString())
+			}
+		}
+		p("```\n</details>\n")
+	}
+	return b.String()
+}
+
+// frameCost is what framing costs on a serial line, from the link's
+// configuration and the wire protocol (docs/protocol.md): a DATA frame is
+// COBS(type seq:2 ack:2 payload CRC:4) 0x00, and the payload carries mux
+// DATA messages (type, stream id, length).
+type frameCost struct {
+	payload, window int
+	frameTime       time.Duration
+	linkOverhead    float64
+	muxHeader       int
+	ceiling         float64
+}
+
+func framing(baud int) frameCost {
+	rate := baud / 10
+	cfg := link.DefaultConfig(link.Config{}, link.Properties{LineRate: rate})
+	body := float64(1 + 2 + 2 + cfg.MaxPayload + 4)
+	// COBS on random data: one code byte per block of at most 254 bytes
+	// (a 0x00 ends a block early but is replaced, not added).
+	wire := body + 1 + float64(int(body)/254) + 1
+	muxHeader := 1 + 1 + uvarintLen(cfg.MaxPayload) // one DATA message of a low-numbered stream
+	return frameCost{
+		payload:      cfg.MaxPayload,
+		window:       cfg.Window,
+		frameTime:    time.Duration(wire / float64(rate) * float64(time.Second)),
+		linkOverhead: wire - float64(cfg.MaxPayload),
+		muxHeader:    muxHeader,
+		ceiling:      float64(cfg.MaxPayload-muxHeader) / wire,
+	}
+}
+
+func uvarintLen(v int) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+func floats(v []float64, format string) string {
+	var parts []string
+	for _, x := range v {
+		parts = append(parts, fmt.Sprintf(format, x))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func scale(v []float64, k float64) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = x * k
+	}
+	return out
+}
