@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -708,6 +709,65 @@ func (s *suite) echo(bulkAddr, echoAddr string, nominal float64) (*echoResult, e
 
 type fifoResult struct {
 	Cat, Sockmux []float64
+	CPU          cpuUse // while sockmux moved the data
+}
+
+// cpuMeter measures the CPU time processes (and this one, which runs the
+// clients and servers) use over an interval.
+type cpuMeter struct {
+	procs map[string]*proc
+	t0    time.Time
+	c0    map[string]time.Duration
+	self0 time.Duration
+}
+
+// cpuUse is what a cpuMeter saw: CPU time by process, over Wall, while
+// Bytes moved.
+type cpuUse struct {
+	CPU   map[string]time.Duration
+	Wall  time.Duration
+	Bytes int64
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func newCPUMeter(procs map[string]*proc) *cpuMeter {
+	m := &cpuMeter{procs: procs, t0: time.Now(), c0: map[string]time.Duration{}, self0: selfCPU()}
+	for k, p := range procs {
+		m.c0[k] = p.cpuTime()
+	}
+	return m
+}
+
+func (m *cpuMeter) stop(bytes int64) cpuUse {
+	u := cpuUse{CPU: map[string]time.Duration{}, Wall: time.Since(m.t0), Bytes: bytes}
+	for k, p := range m.procs {
+		u.CPU[k] = p.cpuTime() - m.c0[k]
+	}
+	u.CPU["this process (clients, servers)"] = selfCPU() - m.self0
+	return u
+}
+
+// String says how busy each process was, in cores, and its CPU time per
+// MiB moved.
+func (u cpuUse) String() string {
+	var keys []string
+	for k := range u.CPU {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	mib := float64(u.Bytes) / (1 << 20)
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.2f cores (%.2f ms/MiB)", k, u.CPU[k].Seconds()/u.Wall.Seconds(), u.CPU[k].Seconds()*1000/mib))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // runFIFO times `cat` relaying through a FIFO pair (bench → a2b → cat →
@@ -747,14 +807,18 @@ func (s *suite) runFIFO(reps int, catN, sockN int64) (*fifoResult, error) {
 	if err := s.srv.waitReady(addr, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("%w\nlink A:\n%s\nlink B:\n%s", err, la.logTail(10), lb.logTail(10))
 	}
+	meter := newCPUMeter(map[string]*proc{"link A (receives)": la, "link B (sends)": lb})
+	var moved int64
 	for range reps {
 		r, err := s.srv.download(addr, sockN, 2*time.Minute)
 		if err != nil {
 			return nil, fmt.Errorf("download over the FIFOs: %w", err)
 		}
+		moved += r.Bytes
 		res.Sockmux = append(res.Sockmux, r.Rate())
 		s.logf("    sockmux %8.1f MB/s", r.Rate()/1e6)
 	}
+	res.CPU = meter.stop(moved)
 	return res, nil
 }
 
@@ -802,6 +866,7 @@ func (s *suite) catRelay(a2b, b2a string, n int64) (transferResult, error) {
 
 type tcpE2EResult struct {
 	Direct, Sockmux, Secret []float64
+	CPU, SecretCPU          cpuUse
 }
 
 // runTCPE2E downloads through two link processes over TCP loopback (and,
@@ -816,7 +881,7 @@ func (s *suite) runTCPE2E(reps int, n int64) (*tcpE2EResult, error) {
 		}
 		res.Direct = append(res.Direct, r.Rate())
 	}
-	pair := func(name string, extra ...string) ([]float64, error) {
+	pair := func(name string, use *cpuUse, extra ...string) ([]float64, error) {
 		lport, err := freePort()
 		if err != nil {
 			return nil, err
@@ -841,18 +906,22 @@ func (s *suite) runTCPE2E(reps int, n int64) (*tcpE2EResult, error) {
 			return nil, fmt.Errorf("%w\nlink A:\n%s\nlink B:\n%s", err, la.logTail(10), lb.logTail(10))
 		}
 		var rates []float64
+		meter := newCPUMeter(map[string]*proc{"link A (receives)": la, "link B (sends)": lb})
+		var moved int64
 		for range reps {
 			r, err := s.srv.download(addr, n, 2*time.Minute)
 			if err != nil {
 				return nil, err
 			}
+			moved += r.Bytes
 			rates = append(rates, r.Rate())
 			s.logf("    %s %8.1f MB/s", name, r.Rate()/1e6)
 		}
+		*use = meter.stop(moved)
 		return rates, nil
 	}
 	var err error
-	if res.Sockmux, err = pair("tcp"); err != nil {
+	if res.Sockmux, err = pair("tcp", &res.CPU); err != nil {
 		return nil, err
 	}
 	if s.secretFlag {
@@ -860,7 +929,7 @@ func (s *suite) runTCPE2E(reps int, n int64) (*tcpE2EResult, error) {
 		if out, err := exec.Command(s.bin, "keygen", key).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("keygen: %v: %s", err, out)
 		}
-		if res.Secret, err = pair("tcp-secret", "--secret-file", key); err != nil {
+		if res.Secret, err = pair("tcp-secret", &res.SecretCPU, "--secret-file", key); err != nil {
 			return nil, err
 		}
 	}

@@ -281,6 +281,11 @@ func runStreams(b *testing.B, kind systemKind, n int) {
 		pairs[i] = [2]net.Conn{c, s}
 	}
 	data := randomBytes(chunk, 1)
+	fs, counted := sys.(frameCounter)
+	var frames0, payload0 uint64
+	if counted {
+		frames0, payload0 = fs.frames()
+	}
 	b.SetBytes(chunk)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -324,6 +329,27 @@ func runStreams(b *testing.B, kind systemKind, n int) {
 		b.Fatalf("%s, %d streams: %v", kind.name, n, err)
 	default:
 	}
+	if counted {
+		frames, payload := fs.frames()
+		if frames > frames0 {
+			b.ReportMetric(float64(frames-frames0)/float64(b.N), "frames/op")
+			b.ReportMetric(float64(payload-payload0)/float64(frames-frames0), "payload-B/frame")
+		}
+	}
+}
+
+// frameCounter is a system that counts the frames its client end sent and
+// the payload bytes they carried.
+type frameCounter interface {
+	frames() (frames, payload uint64)
+}
+
+// frames counts what the opening end's link sent: every frame (data, and
+// the few acknowledgements of the far end's window updates) and the
+// payload of the data frames.
+func (s *sockmuxSystem) frames() (uint64, uint64) {
+	st := s.la.Stats()
+	return st.FramesOut.Load(), st.PayloadOut.Load()
 }
 
 // tcpKinds are the systems of the TCP benchmarks, baselines first.

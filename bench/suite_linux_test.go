@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -32,7 +33,9 @@ type suite struct {
 	procs []*proc
 	nproc int
 
-	secretFlag bool // the binary has "link --secret-file"
+	only       *regexp.Regexp // SOCKMUX_BENCH_ONLY: run only the sections it matches
+	loads      []string       // the load average as each section started
+	secretFlag bool           // the binary has "link --secret-file"
 	started    time.Time
 	load0      string
 
@@ -58,6 +61,9 @@ func TestSuite(t *testing.T) {
 		errs:    map[string]error{},
 		started: time.Now(),
 		load0:   loadAvg(),
+	}
+	if only := os.Getenv("SOCKMUX_BENCH_ONLY"); only != "" {
+		s.only = regexp.MustCompile(only)
 	}
 	s.setup()
 	defer s.cleanup()
@@ -132,7 +138,12 @@ func (s *suite) logf(format string, a ...any) {
 // section runs one part of the suite; a failure is recorded and the suite
 // goes on with the next.
 func (s *suite) section(name string, f func() error) {
-	s.logf("== %s", name)
+	if s.only != nil && !s.only.MatchString(name) {
+		return
+	}
+	load := loadAvg()
+	s.loads = append(s.loads, name+": "+load)
+	s.logf("== %s (load average %s)", name, load)
 	t0 := time.Now()
 	if err := f(); err != nil {
 		s.errs[name] = err
@@ -266,6 +277,7 @@ func (s *suite) tcpRatio(a, b string) (ratio, ma, mb float64) {
 type profile struct {
 	name       string
 	mbps       float64
+	bytes      float64       // moved while profiling
 	total      time.Duration // CPU samples
 	wall       time.Duration
 	top        []topLine
@@ -327,6 +339,7 @@ func (s *suite) profile(name string, kind systemKind, n int) (profile, error) {
 		return p, err
 	}
 	p.mbps = bytes / secs / 1e6
+	p.bytes = bytes
 	out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=100000", base+".cpu.pprof").CombinedOutput()
 	if err != nil {
 		return p, fmt.Errorf("go tool pprof: %v: %s", err, out)
