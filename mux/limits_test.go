@@ -355,3 +355,119 @@ func TestWindowGrowsForBusyStreamsOnly(t *testing.T) {
 	assert.Greater(t, fastWin, InitialWindow)
 	assert.Equal(t, InitialWindow, slowWin)
 }
+
+// floodUpper is a hostile far end above a real link: it opens stream after
+// stream and sends each its whole initial credit, as fast as the link
+// takes it, and ignores what comes back.
+type floodUpper struct {
+	mu      sync.Mutex
+	nextID  uint32
+	left    int // bytes still to send on stream nextID
+	opened  atomic.Int64
+	offered atomic.Int64
+}
+
+func (u *floodUpper) SessionStart(s link.SessionInfo) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.nextID = 2
+	if s.Local > s.Peer {
+		u.nextID = 1
+	}
+}
+
+func (u *floodUpper) SessionEnd(error) {}
+
+func (u *floodUpper) Deliver([]byte) error { return nil }
+
+func (u *floodUpper) Fill(p []byte) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := 0
+	for len(p)-n > 64 {
+		if u.left == 0 {
+			msg := openMessage(u.nextID, Info{Dest: "10.0.0.1:80"})
+			if len(msg) > len(p)-n {
+				break
+			}
+			n += copy(p[n:], msg)
+			u.left = InitialWindow
+			u.opened.Add(1)
+		}
+		take := min(u.left, len(p)-n-16)
+		h := binary.AppendUvarint(header(p[n:n], msgData, u.nextID), uint64(take))
+		n += len(h)
+		n += copy(p[n:], floodBytes[:take])
+		u.left -= take
+		u.offered.Add(int64(take))
+		if u.left == 0 {
+			u.nextID += 2
+		}
+	}
+	return n
+}
+
+var floodBytes = bytes.Repeat([]byte{0x5A}, 64<<10)
+
+// A hostile far end over a real link on loopback TCP floods opens and
+// data; the application takes every stream and never reads. The process's
+// heap must stay within the mux's budget plus the link's own buffers.
+func TestHostileLinkPeerMemoryBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("floods a loopback link for seconds")
+	}
+	const budget = 32 * mib
+	m := New(Config{Logger: quiet(), StreamWindow: mib, MaxStreams: 100000, MaxBuffered: budget})
+	rec, err := link.ListenTCP("127.0.0.1:0")
+	require.NoError(t, err)
+	victim := link.New(rec, m, link.Config{Logger: quiet()})
+	m.SetNotify(victim.Notify)
+	flood := &floodUpper{}
+	attacker := link.New(&link.TCPConnector{Addr: rec.Addr().String()}, flood, link.Config{Logger: quiet()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	var taken atomic.Int64
+	var held []*Stream
+	before := heapInUse()
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		for {
+			s, err := m.Accept(ctx)
+			if err != nil {
+				return
+			}
+			s.Accept()
+			held = append(held, s)
+			taken.Add(1)
+		}
+	}()
+	go func() { defer wg.Done(); _ = victim.Run(ctx) }()
+	go func() { defer wg.Done(); _ = attacker.Run(ctx) }()
+
+	var peak int64
+	for start := time.Now(); time.Since(start) < 4*time.Second && flood.offered.Load() < 4<<30; {
+		time.Sleep(250 * time.Millisecond)
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		peak = max(peak, int64(ms.HeapAlloc))
+	}
+	after := heapInUse()
+	m.mu.Lock()
+	streams, reserved := len(m.streams), m.reserved
+	m.mu.Unlock()
+	t.Logf("hostile link peer: %d opens, %.0f MiB offered in 4 s; %d streams taken, %d live, %d MiB reserved of %d MiB; live heap %.1f MiB before, %.1f MiB after (peak %.1f MiB with garbage not yet collected; both ends in this process)",
+		flood.opened.Load(), float64(flood.offered.Load())/mib, taken.Load(), streams, reserved/mib, budget/mib,
+		float64(before)/mib, float64(after)/mib, float64(peak)/mib)
+	assert.Greater(t, flood.offered.Load(), int64(2*budget), "the flood got going")
+	assert.LessOrEqual(t, reserved, budget)
+	// Budget + the link's frames in flight and out of order (window ×
+	// payload, both ends) + bookkeeping; at the peak, the collector's
+	// slack on top.
+	assert.Less(t, after-before, int64(budget+16*mib))
+	assert.Less(t, peak-before, int64(2*budget+48*mib))
+	cancel()
+	m.Close()
+	wg.Wait()
+}
