@@ -78,6 +78,7 @@ func (l *Link) serve(ctx context.Context, t io.ReadWriteCloser) error {
 		defer close(readDone)
 		c.fail(c.readLoop())
 	}()
+	go c.watchdog()
 	c.fail(c.writeLoop(ctx))
 	closeQuietly(t)
 	<-readDone
@@ -90,6 +91,31 @@ func (l *Link) serve(ctx context.Context, t io.ReadWriteCloser) error {
 		return refused // why we hung up, not how the transport ended
 	}
 	return c.err
+}
+
+// watchdog breaks the transport once the peer has been silent for the dead
+// timeout, like the writer's own check, which cannot run while a Write
+// blocks: a peer that stopped reading (a stopped process on a full pipe, a
+// TCP peer gone without a reset) would otherwise hold the link for good.
+func (c *conn) watchdog() {
+	l := c.l
+	t := time.NewTimer(l.cfg.DeadTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.broken:
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		silent := time.Since(c.lastRecv)
+		l.mu.Unlock()
+		if silent > l.cfg.DeadTimeout {
+			c.fail(errPeerSilent{silent})
+			return
+		}
+		t.Reset(l.cfg.DeadTimeout - silent + time.Millisecond)
+	}
 }
 
 // newRound starts a handshake round on this transport, under l.mu.
