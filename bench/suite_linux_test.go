@@ -285,7 +285,6 @@ type profile struct {
 	listed     bool // show its top functions, not only the categories
 	allocTop   []string
 	allocTotal float64 // bytes allocated while profiling
-	allocPerOp float64 // per 32 KiB moved
 }
 
 type topLine struct {
@@ -325,12 +324,10 @@ func (s *suite) profile(name string, kind systemKind, n int) (profile, error) {
 	}
 	t0 := time.Now()
 	var bytes, secs float64
-	var ops int
 	for time.Since(t0) < s.profileTime() {
 		r := testing.Benchmark(func(b *testing.B) { runStreams(b, kind, n) })
 		bytes += float64(r.Bytes) * float64(r.N)
 		secs += r.T.Seconds()
-		ops += r.N
 	}
 	p.wall = time.Since(t0)
 	pprof.StopCPUProfile()
@@ -367,9 +364,6 @@ func (s *suite) profile(name string, kind systemKind, n int) (profile, error) {
 		return p, fmt.Errorf("go tool pprof (allocations): %v: %s", err, out)
 	}
 	p.allocTop, p.allocTotal = parseTopRaw(string(out))
-	if ops > 0 {
-		p.allocPerOp = p.allocTotal / float64(ops)
-	}
 	return p, nil
 }
 
