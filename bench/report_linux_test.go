@@ -180,7 +180,7 @@ func (s *suite) machine() string {
 	model, cores := cpuModel()
 	return fmt.Sprintf("%s, %s UTC; CPU %s, %d cores (GOMAXPROCS %d); %s linux/%s, kernel %s; code %s; load average %s at the start, %s at the end; %s",
 		s.started.UTC().Format("2006-01-02"), s.started.UTC().Format("15:04"), model, cores, runtime.GOMAXPROCS(0),
-		runtime.Version(), runtime.GOARCH, kernel(), gitDescribe(), s.load0, loadAvg(),
+		runtime.Version(), runtime.GOARCH, kernel(), codeVersion(), s.load0, loadAvg(),
 		map[bool]string{true: "quick run (SOCKMUX_BENCH_QUICK)", false: "full run"}[s.quick])
 }
 
@@ -333,6 +333,7 @@ func (s *suite) details() string {
 			}
 			p("  The two legs of each round trip (timed at the echo server, in this process): idle, request %s; reply %s. Under load, request (A→B, against acknowledgements only) %s; reply (B→A, behind the bulk download) %s.",
 				leg(e.IdleReq), leg(e.IdleReply), leg(e.LoadedReq), leg(e.LoadedReply))
+			p("  Round trips under load by 10 ms: %s.", histogram(e.Loaded, 10*time.Millisecond))
 		}
 	}
 	if s.fifo != nil {
@@ -534,6 +535,22 @@ func (p profile) cum(fn string) float64 {
 		}
 	}
 	return 0
+}
+
+// histogram counts sorted samples in buckets of width w: "0-10 ms: 3, ...",
+// empty buckets left out.
+func histogram(sorted []time.Duration, w time.Duration) string {
+	var parts []string
+	for i := 0; i < len(sorted); {
+		b := sorted[i] / w
+		j := i
+		for j < len(sorted) && sorted[j]/w == b {
+			j++
+		}
+		parts = append(parts, fmt.Sprintf("%d-%d ms: %d", b*w/time.Millisecond, (b+1)*w/time.Millisecond, j-i))
+		i = j
+	}
+	return strings.Join(parts, ", ")
 }
 
 func floats(v []float64, format string) string {

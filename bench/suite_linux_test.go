@@ -8,6 +8,7 @@ package bench
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -579,10 +580,21 @@ func kernel() string {
 	return strings.TrimSpace(string(b))
 }
 
-func gitDescribe() string {
-	out, err := exec.Command("git", "-C", "..", "describe", "--always", "--dirty").Output()
+// codeVersion names the code measured: the commit, and when the work
+// tree differs from it outside bench/ and docs/, which files and a hash of
+// the difference, so runs of different uncommitted code can be told apart.
+func codeVersion() string {
+	out, err := exec.Command("git", "-C", "..", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
-		return "unknown"
+		return "unknown (not a git work tree)"
 	}
-	return strings.TrimSpace(string(out))
+	v := "commit " + strings.TrimSpace(string(out))
+	diff, err := exec.Command("git", "-C", "..", "diff", "HEAD", "--", ".", ":(exclude)bench", ":(exclude)docs").Output()
+	if err != nil || len(diff) == 0 {
+		return v
+	}
+	files, _ := exec.Command("git", "-C", "..", "diff", "HEAD", "--name-only", "--", ".", ":(exclude)bench", ":(exclude)docs").Output()
+	sum := sha256.Sum256(diff)
+	return fmt.Sprintf("%s plus uncommitted changes to %s (diff sha256 %x)", v,
+		strings.Join(strings.Fields(string(files)), ", "), sum[:4])
 }
