@@ -16,7 +16,7 @@ import (
 func key(b byte) []byte { return bytes.Repeat([]byte{b}, KeySize) }
 
 // startKeyed runs a pair whose ends hold keys ka and kb.
-func startKeyed(t *testing.T, cable *memCable, ka, kb []byte, da, db []byte) *pairRun {
+func startKeyed(t *testing.T, cable *cableT, ka, kb []byte, da, db []byte) *pairRun {
 	t.Helper()
 	p := &pairRun{ua: &byteUpper{send: da}, ub: &byteUpper{send: db}}
 	p.a = New(cable.end(0), p.ua, Config{Secret: ka, Logger: quietLogger(), HandshakeTimeout: 3 * time.Second})
@@ -33,16 +33,16 @@ func startKeyed(t *testing.T, cable *memCable, ka, kb []byte, da, db []byte) *pa
 func TestAuthSameKey(t *testing.T) {
 	for _, props := range []Properties{{Reliable: true}, {LineRate: 11520}} {
 		synctest.Test(t, func(t *testing.T) {
-			cable := newMemCable(props, 11)
-			cable.rate = props.LineRate
+			cable := newCable(props, 11)
+			cable.Rate = props.LineRate
 			if props.LineRate > 0 {
-				cable.ber = 1e-5
+				cable.BER = 1e-5
 			}
 			da, db := randomBytes(48<<10, 1), randomBytes(48<<10, 2)
 			p := startKeyed(t, cable, key(7), key(7), da, db)
 			p.waitFor(t, len(db), len(da), 10*time.Minute)
 			// A cut: the session resumes, re-authenticated with fresh keys.
-			cable.cut()
+			cable.Cut()
 			for p.a.Stats().Resumes.Load() == 0 {
 				time.Sleep(10 * time.Millisecond)
 			}
@@ -66,7 +66,7 @@ func TestAuthWrongOrMissingKey(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				cable := newMemCable(Properties{Reliable: true}, 12)
+				cable := newCable(Properties{Reliable: true}, 12)
 				ua, ub := &byteUpper{send: []byte("secret data")}, &byteUpper{}
 				a := New(cable.end(0), ua, Config{Secret: tc.ka, Logger: quietLogger()})
 				b := New(cable.end(1), ub, Config{Secret: tc.kb, Logger: quietLogger()})
@@ -142,8 +142,8 @@ func resealCRC(frame []byte) []byte {
 func TestAuthTamperedFrameNeverDelivered(t *testing.T) {
 	for _, props := range []Properties{{Reliable: true}, {LineRate: 11520}} {
 		synctest.Test(t, func(t *testing.T) {
-			cable := newMemCable(props, 13)
-			cable.rate = props.LineRate
+			cable := newCable(props, 13)
+			cable.Rate = props.LineRate
 			flipped := 0
 			ft := &frameTamper{f: func(side int, frame []byte) []byte {
 				// Flip one bit in every 5th data frame from a and fix
@@ -158,7 +158,7 @@ func TestAuthTamperedFrameNeverDelivered(t *testing.T) {
 				}
 				return frame
 			}}
-			cable.tamper = ft.tamper
+			cable.Tamper = ft.tamper
 			size := 40 << 10
 			if props.Reliable {
 				size = 2 << 20
@@ -182,9 +182,9 @@ func TestAuthTamperedFrameNeverDelivered(t *testing.T) {
 func TestAuthReplayedHandshakeFails(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// Record a real handshake between a and b.
-		cable := newMemCable(Properties{Reliable: true}, 14)
+		cable := newCable(Properties{Reliable: true}, 14)
 		ft := &frameTamper{}
-		cable.tamper = ft.tamper
+		cable.Tamper = ft.tamper
 		p := startKeyed(t, cable, key(5), key(5), []byte("hello"), []byte("world"))
 		p.waitFor(t, 5, 5, time.Minute)
 		p.stop()
@@ -195,7 +195,7 @@ func TestAuthReplayedHandshakeFails(t *testing.T) {
 		// Replay each side's recorded frames, in order, to a fresh end
 		// holding the key. It must not establish a session.
 		for side := range 2 {
-			cable2 := newMemCable(Properties{Reliable: true}, 15)
+			cable2 := newCable(Properties{Reliable: true}, 15)
 			u := &byteUpper{}
 			victim := New(cable2.end(1-side), u, Config{Secret: key(5), Logger: quietLogger(), HandshakeTimeout: 3 * time.Second})
 			ctx, cancel := context.WithCancel(context.Background())

@@ -28,19 +28,22 @@ type conn struct {
 	roundDone bool // our hello round completed on this transport
 	complete  bool // session up on this transport (authenticated if required)
 	auth      *authState
-	authOut   []byte    // an AUTH frame to send
-	authLast  time.Time // when our last AUTH message went out
-	authMsg   []byte    // our last handshake message, repeated if lost
-	authPeer  []byte    // the peer's last handshake message
-	refusing  error     // authentication failed: drop the transport once the peer is told
-	refusedAt time.Time // when we told the peer
-	peerHello *hello    // the peer's latest hello on this transport
-	helloPrev uint64    // the PeerPrev our hellos carry in this round
-	helloDue  bool      // a hello must be sent now
-	lastHello time.Time // when our last hello went out
-	hsStart   time.Time // when this handshake round began
-	closeDue  string    // reason for a CLOSE frame to send, if any
-	closeDone bool      // our goodbye (Link.Close) was written
+	authOut   []byte        // an AUTH frame to send
+	authLast  time.Time     // when our last AUTH message went out
+	authMsg   []byte        // our last handshake message, repeated if lost
+	authPeer  []byte        // the peer's last handshake message
+	refusing  error         // authentication failed: drop the transport once the peer is told
+	qmin      time.Duration // least ack excess delay seen in this window
+	qwin      time.Time     // when the window began
+	drainDue  time.Duration // pause the writer this long to drain a standing queue
+	refusedAt time.Time     // when we told the peer
+	peerHello *hello        // the peer's latest hello on this transport
+	helloPrev uint64        // the PeerPrev our hellos carry in this round
+	helloDue  bool          // a hello must be sent now
+	lastHello time.Time     // when our last hello went out
+	hsStart   time.Time     // when this handshake round began
+	closeDue  string        // reason for a CLOSE frame to send, if any
+	closeDone bool          // our goodbye (Link.Close) was written
 	ackDue    bool
 	ackAt     time.Time
 	pongDue   bool
@@ -535,6 +538,7 @@ func (c *conn) onAck(next uint16, sack uint64, now time.Time) {
 		if !f.resent {
 			l.rttSample(now.Sub(f.sentAt))
 			l.frameFate(false)
+			c.queueSample(f, now)
 		}
 		maxTx = max(maxTx, f.tx)
 		l.unacked[0] = nil
@@ -568,6 +572,45 @@ func (c *conn) onAck(next uint16, sack uint64, now time.Time) {
 		l.rto = l.computeRTO()
 		l.Notify()
 	}
+}
+
+// queueWindow is how long the least ack delay is gathered before the
+// writer acts on it.
+const queueWindow = time.Second
+
+// queueSample learns from an ack how long data frame f waited in queues
+// below us (the OS, a driver, a USB adapter) before reaching the line:
+// the time to its ack beyond its own time on the line. The least such
+// delay over a window is a standing queue that our pacing, at the nominal
+// rate, would never drain (it starts when the line is slower than its
+// nominal rate, or stalls once); the writer then pauses that long. Under
+// l.mu.
+func (c *conn) queueSample(f *outFrame, now time.Time) {
+	l := c.l
+	if l.props.LineRate == 0 || f.wireLen == 0 {
+		return
+	}
+	excess := now.Sub(f.sentAt) - lineTime(f.wireLen, l.props.LineRate)
+	if c.qwin.IsZero() || excess < c.qmin {
+		c.qmin = excess
+	}
+	if c.qwin.IsZero() {
+		c.qwin = now
+	}
+	if now.Sub(c.qwin) < queueWindow {
+		return
+	}
+	// What an ack costs without a queue: our pacing slack, the ack's own
+	// time on the line, and a few milliseconds of scheduling.
+	base := c.pace.slack + lineTime(32, l.props.LineRate) + 3*time.Millisecond
+	if c.qmin > base {
+		c.drainDue += c.qmin - base/2
+		if c.trace {
+			l.log.Debug("draining a standing queue", "delay", c.qmin)
+		}
+	}
+	c.qwin = now
+	c.qmin = 0
 }
 
 // dropAcked forgets unacked frames before next (the peer has them).

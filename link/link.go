@@ -90,6 +90,7 @@ type outFrame struct {
 	raw     []byte // type, seq, ack, payload; room for the CRC after it
 	seq     uint16
 	sentAt  time.Time
+	wireLen int    // encoded length at the last transmission
 	tx      uint64 // txCount at the last transmission
 	resent  bool   // transmitted more than once (no RTT sample: Karn)
 	sacked  bool   // the peer holds it out of order

@@ -12,9 +12,30 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/sockmux/sockmux/internal/memline"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
+
+// cableT is a memline cable whose ends are drivers with given properties.
+type cableT struct {
+	*memline.Cable
+	props Properties
+}
+
+func newCable(props Properties, seed uint64) *cableT {
+	return &cableT{Cable: memline.New(seed), props: props}
+}
+
+// end returns side 0 or 1 as a Driver.
+func (c *cableT) end(side int) Driver { return memDriver{c.End(side), c.props} }
+
+type memDriver struct {
+	*memline.End
+	props Properties
+}
+
+func (d memDriver) Properties() Properties { return d.props }
 
 // byteUpper is a test upper layer: it sends a fixed buffer as a byte
 // stream and records what it receives.
@@ -83,7 +104,7 @@ type pairRun struct {
 	wg     sync.WaitGroup
 }
 
-func startPair(t *testing.T, cable *memCable, dataA, dataB []byte, cfg Config) *pairRun {
+func startPair(t *testing.T, cable *cableT, dataA, dataB []byte, cfg Config) *pairRun {
 	t.Helper()
 	cfg.Logger = quietLogger()
 	p := &pairRun{ua: &byteUpper{send: dataA}, ub: &byteUpper{send: dataB}}
@@ -123,7 +144,7 @@ func checkSame(t *testing.T, want, got []byte) {
 
 func TestTransferReliable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cable := newMemCable(Properties{Reliable: true}, 1)
+		cable := newCable(Properties{Reliable: true}, 1)
 		da, db := randomBytes(1<<20, 1), randomBytes(1<<20, 2)
 		p := startPair(t, cable, da, db, Config{})
 		p.waitFor(t, len(db), len(da), time.Minute)
@@ -148,9 +169,9 @@ func TestTransferNoisySerial(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				cable := newMemCable(Properties{LineRate: 11520}, 7)
-				cable.rate = 11520
-				cable.ber, cable.drop, cable.ins = tc.ber, tc.drop, tc.ins
+				cable := newCable(Properties{LineRate: 11520}, 7)
+				cable.Rate = 11520
+				cable.BER, cable.Drop, cable.Insert = tc.ber, tc.drop, tc.ins
 				da, db := randomBytes(64<<10, 3), randomBytes(64<<10, 4)
 				p := startPair(t, cable, da, db, Config{})
 				p.waitFor(t, len(db), len(da), 10*time.Minute)
@@ -170,10 +191,10 @@ func TestResumeAfterCuts(t *testing.T) {
 	for _, props := range []Properties{{Reliable: true}, {LineRate: 11520}} {
 		t.Run(map[bool]string{true: "reliable", false: "serial"}[props.Reliable], func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				cable := newMemCable(props, 3)
-				cable.rate = props.LineRate
+				cable := newCable(props, 3)
+				cable.Rate = props.LineRate
 				if props.Reliable {
-					cable.rate = 50 << 20
+					cable.Rate = 50 << 20
 				}
 				size := 4 << 20
 				if props.LineRate > 0 {
@@ -185,7 +206,7 @@ func TestResumeAfterCuts(t *testing.T) {
 					for p.ua.received() < (i+1)*size/7 {
 						time.Sleep(time.Millisecond)
 					}
-					cable.cut()
+					cable.Cut()
 					for p.a.Stats().Resumes.Load() < uint64(i+1) {
 						time.Sleep(time.Millisecond)
 					}
@@ -204,7 +225,7 @@ func TestResumeAfterCuts(t *testing.T) {
 
 func TestPeerRestartEndsSession(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cable := newMemCable(Properties{Reliable: true}, 4)
+		cable := newCable(Properties{Reliable: true}, 4)
 		p := startPair(t, cable, []byte("hello"), []byte("world"), Config{})
 		p.waitFor(t, 5, 5, time.Minute)
 
@@ -230,7 +251,7 @@ func TestPeerRestartEndsSession(t *testing.T) {
 
 func TestPeerCrashEndsSession(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cable := newMemCable(Properties{Reliable: true}, 5)
+		cable := newCable(Properties{Reliable: true}, 5)
 		p := startPair(t, cable, []byte("hello"), []byte("world"), Config{})
 		p.waitFor(t, 5, 5, time.Minute)
 		// b dies without a word: its transport just breaks.
@@ -256,7 +277,7 @@ func TestPeerCrashEndsSession(t *testing.T) {
 
 func TestNotSockmuxPeer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cable := newMemCable(Properties{Reliable: true}, 6)
+		cable := newCable(Properties{Reliable: true}, 6)
 		u := &byteUpper{}
 		l := New(cable.end(0), u, Config{Logger: quietLogger(), HandshakeTimeout: 2 * time.Second})
 		tr, err := cable.end(1).Open(context.Background())

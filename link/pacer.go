@@ -59,6 +59,19 @@ func (p *pacer) ready(ctx context.Context, broken <-chan struct{}) error {
 	}
 }
 
+// delay holds the next write back by d, so that the line drains d's worth
+// of bytes queued below us.
+func (p *pacer) delay(d time.Duration) {
+	if p.rate == 0 || d <= 0 {
+		return
+	}
+	now := time.Now()
+	if p.free.Before(now) {
+		p.free = now
+	}
+	p.free = p.free.Add(d)
+}
+
 // sent records n bytes handed to the transport.
 func (p *pacer) sent(n int) {
 	if p.rate == 0 {

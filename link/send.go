@@ -21,6 +21,11 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		return err
 	}
 	for {
+		l.mu.Lock()
+		drain := c.drainDue
+		c.drainDue = 0
+		l.mu.Unlock()
+		c.pace.delay(drain)
 		if err := c.pace.ready(ctx, c.broken); err != nil {
 			return c.brokenErr(err)
 		}
@@ -255,7 +260,9 @@ func (c *conn) emitData(wire []byte, f *outFrame, now time.Time) []byte {
 	f.tx = l.txCount
 	f.sentAt = now
 	f.pending = false
-	return c.emit(wire, f.raw)
+	out := c.emit(wire, f.raw)
+	f.wireLen = len(out)
+	return out
 }
 
 // emitFragment sends the next piece of f; the retransmission is complete

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -84,28 +85,35 @@ const (
 // that becomes ready with no more than this goes to the head of the line.
 const sparseLimit = 512
 
+// sparseIdle is how long a stream must have been quiet for a small write
+// to count as interactive; a stream writing small pieces back to back is
+// bulk and batched as such.
+const sparseIdle = 20 * time.Millisecond
+
 // Mux multiplexes streams over a link.
 type Mux struct {
 	cfg    Config
 	log    *slog.Logger
 	notify func()
 
-	mu         sync.Mutex
-	up         bool
-	upCh       chan struct{} // closed while a session is up
-	odd        bool          // our stream ids are odd
-	nextID     uint32
-	streams    map[uint32]*Stream
-	ctrl       []ctrlMsg // control messages waiting, in order
-	ready      []*Stream
-	outRest    []byte // the part of a message that did not fit the last payload
-	inBuf      []byte // the beginning of a message cut by a payload's end
-	inSkip     uint64 // bytes still to skip of an oversize DATA message
-	accepts    chan *Stream
-	listens    []ListenRequest // ours, sent again at each new session
-	closed     bool
-	sessionUp  time.Time
-	sessionGen uint64 // bumped when a session ends
+	mu          sync.Mutex
+	up          bool
+	upCh        chan struct{} // closed while a session is up
+	odd         bool          // our stream ids are odd
+	nextID      uint32
+	streams     map[uint32]*Stream
+	ctrl        []ctrlMsg // control messages waiting, in order
+	ready       []*Stream
+	outRest     []byte   // the part of a message that did not fit the last payload
+	inflight    []uint32 // streams with data in the payload Fill returned last
+	inflightCut bool     // that payload ended inside a message
+	inBuf       []byte   // the beginning of a message cut by a payload's end
+	inSkip      uint64   // bytes still to skip of an oversize DATA message
+	accepts     chan *Stream
+	listens     []ListenRequest // ours, sent again at each new session
+	closed      bool
+	sessionUp   time.Time
+	sessionGen  uint64 // bumped when a session ends
 
 	// Limits, see Config.
 	reserved   int // the receive windows of the streams in the table
@@ -497,6 +505,7 @@ func (m *Mux) makeReady(s *Stream, sparse bool) {
 		return
 	}
 	s.inReady = true
+	s.urgent = sparse
 	if sparse {
 		m.ready = append(m.ready, nil)
 		copy(m.ready[1:], m.ready)
@@ -574,9 +583,31 @@ func (m *Mux) Fill(p []byte) int {
 	if len(m.ctrl) == 0 {
 		m.ctrl = nil
 	}
+	// A payload that starts with interactive data carries only that (and
+	// control): it goes out as a short frame of its own instead of
+	// waiting, inside a full one, for bulk data to cross the line.
+	urgentOnly := len(m.ready) > 0 && m.ready[0].urgent
+	m.inflight = m.inflight[:0]
+	n = m.fillData(p, n, urgentOnly, false)
+	m.inflightCut = len(m.outRest) > 0
+	return n
+}
+
+// fillData adds DATA messages to p[:n] from the streams in turn, each up
+// to a quantum, and returns the new length, under m.mu. urgentOnly
+// serves interactive streams only; ahead serves only those not in the
+// payload in flight (see FillUrgent), and records none.
+func (m *Mux) fillData(p []byte, n int, urgentOnly, ahead bool) int {
 	quantum := max(1024, len(p)/4)
-	for len(m.ready) > 0 && n < len(p) {
-		s := m.ready[0]
+	for i := 0; i < len(m.ready) && n < len(p); {
+		s := m.ready[i]
+		if urgentOnly && !s.urgent {
+			break
+		}
+		if ahead && slices.Contains(m.inflight, s.id) {
+			i++
+			continue
+		}
 		take := min(len(s.wbuf), s.credit, quantum)
 		hdr := 1 + uvarintLen(uint64(s.id))
 		room := len(p) - n - hdr - uvarintLen(uint64(take))
@@ -591,8 +622,13 @@ func (m *Mux) Fill(p []byte) int {
 		s.wbuf = s.wbuf[take:]
 		s.credit -= take
 		s.bytesOut += uint64(take)
-		m.ready = m.ready[1:]
+		s.lastTake = time.Now()
+		if !ahead {
+			m.inflight = append(m.inflight, s.id)
+		}
+		m.ready = slices.Delete(m.ready, i, i+1)
 		s.inReady = false
+		s.urgent = false
 		if len(s.wbuf) == 0 {
 			s.wbuf = nil
 			signal(s.writeCh)
@@ -605,6 +641,40 @@ func (m *Mux) Fill(p []byte) int {
 		m.ready = nil
 	}
 	return n
+}
+
+// Urgent implements link.Preempter: an interactive stream waits that
+// FillUrgent could send ahead of the payload in flight.
+func (m *Mux) Urgent() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.up || m.inflightCut {
+		return false
+	}
+	for _, s := range m.ready {
+		if !s.urgent {
+			return false
+		}
+		if !slices.Contains(m.inflight, s.id) {
+			return true
+		}
+	}
+	return false
+}
+
+// FillUrgent implements link.Preempter: it fills p with interactive data
+// that may overtake the payload most recently returned by Fill (the link
+// sends that one again right after). Only whole DATA messages of streams
+// that payload does not carry qualify, and only when that payload ends on
+// a message boundary, so the byte stream of messages stays intact and
+// every stream's bytes stay in order.
+func (m *Mux) FillUrgent(p []byte) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.up || m.inflightCut {
+		return 0
+	}
+	return m.fillData(p, 0, true, true)
 }
 
 // Deliver implements link.Upper: it parses the messages in p, which may

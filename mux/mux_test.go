@@ -216,11 +216,13 @@ func TestInteractiveOvertakesBulk(t *testing.T) {
 		for range 5 {
 			require.Equal(t, len(buf), shuttle(a, b), "bulk fills whole payloads")
 		}
+		time.Sleep(sparseIdle + 5*time.Millisecond) // a keystroke, some time after the last
 		done := make(chan struct{})
 		go func() { defer close(done); _, _ = inter.Write([]byte("PING")) }()
 		waitReady(inter)
 		n := a.Fill(buf)
 		assert.True(t, bytes.Contains(buf[:n], []byte("PING")), "round %d: the next payload carries the interactive write", round)
+		assert.Less(t, n, 32, "round %d: and nothing else: it crosses the line in a short frame", round)
 		require.NoError(t, b.Deliver(buf[:n]))
 		<-done
 		got := make([]byte, 4)

@@ -101,8 +101,10 @@ type Stream struct {
 	wbuf       []byte // a blocked Write's remaining bytes
 	credit     int    // what we may still send
 	inReady    bool
-	err        error // set when reset
-	closed     bool  // Close called
+	urgent     bool      // made ready by an interactive write
+	lastTake   time.Time // when the scheduler last took data from it
+	err        error     // set when reset
+	closed     bool      // Close called
 	readCh     chan struct{}
 	writeCh    chan struct{}
 	rdl, wdl   time.Time
@@ -186,7 +188,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	s.wbuf = p
-	m.makeReady(s, len(p) <= sparseLimit)
+	m.makeReady(s, len(p) <= sparseLimit && time.Since(s.lastTake) > sparseIdle)
 	for {
 		if len(s.wbuf) == 0 {
 			m.mu.Unlock()
