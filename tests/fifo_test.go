@@ -253,7 +253,7 @@ func TestFIFOPeerPausedResumes(t *testing.T) {
 			srv := transferServer(t)
 			lport := freePort(t)
 			a, b, _, _ := fifoPair(t, append([]string{"-L", fwd(lport, srv)}, tc.linkArgs...), tc.linkArgs)
-			const size = 64 << 20
+			const size = 256 << 20
 			done := make(chan error, 1)
 			go func() { done <- transfer(addr(lport), size, size, 500) }()
 			time.Sleep(300 * time.Millisecond)

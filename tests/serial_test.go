@@ -107,8 +107,8 @@ func TestSerialInteractiveStreamResponsiveUnderBulk(t *testing.T) {
 	}
 	idle := probe(20, 20*time.Millisecond, nil)
 
-	// Bulk both ways on another stream, for about 14 s; echoes meanwhile.
-	const bulk = 160 << 10
+	// Bulk both ways on another stream, for about 18 s; echoes meanwhile.
+	const bulk = 192 << 10
 	bulkDone := make(chan struct{})
 	var bulkErr error
 	go func() {
@@ -116,14 +116,14 @@ func TestSerialInteractiveStreamResponsiveUnderBulk(t *testing.T) {
 		_, bulkErr = transferTimed(addr(r.port), bulk, bulk, 3, lineTimeFor(bulk, 0.5))
 	}()
 	time.Sleep(time.Second) // the line is full
-	busy := probe(100, 100*time.Millisecond, bulkDone)
+	busy := probe(200, 50*time.Millisecond, bulkDone)
 	<-bulkDone
 	require.NoError(t, bulkErr, "bulk transfer")
 	t.Logf("1-byte echo round trip over 115200 baud: idle p50 %v p99 %v; under bulk both ways p50 %v p99 %v max %v (%d samples)",
 		percentile(idle, 50).Round(time.Millisecond), percentile(idle, 99).Round(time.Millisecond),
 		percentile(busy, 50).Round(time.Millisecond), percentile(busy, 99).Round(time.Millisecond),
 		percentile(busy, 100).Round(time.Millisecond), len(busy))
-	require.GreaterOrEqual(t, len(busy), 40, "echoes measured while the bulk transfer ran")
+	require.GreaterOrEqual(t, len(busy), 30, "echoes measured while the bulk transfer ran")
 	assert.Less(t, percentile(busy, 99), time.Second, "echo p99 under bulk")
 	assert.Less(t, percentile(busy, 50), 500*time.Millisecond, "echo p50 under bulk")
 	assertSessionKept(t, r.a, r.b)
