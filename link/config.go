@@ -25,6 +25,25 @@ type Upper interface {
 	Deliver(p []byte) error
 }
 
+// Preempter is implemented by an upper layer that can send interactive
+// data ahead of the payload Fill returned last. On a paced line the link
+// then cuts a long frame short when Urgent reports such data, sends a
+// short frame filled by FillUrgent in its place, and the cut payload
+// right after it.
+//
+// While Interactive reports recent interactive traffic, frames on a paced
+// line are kept short (interactiveFrameTime), so that a frame that cannot
+// be cut (one already cut once, which must get through) delays little.
+type Preempter interface {
+	Urgent() bool
+	FillUrgent(p []byte) int
+	Interactive() bool
+}
+
+// interactiveFrameTime bounds a frame's time on a slow line while
+// interactive traffic shares it.
+const interactiveFrameTime = 30 * time.Millisecond
+
 // SessionInfo describes an established session.
 type SessionInfo struct {
 	Local, Peer uint64 // the two ends' session ids
@@ -54,14 +73,15 @@ type Config struct {
 }
 
 // frameTimeTarget is how long one full data frame should occupy a slow
-// line: long enough that headers cost little, short enough that an
-// interactive byte waits little behind it.
-const frameTimeTarget = 40 * time.Millisecond
+// line: long, so headers cost little (interactive data does not wait
+// behind it: the link cuts it short, see Preempter).
+const frameTimeTarget = 100 * time.Millisecond
 
 // Bounds on the payload of a data frame.
 const (
-	minPayload = 256
-	maxPayload = 32 << 10
+	minPayload    = 256
+	minPacedFrame = 512 // on slow lines: headers stay under 4 %
+	maxPayload    = 32 << 10
 )
 
 // DefaultConfig fills the zero fields of c from the transport's properties.
@@ -69,7 +89,7 @@ func DefaultConfig(c Config, p Properties) Config {
 	if c.MaxPayload == 0 {
 		c.MaxPayload = maxPayload
 		if p.LineRate > 0 {
-			c.MaxPayload = int(time.Duration(p.LineRate)*frameTimeTarget/time.Second) - frameOverhead - 4
+			c.MaxPayload = max(minPacedFrame, int(time.Duration(p.LineRate)*frameTimeTarget/time.Second)-frameOverhead-4)
 		}
 	}
 	c.MaxPayload = max(minPayload, min(maxPayload, c.MaxPayload))

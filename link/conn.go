@@ -36,23 +36,27 @@ type conn struct {
 	qmin      time.Duration // least ack excess delay seen in this window
 	qwin      time.Time     // when the window began
 	drainDue  time.Duration // pause the writer this long to drain a standing queue
-	refusedAt time.Time     // when we told the peer
-	peerHello *hello        // the peer's latest hello on this transport
-	helloPrev uint64        // the PeerPrev our hellos carry in this round
-	helloDue  bool          // a hello must be sent now
-	lastHello time.Time     // when our last hello went out
-	hsStart   time.Time     // when this handshake round began
-	closeDue  string        // reason for a CLOSE frame to send, if any
-	closeDone bool          // our goodbye (Link.Close) was written
-	ackDue    bool
-	ackAt     time.Time
-	pongDue   bool
-	pongToken uint32
-	pingToken uint32
-	pingSent  time.Time
-	lastRecv  time.Time
-	lastSend  time.Time
-	bytesIn   atomic.Uint64 // bytes read on this transport
+
+	preempter   Preempter // the upper layer, if it can send interactive data ahead
+	preemptible *outFrame // the data frame next() just built, if it may be cut short
+	urgentDue   bool      // a frame was cut short for interactive data
+	refusedAt   time.Time // when we told the peer
+	peerHello   *hello    // the peer's latest hello on this transport
+	helloPrev   uint64    // the PeerPrev our hellos carry in this round
+	helloDue    bool      // a hello must be sent now
+	lastHello   time.Time // when our last hello went out
+	hsStart     time.Time // when this handshake round began
+	closeDue    string    // reason for a CLOSE frame to send, if any
+	closeDone   bool      // our goodbye (Link.Close) was written
+	ackDue      bool
+	ackAt       time.Time
+	pongDue     bool
+	pongToken   uint32
+	pingToken   uint32
+	pingSent    time.Time
+	lastRecv    time.Time
+	lastSend    time.Time
+	bytesIn     atomic.Uint64 // bytes read on this transport
 }
 
 // helloInterval is how often an unanswered hello is repeated.
@@ -70,6 +74,7 @@ func (l *Link) serve(ctx context.Context, t io.ReadWriteCloser) error {
 		lastSend: now,
 		pace:     newPacer(l.props.LineRate, t),
 	}
+	c.preempter, _ = l.up.(Preempter)
 	l.mu.Lock()
 	l.cur = c
 	l.state = StateHandshake

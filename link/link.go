@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 )
@@ -66,8 +67,10 @@ type Link struct {
 	srtt    time.Duration
 	rttvar  time.Duration
 	rto     time.Duration
-	sizeCap int     // payload size for the line's error rate now
-	loss    float64 // moving average of the data frame loss rate
+	held    *outFrame // a frame cut short, to send again under a new number
+	sizeCap int       // payload size for the line's error rate now
+	fates   int       // data frames judged in this window
+	losses  int       // of which lost at the first try
 
 	// receive side
 	sessionSecret []byte // from the handshake that created the session
@@ -290,31 +293,39 @@ func (l *Link) minRTO() time.Duration {
 // Bounds of the adaptive payload size on lossy lines.
 const (
 	minSizeCap = 32
-	lossShrink = 0.25 // above this loss rate frames get smaller
-	lossGrow   = 0.03 // below it they grow back
+	fateWindow = 32 // data frames per estimate of the line's error rate
 )
 
-// frameFate records whether a data frame got through at the first try, and
-// sizes frames to the line's error rate, under l.mu: on a noisy line a long
-// frame is almost never intact, a short one often is.
+// frameFate records whether a data frame got through at the first try,
+// under l.mu, and every fateWindow frames sizes frames to the line's error
+// rate: from the share of frames lost it estimates the bit error rate, and
+// takes the payload that carries the most data per byte on the line,
+// which balances the header's cost against the chance of losing the frame
+// (about sqrt(overhead / (8 * BER))).
 func (l *Link) frameFate(lost bool) {
 	if l.props.Reliable {
 		return
 	}
-	x := 0.0
+	l.fates++
 	if lost {
-		x = 1
+		l.losses++
 	}
-	l.loss = 0.95*l.loss + 0.05*x
-	switch {
-	case l.loss > lossShrink && l.sizeCap > minSizeCap:
-		l.sizeCap = max(minSizeCap, l.sizeCap*2/3)
-		l.loss = lossShrink / 2
-		l.log.Debug("line noisy: smaller frames", "payload", l.sizeCap)
-	case l.loss < lossGrow && l.sizeCap < l.cfg.MaxPayload:
-		l.sizeCap = min(l.cfg.MaxPayload, l.sizeCap*5/4+1)
-		l.loss = 2 * lossGrow
-		l.log.Debug("line clean: larger frames", "payload", l.sizeCap)
+	if l.fates < fateWindow {
+		return
+	}
+	rate := float64(l.losses) / float64(l.fates)
+	l.fates, l.losses = 0, 0
+	size := l.cfg.MaxPayload
+	if rate > 0 {
+		bits := 8 * float64(l.sizeCap+frameOverhead+l.sizeCap/254+2)
+		ber := -math.Log1p(-min(rate, 0.99)) / bits
+		size = int(math.Sqrt(float64(frameOverhead+8) / (8 * ber)))
+	}
+	// Move halfway there: one unlucky window does not swing it.
+	next := max(minSizeCap, min(l.cfg.MaxPayload, (l.sizeCap+size)/2))
+	if next != l.sizeCap {
+		l.log.Debug("frame size for the line's error rate", "loss", rate, "payload", next)
+		l.sizeCap = next
 	}
 }
 
@@ -332,6 +343,7 @@ func (l *Link) resetSession(reason error) {
 	l.established = false
 	l.nextSeq, l.rxNext = 0, 0
 	l.unacked = nil
+	l.held = nil
 	clear(l.ooo)
 	clear(l.partials)
 	l.rto = l.initialRTO()

@@ -40,7 +40,9 @@ func (p *pacer) ready(ctx context.Context, broken <-chan struct{}) error {
 		}
 		if p.q != nil {
 			if n, err := p.q.OutputQueued(); err == nil {
-				wait = max(wait, lineTime(n, p.rate)-p.slack)
+				// What the OS holds includes the bytes on their way
+				// out; more than two slices is a queue.
+				wait = max(wait, lineTime(n-2*p.sliceLen(), p.rate))
 			}
 		}
 		if wait <= 0 {
@@ -57,6 +59,12 @@ func (p *pacer) ready(ctx context.Context, broken <-chan struct{}) error {
 		case <-t.C:
 		}
 	}
+}
+
+// sliceLen is how much of a frame goes to the OS at once on a paced
+// line: a few milliseconds of line time, so that a frame can be cut short.
+func (p *pacer) sliceLen() int {
+	return max(16, int(time.Duration(p.rate)*4*time.Millisecond/time.Second))
 }
 
 // delay holds the next write back by d, so that the line drains d's worth

@@ -33,6 +33,10 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		l.mu.Lock()
+		pre := c.preemptible
+		c.preemptible = nil
+		l.mu.Unlock()
 		if out == nil {
 			timer.Reset(wait)
 			select {
@@ -42,6 +46,12 @@ func (c *conn) writeLoop(ctx context.Context) error {
 				return c.err
 			case <-l.wake:
 			case <-timer.C:
+			}
+			continue
+		}
+		if pre != nil && c.preempter != nil && c.pace.rate > 0 {
+			if err := c.writeSliced(ctx, out, pre); err != nil {
+				return err
 			}
 			continue
 		}
@@ -144,14 +154,28 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 	if c.ackDue && sack != 0 {
 		return c.emitAck(wire, scratch, sack), 0, false, nil
 	}
+	// Interactive data that overtakes a frame cut short for it.
+	if c.urgentDue {
+		c.urgentDue = false
+		if f := c.pullUrgent(); f != nil {
+			return c.emitData(wire, f, now), 0, false, nil
+		}
+	}
 	// Frames to send again, oldest first.
 	if f := c.pendingFrame(now); f != nil {
 		l.stats.FramesResent.Add(1)
 		return c.emitData(wire, f, now), 0, false, nil
 	}
+	// The payload of a frame cut short, under its new number.
+	if f := l.held; f != nil {
+		l.held = nil
+		l.sequence(f) // not to be cut again: it must get through
+		return c.emitData(wire, f, now), 0, false, nil
+	}
 	// New data, pulled from the layer above while the window allows.
 	if l.established && !l.closing && len(l.unacked) < l.sendWindow() {
 		if f := c.pull(); f != nil {
+			c.preemptible = f
 			l.stats.PayloadOut.Add(uint64(len(f.raw) - dataHeader))
 			return c.emitData(wire, f, now), 0, false, nil
 		}
@@ -182,6 +206,9 @@ func (c *conn) pull() *outFrame {
 	limit := min(l.payloadLimit(), l.sizeCap)
 	f := getFrame(l.cfg.MaxPayload)
 	l.mu.Unlock()
+	if c.preempter != nil && l.props.LineRate > 0 && c.preempter.Interactive() {
+		limit = min(limit, c.shortFrame())
+	}
 	n := l.up.Fill(f.raw[dataHeader : dataHeader+limit])
 	l.mu.Lock()
 	if n == 0 || gen != l.gen || !l.established {
@@ -192,11 +219,122 @@ func (c *conn) pull() *outFrame {
 	}
 	f.raw = f.raw[:dataHeader+n]
 	f.raw[0] = frameData
+	l.sequence(f)
+	return f
+}
+
+// sequence numbers f as the next data frame, under l.mu.
+func (l *Link) sequence(f *outFrame) {
 	f.seq = l.nextSeq
 	binary.BigEndian.PutUint16(f.raw[1:], f.seq)
 	l.nextSeq++
 	l.unacked = append(l.unacked, f)
+}
+
+// pullUrgent asks the upper layer for interactive data that may overtake
+// the held frame, with l.mu released meanwhile, and numbers it in the held
+// frame's place.
+func (c *conn) pullUrgent() *outFrame {
+	l := c.l
+	gen := l.gen
+	f := getFrame(l.cfg.MaxPayload)
+	l.mu.Unlock()
+	n := c.preempter.FillUrgent(f.raw[dataHeader : dataHeader+min(l.payloadLimit(), 256)])
+	l.mu.Lock()
+	if n == 0 || gen != l.gen || !l.established {
+		putFrame(f)
+		return nil
+	}
+	f.raw = f.raw[:dataHeader+n]
+	f.raw[0] = frameData
+	l.sequence(f)
+	l.stats.Preemptions.Add(1)
 	return f
+}
+
+// writeSliced writes data frame out (the first transmission of f) a slice
+// at a time at the line's pace, and cuts it short when interactive data
+// is waiting and much of the frame is left: the frame's number goes to a
+// short frame with that data, and f follows under the next number.
+func (c *conn) writeSliced(ctx context.Context, out []byte, f *outFrame) error {
+	l := c.l
+	slice := c.pace.sliceLen()
+	for off := 0; off < len(out); {
+		if off > 0 {
+			if err := c.pace.ready(ctx, c.broken); err != nil {
+				return c.brokenErr(err)
+			}
+			// Cut only what would delay interactive data more than a
+			// short frame does: cutting wastes what was sent.
+			if len(out)-off > max(2*slice, c.shortFrame()) && c.preempter.Urgent() {
+				if cut := cobsCut(out, off); cut > 0 {
+					if err := c.abortFrame(out[off:cut], f); err != nil {
+						return err
+					}
+					return nil
+				}
+			}
+		}
+		end := min(off+slice, len(out))
+		if _, err := c.t.Write(out[off:end]); err != nil {
+			return err
+		}
+		c.pace.sent(end - off)
+		l.stats.BytesOut.Add(uint64(end - off))
+		off = end
+	}
+	l.stats.FramesOut.Add(1)
+	return nil
+}
+
+// shortFrame is the length of a frame on a paced line while interactive
+// traffic shares it.
+func (c *conn) shortFrame() int {
+	return max(128, int(time.Duration(c.l.props.LineRate)*interactiveFrameTime/time.Second))
+}
+
+// abortFrame ends frame f on the wire after rest, with a delimiter where
+// its encoding is incomplete (the receiver drops it for certain, whatever
+// the CRC), and takes f back to send again after the interactive data.
+func (c *conn) abortFrame(rest []byte, f *outFrame) error {
+	l := c.l
+	if _, err := c.t.Write(append(rest[:len(rest):len(rest)], 0)); err != nil {
+		return err
+	}
+	c.pace.sent(len(rest) + 1)
+	l.stats.BytesOut.Add(uint64(len(rest) + 1))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.unacked); n > 0 && l.unacked[n-1] == f && f.seq == l.nextSeq-1 && l.held == nil {
+		l.unacked = l.unacked[:n-1]
+		l.nextSeq--
+		l.txCount-- // never reached the peer: it orders nothing
+		f.tx, f.resent, f.pending = 0, false, false
+		l.held = f
+		c.urgentDue = true
+	} else {
+		f.pending = true // not ours to renumber any more: resend as is
+	}
+	return nil
+}
+
+// cobsCut returns the least position at or after off at which encoded
+// frame enc, cut and followed by a delimiter, fails COBS decoding for
+// certain (inside a block whose data has not all been written); 0 when
+// there is none before the frame's end.
+func cobsCut(enc []byte, off int) int {
+	for pos := 0; pos < len(enc)-1; {
+		code := int(enc[pos])
+		end := pos + code // the block is enc[pos:end]
+		switch {
+		case off > pos && off < end:
+			return off
+		case off <= pos && code >= 2:
+			return pos + 1
+		}
+		pos = end
+	}
+	return 0
 }
 
 // pendingFrame returns the oldest frame due for retransmission, marking

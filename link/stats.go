@@ -21,6 +21,7 @@ type Stats struct {
 	Sessions       atomic.Uint64 // sessions started
 	SessionsEnded  atomic.Uint64 // sessions ended (peer restarted, closed, error)
 	AuthFailures   atomic.Uint64 // transports dropped because the peer failed authentication
+	Preemptions    atomic.Uint64 // frames cut short for interactive data
 }
 
 // String summarises the counters for logs and test failures.

@@ -104,11 +104,12 @@ type Mux struct {
 	streams     map[uint32]*Stream
 	ctrl        []ctrlMsg // control messages waiting, in order
 	ready       []*Stream
-	outRest     []byte   // the part of a message that did not fit the last payload
-	inflight    []uint32 // streams with data in the payload Fill returned last
-	inflightCut bool     // that payload ended inside a message
-	inBuf       []byte   // the beginning of a message cut by a payload's end
-	inSkip      uint64   // bytes still to skip of an oversize DATA message
+	outRest     []byte    // the part of a message that did not fit the last payload
+	inflight    []uint32  // streams with data in the payload Fill returned last
+	inflightCut bool      // that payload ended inside a message
+	lastUrgent  time.Time // when a stream last became ready with interactive data
+	inBuf       []byte    // the beginning of a message cut by a payload's end
+	inSkip      uint64    // bytes still to skip of an oversize DATA message
 	accepts     chan *Stream
 	listens     []ListenRequest // ours, sent again at each new session
 	closed      bool
@@ -507,6 +508,7 @@ func (m *Mux) makeReady(s *Stream, sparse bool) {
 	s.inReady = true
 	s.urgent = sparse
 	if sparse {
+		m.lastUrgent = time.Now()
 		m.ready = append(m.ready, nil)
 		copy(m.ready[1:], m.ready)
 		m.ready[0] = s
@@ -660,6 +662,18 @@ func (m *Mux) Urgent() bool {
 		}
 	}
 	return false
+}
+
+// interactiveSpell is how long after interactive data the link keeps its
+// frames short.
+const interactiveSpell = 3 * time.Second
+
+// Interactive implements link.Preempter: interactive data went out
+// lately.
+func (m *Mux) Interactive() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return time.Since(m.lastUrgent) < interactiveSpell
 }
 
 // FillUrgent implements link.Preempter: it fills p with interactive data

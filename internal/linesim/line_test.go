@@ -1,0 +1,174 @@
+// Package linesim runs the real link and mux over a simulated serial line
+// in virtual time (testing/synctest): goodput and interactive latency on a
+// slow line are measured exactly, unaffected by how busy the machine is.
+package linesim
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sockmux/sockmux/internal/memline"
+	"github.com/sockmux/sockmux/link"
+	"github.com/sockmux/sockmux/mux"
+)
+
+type driver struct {
+	*memline.End
+	props link.Properties
+}
+
+func (d driver) Properties() link.Properties { return d.props }
+
+// end is one end of a simulated link: a link and its mux.
+type end struct {
+	l *link.Link
+	m *mux.Mux
+}
+
+func startEnd(ctx context.Context, wg *sync.WaitGroup, d link.Driver, window int) *end {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m := mux.New(mux.Config{StreamWindow: window, Logger: log})
+	l := link.New(d, m, link.Config{Logger: log})
+	m.SetNotify(l.Notify)
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = l.Run(ctx) }()
+	return &end{l: l, m: m}
+}
+
+type lineResult struct {
+	goodput  float64 // payload bytes per second of the bulk stream
+	echo     []time.Duration
+	lineRate int
+}
+
+// runLine simulates two ends over a line of rate bytes per second: a
+// bulk stream from b to a for dur, and (when echo) a 1-byte echo from a
+// through b and back, every 20-57 ms.
+func runLine(t *testing.T, rate int, ber float64, dur time.Duration, echo, reportQueue bool) lineResult {
+	var res lineResult
+	synctest.Test(t, func(t *testing.T) {
+		cable := memline.New(1)
+		cable.Rate = rate
+		cable.BER = ber
+		cable.HideQueue = !reportQueue
+		props := link.Properties{LineRate: rate}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		a := startEnd(ctx, &wg, driver{cable.End(0), props}, 2*rate)
+		b := startEnd(ctx, &wg, driver{cable.End(1), props}, 2*rate)
+
+		// b accepts streams: the bulk one it fills, the echo one it echoes.
+		go func() {
+			for {
+				s, err := b.m.Accept(ctx)
+				if err != nil {
+					return
+				}
+				s.Accept()
+				go func() {
+					defer s.Close()
+					if s.Info().Dest == "bulk" {
+						buf := make([]byte, 32<<10)
+						for {
+							if _, err := s.Write(buf); err != nil {
+								return
+							}
+						}
+					}
+					_, _ = io.Copy(s, s)
+				}()
+			}
+		}()
+		bulk, err := a.m.Open(ctx, mux.Info{Dest: "bulk"})
+		require.NoError(t, err)
+		var got atomic.Int64
+		go func() {
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := bulk.Read(buf)
+				got.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+		}()
+		time.Sleep(3 * time.Second) // settle: windows open, queues fill
+		start, n0 := time.Now(), got.Load()
+		if echo {
+			e, err := a.m.Open(ctx, mux.Info{Dest: "echo"})
+			require.NoError(t, err)
+			one := []byte{'x'}
+			for i := 0; time.Since(start) < dur; i++ {
+				t0 := time.Now()
+				_, err := e.Write(one)
+				require.NoError(t, err)
+				_, err = io.ReadFull(e, one)
+				require.NoError(t, err)
+				res.echo = append(res.echo, time.Since(t0))
+				time.Sleep(time.Duration(20+i%37) * time.Millisecond)
+			}
+		} else {
+			time.Sleep(dur)
+		}
+		res.goodput = float64(got.Load()-n0) / time.Since(start).Seconds()
+		t.Logf("a: %s; %d preemptions", a.l.Stats(), a.l.Stats().Preemptions.Load())
+		t.Logf("b: %s; %d preemptions", b.l.Stats(), b.l.Stats().Preemptions.Load())
+		res.lineRate = rate
+		cancel()
+		a.m.Close()
+		b.m.Close()
+		wg.Wait()
+	})
+	return res
+}
+
+func pct(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+func TestBulkGoodput(t *testing.T) {
+	for _, tc := range []struct {
+		baud int
+		ber  float64
+		want float64
+	}{
+		{9600, 0, 0.95},
+		{115200, 0, 0.97},
+		{115200, 1e-5, 0.90},
+		{921600, 0, 0.95},
+	} {
+		t.Run(fmt.Sprintf("%d-ber%g", tc.baud, tc.ber), func(t *testing.T) {
+			rate := tc.baud / 10
+			for _, q := range []bool{true, false} {
+				r := runLine(t, rate, tc.ber, 20*time.Second, false, q)
+				ratio := r.goodput / float64(rate)
+				t.Logf("%d baud, BER %g, OS queue visible %v: goodput %.0f B/s = %.3f of the line", tc.baud, tc.ber, q, r.goodput, ratio)
+				assert.GreaterOrEqual(t, ratio, tc.want)
+			}
+		})
+	}
+}
+
+func TestInteractiveUnderBulk(t *testing.T) {
+	for _, q := range []bool{true, false} {
+		r := runLine(t, 11520, 0, 30*time.Second, true, q)
+		p50, p99, worst := pct(r.echo, 0.5), pct(r.echo, 0.99), pct(r.echo, 1)
+		t.Logf("115200 baud, OS queue visible %v: echo p50 %v p99 %v max %v over %d samples; bulk %.0f B/s = %.3f of the line",
+			q, p50, p99, worst, len(r.echo), r.goodput, r.goodput/11520)
+		assert.LessOrEqual(t, p99, 60*time.Millisecond)
+		assert.GreaterOrEqual(t, r.goodput/11520, 0.90, "bulk keeps the line busy meanwhile")
+	}
+}
