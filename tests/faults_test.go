@@ -35,19 +35,20 @@ import (
 // fault is a row of the matrix: a line and what goes wrong on it.
 type fault struct {
 	name      string
-	tcp       bool          // over loopback TCP through a relay, not the cable
-	baud      int           // serial line speed
-	cable     []string      // fault flags for sockmux cable
-	cutEvery  time.Duration // TCP: cut the connection this often
-	tcpRate   int           // TCP: the relay's rate in bytes per second each way
-	minRun    time.Duration // short connections go on at least this long
-	stopAt    time.Duration // SIGSTOP end B this long after the start...
-	stopFor   time.Duration // ...for this long
-	killAt    time.Duration // SIGKILL end B this long after the start, and restart it
-	scale     float64       // workload size relative to a clean 115200-baud line
-	budget    time.Duration // 0: run to completion; else stop the workload after this
-	slowOK    bool          // streams unfinished at the budget are reported, not failed
-	workloads []string      // only these workloads (nil: all)
+	tcp       bool               // over loopback TCP through a relay, not the cable
+	baud      int                // serial line speed
+	cable     []string           // fault flags for sockmux cable
+	cutEvery  time.Duration      // TCP: cut the connection this often
+	tcpRate   int                // TCP: the relay's rate in bytes per second each way
+	minRun    time.Duration      // short connections go on at least this long
+	stopAt    time.Duration      // SIGSTOP end B this long after the start...
+	stopFor   time.Duration      // ...for this long
+	killAt    time.Duration      // SIGKILL end B this long after the start, and restart it
+	scale     float64            // workload size relative to a clean 115200-baud line
+	scales    map[string]float64 // per workload, instead of scale
+	budget    time.Duration      // 0: run to completion; else stop the workload after this
+	slowOK    bool               // streams unfinished at the budget are reported, not failed
+	workloads []string           // only these workloads (nil: all)
 }
 
 // onlyA reports whether every client must enter at end A: end B is killed,
@@ -78,7 +79,7 @@ func faultMatrix() []fault {
 		{name: "TCP cut every 3s", tcp: true, cutEvery: 3 * time.Second, tcpRate: 4 << 20, scale: 300, minRun: 10 * time.Second},
 		{name: "SIGSTOP B 20s", baud: 115200, stopAt: 4 * time.Second, stopFor: 20 * time.Second, scale: 1},
 		{name: "kill+restart B", baud: 115200, killAt: 5 * time.Second, scale: 1},
-		{name: "9600 baud ~60s", baud: 9600, scale: 0.2, budget: 120 * time.Second},
+		{name: "9600 baud ~60s", baud: 9600, scales: map[string]float64{"bulk": 0.25, "mixed32": 0.08, "short1000": 0.2}, budget: 120 * time.Second},
 	}
 }
 
@@ -513,6 +514,9 @@ func faultSleep(ctx context.Context, d time.Duration) bool {
 
 // runCell runs workload w under fault f and checks every stream.
 func runCell(t *testing.T, f fault, w string) cellResult {
+	if s, ok := f.scales[w]; ok {
+		f.scale = s
+	}
 	e := startCell(t, f)
 	begin := time.Now()
 	limit := 5 * time.Minute
@@ -639,7 +643,7 @@ func (e *cellEnv) mixed(ctx context.Context) {
 					return
 				default:
 				}
-				n := int64(256 + r.IntN(1792))
+				n := int64(float64(256+r.IntN(1792)) * min(1, e.f.scale))
 				e.stream(func() (int64, error) { return faultTransfer(e.entrance(i+k), n, n, e.seed(), e.deadline) })
 			}
 		}()
