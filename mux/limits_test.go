@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -429,7 +432,7 @@ func TestHostileLinkPeerMemoryBounded(t *testing.T) {
 	var wg sync.WaitGroup
 	var taken atomic.Int64
 	var held []*Stream
-	before := heapInUse()
+	before, rssBefore := heapInUse(), selfRSS()
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
@@ -453,10 +456,13 @@ func TestHostileLinkPeerMemoryBounded(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		peak = max(peak, int64(ms.HeapAlloc))
 	}
-	after := heapInUse()
+	after, rssAfter := heapInUse(), selfRSS()
 	m.mu.Lock()
 	streams, reserved := len(m.streams), m.reserved
 	m.mu.Unlock()
+	if rssBefore > 0 {
+		t.Logf("process RSS %.1f MiB before, %.1f MiB after", float64(rssBefore)/mib, float64(rssAfter)/mib)
+	}
 	t.Logf("hostile link peer: %d opens, %.0f MiB offered in 4 s; %d streams taken, %d live, %d MiB reserved of %d MiB; live heap %.1f MiB before, %.1f MiB after (peak %.1f MiB with garbage not yet collected; both ends in this process)",
 		flood.opened.Load(), float64(flood.offered.Load())/mib, taken.Load(), streams, reserved/mib, budget/mib,
 		float64(before)/mib, float64(after)/mib, float64(peak)/mib)
@@ -470,4 +476,19 @@ func TestHostileLinkPeerMemoryBounded(t *testing.T) {
 	cancel()
 	m.Close()
 	wg.Wait()
+}
+
+// selfRSS is this process's resident set in bytes, 0 where /proc is not.
+func selfRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kib, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kib << 10
+		}
+	}
+	return 0
 }
