@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"os"
 	"runtime"
@@ -491,4 +492,96 @@ func selfRSS() int64 {
 		}
 	}
 	return 0
+}
+
+// Opens beyond the accept backlog are refused with a reason while the
+// application does not take them; once it does, opens succeed again.
+func TestAcceptBacklogRefusesBeyond(t *testing.T) {
+	h := newHostile(t, Config{AcceptBacklog: 5})
+	for i := range 10 {
+		h.send(openMessage(uint32(2*i+1), Info{}))
+	}
+	require.NoError(t, h.flush())
+	assert.Equal(t, 5, h.m.NumStreams())
+	out := string(h.out[:h.m.Fill(h.out)])
+	assert.Equal(t, 5, strings.Count(out, "far end accept backlog full"))
+	for range 5 {
+		s, err := h.m.Accept(ctx(t))
+		require.NoError(t, err)
+		s.Accept()
+	}
+	h.send(openMessage(101, Info{}))
+	require.NoError(t, h.flush())
+	s, err := h.m.Accept(ctx(t))
+	require.NoError(t, err)
+	assert.Equal(t, uint32(101), s.ID())
+}
+
+// Both ends opening at once never get past MaxStreams at either end: an
+// open beyond it fails here or is refused there with a reason.
+func TestStreamLimitHoldsWithRacingOpens(t *testing.T) {
+	const limit = 64
+	a, b, _ := newPair(t, 1024, Config{MaxStreams: limit})
+	for _, m := range []*Mux{a, b} {
+		go func() {
+			for {
+				s, err := m.Accept(context.Background())
+				if err != nil {
+					return
+				}
+				s.Accept()
+			}
+		}()
+	}
+	var wg sync.WaitGroup
+	var opened, failed, refused atomic.Int64
+	stop := make(chan struct{})
+	var peak atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, m := range []*Mux{a, b} {
+				m.mu.Lock()
+				n := int64(len(m.streams) + m.zombies)
+				m.mu.Unlock()
+				if n > peak.Load() {
+					peak.Store(n)
+				}
+			}
+		}
+	}()
+	for _, m := range []*Mux{a, b} {
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 25 {
+					s, err := m.Open(ctx(t), Info{})
+					if err != nil {
+						failed.Add(1)
+						continue
+					}
+					var re *ResetError
+					if err := s.WaitAccepted(ctx(t)); errors.As(err, &re) && re.Code == CodeLimit {
+						refused.Add(1)
+						continue
+					}
+					opened.Add(1)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(stop)
+	t.Logf("400 opens from both ends at once: %d open, %d failed here, %d refused there; at most %d in a table (limit %d)",
+		opened.Load(), failed.Load(), refused.Load(), peak.Load(), limit)
+	assert.LessOrEqual(t, peak.Load(), int64(limit))
+	assert.LessOrEqual(t, a.NumStreams(), limit)
+	assert.LessOrEqual(t, b.NumStreams(), limit)
+	assert.Equal(t, int64(400), opened.Load()+failed.Load()+refused.Load())
+	assert.Positive(t, failed.Load()+refused.Load())
 }
