@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -101,6 +102,9 @@ func optionFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "dead-timeout", Usage: "reopen the transport after hearing nothing for this long (default: 5s on serial lines, 30s otherwise)", Category: "Link"},
 		&cli.DurationFlag{Name: "handshake-timeout", Value: 10 * time.Second, Usage: "give up a transport whose peer does not complete the handshake in this time, and open it again", Category: "Link"},
 		&cli.DurationFlag{Name: "grace", Value: 5 * time.Second, Usage: "on SIGINT/SIGTERM, how long connections under way may finish", Category: "Link"},
+		&cli.StringFlag{Name: "secret-file", EnvVars: []string{"SOCKMUX_SECRET_FILE"}, Usage: "authenticate the peer with the shared key in `FILE` (sockmux keygen FILE) and encrypt the link; both ends need the same file", Category: "Security"},
+		&cli.BoolFlag{Name: "insecure", Usage: "allow --listen on an address other hosts can reach without --secret-file", Category: "Security"},
+		&cli.StringSliceFlag{Name: "allow", Usage: "let streams from the far end reach only `DEST` = HOST|CIDR[:PORT[-PORT]] (repeatable; default: anywhere)", Category: "Security"},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug (shows frames), info, warn or error"},
 	}
 }
@@ -168,6 +172,9 @@ type linkOptions struct {
 	linkWait, dialTimeout, udpTimeout                     time.Duration
 	udpSessions                                           int
 	keepAlive, deadTimeout, handshakeTimeout, gracePeriod time.Duration
+	secretFile                                            string
+	insecure                                              bool
+	allow                                                 []string
 }
 
 // flagReader is what reading optionFlags needs; a *cli.Context is one.
@@ -175,6 +182,8 @@ type flagReader interface {
 	String(name string) string
 	Int(name string) int
 	Duration(name string) time.Duration
+	Bool(name string) bool
+	StringSlice(name string) []string
 }
 
 func readOptions(c flagReader) (linkOptions, error) {
@@ -195,6 +204,9 @@ func readOptions(c flagReader) (linkOptions, error) {
 		deadTimeout:      c.Duration("dead-timeout"),
 		handshakeTimeout: c.Duration("handshake-timeout"),
 		gracePeriod:      c.Duration("grace"),
+		secretFile:       c.String("secret-file"),
+		insecure:         c.Bool("insecure"),
+		allow:            c.StringSlice("allow"),
 	}
 	switch {
 	case o.udpTimeout <= 0:
@@ -326,9 +338,27 @@ func runPlan(plan linkPlan) error {
 	if err != nil {
 		return err
 	}
+	var secret []byte
+	if plan.opts.secretFile != "" {
+		if secret, err = readSecret(plan.opts.secretFile); err != nil {
+			return err
+		}
+	}
+	if err := checkExposure(plan.transport.listen, secret != nil, plan.opts.insecure); err != nil {
+		return err
+	}
+	allow, err := forward.ParseAllow(plan.opts.allow)
+	if err != nil {
+		return err
+	}
 	drv, err := openDriver(plan.transport, plan.opts.serial, log)
 	if err != nil {
 		return err
+	}
+	if r, ok := drv.(*link.TCPReceptor); ok {
+		// Without a key anyone who connects is the peer anyway; with one,
+		// a stranger must not be able to kick the peer off.
+		r.Replace = secret == nil
 	}
 	if cl, ok := drv.(closer); ok {
 		defer cl.Close()
@@ -343,6 +373,7 @@ func runPlan(plan linkPlan) error {
 		Rules:          plan.rules,
 		UDPTimeout:     plan.opts.udpTimeout,
 		UDPMaxSessions: plan.opts.udpSessions,
+		Allow:          allow,
 		Logger:         log,
 	})
 	m := mux.New(mux.Config{
@@ -356,9 +387,15 @@ func runPlan(plan linkPlan) error {
 		KeepAlive:        plan.opts.keepAlive,
 		DeadTimeout:      plan.opts.deadTimeout,
 		HandshakeTimeout: plan.opts.handshakeTimeout,
+		Secret:           secret,
 		Logger:           log,
 	})
 	m.SetNotify(l.Notify)
+	if secret == nil {
+		log.Info("authentication off: no --secret-file")
+	} else {
+		log.Info("authentication on: the peer must hold the same key; the link is encrypted")
+	}
 	for _, fw := range plan.forwards {
 		if err := fwd.Add(fw); err != nil {
 			fwd.Close()
@@ -408,4 +445,41 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// checkExposure refuses to listen where other hosts can reach the link
+// without authentication, unless the user insists.
+func checkExposure(listen string, keyed, insecure bool) error {
+	if listen == "" || keyed || insecure {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %w", listen, err)
+	}
+	if isLoopback(host) {
+		return nil
+	}
+	return fmt.Errorf("--listen %s accepts peers from other hosts, and without --secret-file anyone who connects gets a tunnel into this one; "+
+		"give both ends the same key (sockmux keygen FILE, then --secret-file FILE), or --insecure to run without one", listen)
+}
+
+// isLoopback reports whether host names only this machine.
+func isLoopback(host string) bool {
+	if host == "" {
+		return false // every address
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	addrs, err := net.LookupIP(host)
+	if err != nil || len(addrs) == 0 {
+		return false
+	}
+	for _, a := range addrs {
+		if !a.IsLoopback() {
+			return false
+		}
+	}
+	return true
 }
