@@ -8,11 +8,11 @@
 //	go test -run '^$' -bench . ./bench/          # the library-level benchmarks alone
 //	SOCKMUX_BENCH=1 go test -v -run TestSuite ./bench/
 //
-// SOCKMUX_BENCH_QUICK=1 makes every run short (to try the suite out; the
-// table then goes to a temporary file, not the docs), SOCKMUX_BENCH_ONLY
-// a regular expression of the parts to run (tcp, idle, fifo, tcp-e2e,
-// serial 115200, ...), SOCKMUX_BIN the binary to measure (default: built
-// from ../cmd/sockmux) and SOCKMUX_BENCH_DOC where the table is written.
+// SOCKMUX_BENCH_QUICK=1 makes every run short, SOCKMUX_BENCH_ONLY a
+// regular expression picks the parts to run (tcp, idle, fifo, tcp-e2e,
+// serial 115200, ...); either way the table goes to a temporary file, not
+// the docs. SOCKMUX_BIN names the binary to measure (default: built from
+// ../cmd/sockmux), SOCKMUX_BENCH_DOC where the table is written.
 //
 // The library-level benchmarks (BenchmarkTCP, BenchmarkIdleStreams) run
 // on every platform and print benchstat-friendly lines. The suite

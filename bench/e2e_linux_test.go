@@ -581,15 +581,29 @@ func lastLine(text, containing string) string {
 
 // ---- the interactive echo under load ----
 
-// echoSamples is how many round trips each phase of the echo test times.
-const echoSamples = 200
+// echoSamples is how many round trips each phase of the echo test times;
+// rapidSamples those of the back-to-back phase.
+const (
+	echoSamples  = 200
+	rapidSamples = 100
+)
+
+// Pauses between echo samples, random so that samples do not lock to the
+// frame clock: typing pace (a fast typist's 30 ms, key repeat, to a slow
+// one's 130 ms) for the row, and back to back (5-25 ms) for a harder case.
+var (
+	typingPause = [2]int{30, 130}
+	rapidPause  = [2]int{5, 25}
+)
 
 type echoResult struct {
 	Idle, Loaded []time.Duration // round trips, sorted
 	// The legs of each round trip: request (client → link A → cable A→B →
 	// link B → echo server) and reply (back), sorted, idle and loaded.
 	IdleReq, IdleReply, LoadedReq, LoadedReply []time.Duration
-	BulkRate                                   float64 // the bulk download's goodput while the echo ran
+	// Rapid are round trips under load with short pauses between them.
+	Rapid    []time.Duration
+	BulkRate float64 // the bulk download's goodput while the echo ran
 }
 
 // echo times 1-byte round trips through the echo forward, first on the
@@ -604,7 +618,7 @@ func (s *suite) echo(bulkAddr, echoAddr string, nominal float64) (*echoResult, e
 	defer c.Close()
 	rng := rand.New(rand.NewPCG(3, 4))
 	var req, reply []time.Duration
-	sample := func() (time.Duration, error) {
+	sample := func(pause [2]int) (time.Duration, error) {
 		b := []byte{byte(rng.UintN(256))}
 		want := b[0]
 		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -625,18 +639,17 @@ func (s *suite) echo(bulkAddr, echoAddr string, nominal float64) (*echoResult, e
 		if at.After(t0) && at.Before(t1) {
 			req, reply = append(req, at.Sub(t0)), append(reply, t1.Sub(at))
 		}
-		// A random pause, so samples do not lock to the frame clock.
-		time.Sleep(time.Duration(5+rng.IntN(20)) * time.Millisecond)
+		time.Sleep(time.Duration(pause[0]+rng.IntN(pause[1]-pause[0])) * time.Millisecond)
 		return t1.Sub(t0), nil
 	}
 	for range 5 { // warm up
-		if _, err := sample(); err != nil {
+		if _, err := sample(typingPause); err != nil {
 			return nil, err
 		}
 	}
 	req, reply = nil, nil
 	for range echoSamples {
-		d, err := sample()
+		d, err := sample(typingPause)
 		if err != nil {
 			return nil, fmt.Errorf("idle: %w", err)
 		}
@@ -685,13 +698,20 @@ func (s *suite) echo(bulkAddr, echoAddr string, nominal float64) (*echoResult, e
 		return nil, errors.New("the bulk download had not started after 3s")
 	}
 	for range echoSamples {
-		d, err := sample()
+		d, err := sample(typingPause)
 		if err != nil {
 			return nil, fmt.Errorf("under load: %w", err)
 		}
 		res.Loaded = append(res.Loaded, d)
 	}
 	res.LoadedReq, res.LoadedReply = req, reply
+	for range rapidSamples {
+		d, err := sample(rapidPause)
+		if err != nil {
+			return nil, fmt.Errorf("under load, back to back: %w", err)
+		}
+		res.Rapid = append(res.Rapid, d)
+	}
 	mu.Lock()
 	res.BulkRate = float64(bulkBytes-b0) / time.Since(t0).Seconds()
 	left := bulkBytes < bulkN
@@ -699,7 +719,7 @@ func (s *suite) echo(bulkAddr, echoAddr string, nominal float64) (*echoResult, e
 	if !left {
 		return nil, errors.New("the bulk download ended before the loaded phase did")
 	}
-	for _, d := range [][]time.Duration{res.Idle, res.Loaded, res.IdleReq, res.IdleReply, res.LoadedReq, res.LoadedReply} {
+	for _, d := range [][]time.Duration{res.Idle, res.Loaded, res.IdleReq, res.IdleReply, res.LoadedReq, res.LoadedReply, res.Rapid} {
 		sortDurations(d)
 	}
 	return res, nil

@@ -71,7 +71,7 @@ func (s *suite) rowsTable() []row {
 			ip50, ip99 := percentile(e.Idle, 50), percentile(e.Idle, 99)
 			rows = append(rows, row{
 				echoName,
-				fmt.Sprintf("p50 %s, p99 %s, max %s (%d samples)", ms(lp50), ms(lp99), ms(e.Loaded[len(e.Loaded)-1]), len(e.Loaded)),
+				fmt.Sprintf("p50 %s, p99 %s, max %s (%d samples at typing pace)", ms(lp50), ms(lp99), ms(e.Loaded[len(e.Loaded)-1]), len(e.Loaded)),
 				fmt.Sprintf("idle link: p50 %s, p99 %s, max %s", ms(ip50), ms(ip99), ms(e.Idle[len(e.Idle)-1])),
 				fmt.Sprintf("p50 ×%.1f, p99 ×%.1f", float64(lp50)/float64(ip50), float64(lp99)/float64(ip99)),
 				"p99 ≤ 60 ms", verdict(lp99 <= 60*time.Millisecond),
@@ -180,8 +180,8 @@ func (s *suite) machine() string {
 	model, cores := cpuModel()
 	return fmt.Sprintf("%s, %s UTC; CPU %s, %d cores (GOMAXPROCS %d); %s linux/%s, kernel %s; code %s; load average %s at the start, %s at the end; %s",
 		s.started.UTC().Format("2006-01-02"), s.started.UTC().Format("15:04"), model, cores, runtime.GOMAXPROCS(0),
-		runtime.Version(), runtime.GOARCH, kernel(), codeVersion(), s.load0, loadAvg(),
-		map[bool]string{true: "quick run (SOCKMUX_BENCH_QUICK)", false: "full run"}[s.quick])
+		runtime.Version(), runtime.GOARCH, kernel(), s.code+"; binary: "+s.binVersion, s.load0, loadAvg(),
+		map[bool]string{true: "quick or partial run", false: "full run"}[s.quick || s.only != nil])
 }
 
 const (
@@ -209,8 +209,9 @@ func (s *suite) report() {
 	path := os.Getenv("SOCKMUX_BENCH_DOC")
 	if path == "" {
 		path = filepath.Join("..", "docs", "benchmarks.md")
-		if s.quick {
-			path = filepath.Join(os.TempDir(), "sockmux-bench-quick.md")
+		if s.quick || s.only != nil {
+			// A short or partial run does not replace the table in the docs.
+			path = filepath.Join(os.TempDir(), "sockmux-bench-partial.md")
 		}
 	}
 	old, _ := os.ReadFile(path)
@@ -270,9 +271,9 @@ const methods = `### How each row is measured
   (link A). CPU time of each process comes from /proc during those transfers, wake-ups from the
   context-switch counts of its threads. "The framing allows" is computed from the link's frame size at
   that rate and the wire format (docs/protocol.md): the ceiling of a line never idle.
-- **Echo**: on the 115200 cable, a 1-byte echo through the second forward, 200 samples with a random
-  5-25 ms pause between them, first on the idle link, then while a bulk **download** from the far side
-  fills the line. The download is the realistic and the harder case: the echo's reply travels the same
+- **Echo**: on the 115200 cable, a 1-byte echo through the second forward, 200 samples at typing pace
+  (a random 30-130 ms pause between them), first on the idle link, then while a bulk **download** from
+  the far side fills the line; then 100 more under load back to back (5-25 ms pauses), in the details. The download is the realistic and the harder case: the echo's reply travels the same
   direction as the bulk data and competes with it, while the request travels against acknowledgements
   only. The echo server stamps each arrival, so each round trip splits into its request and reply legs.
 - **TCP rows** are library-level Go benchmarks (BenchmarkTCP): link and mux (configured as the binary
@@ -334,6 +335,11 @@ func (s *suite) details() string {
 			p("  The two legs of each round trip (timed at the echo server, in this process): idle, request %s; reply %s. Under load, request (A→B, against acknowledgements only) %s; reply (B→A, behind the bulk download) %s.",
 				leg(e.IdleReq), leg(e.IdleReply), leg(e.LoadedReq), leg(e.LoadedReply))
 			p("  Round trips under load by 10 ms: %s.", histogram(e.Loaded, 10*time.Millisecond))
+			if len(e.Rapid) > 0 {
+				p("  Back to back (%d-%d ms pauses, %d samples) under load: p50 %s, p99 %s, max %s; by 10 ms: %s.",
+					rapidPause[0], rapidPause[1], len(e.Rapid), ms(percentile(e.Rapid, 50)), ms(percentile(e.Rapid, 99)), ms(e.Rapid[len(e.Rapid)-1]),
+					histogram(e.Rapid, 10*time.Millisecond))
+			}
 		}
 	}
 	if s.fifo != nil {

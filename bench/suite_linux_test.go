@@ -35,6 +35,8 @@ type suite struct {
 	nproc int
 
 	only       *regexp.Regexp // SOCKMUX_BENCH_ONLY: run only the sections it matches
+	code       string         // the code in the work tree as the run started
+	binVersion string         // what the binary says it is
 	loads      []string       // the load average as each section started
 	secretFlag bool           // the binary has "link --secret-file"
 	started    time.Time
@@ -172,6 +174,10 @@ func (s *suite) setup() {
 		t.Fatal(err)
 	}
 	s.secretFlag = hasFlag(s.bin, "link", "--secret-file")
+	s.code = codeVersion()
+	if out, err := exec.Command(s.bin, "--version").Output(); err == nil {
+		s.binVersion = strings.TrimSpace(string(out))
+	}
 	if s.srv, err = startServers(); err != nil {
 		t.Fatal(err)
 	}
