@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -362,6 +363,11 @@ type serialResult struct {
 	CPUWall   time.Duration    // wall time while CPU was counted
 	Echo      *echoResult
 	CableNote string // the cable's closing summary (what it injected)
+	// AppBA counts the bytes the far side's applications sent the client
+	// through link B over the whole session, LineBA the bytes link B put
+	// on the line (the cable's B→A count): their ratio is the line's
+	// efficiency, framing, acknowledgements and retransmissions included.
+	AppBA, LineBA int64
 }
 
 func (r *serialResult) rawRate() float64 { return median(r.Raw) }
@@ -484,6 +490,9 @@ func (s *suite) runSerial(c serialCase) (*serialResult, error) {
 	defer func() {
 		cable.stop()
 		res.CableNote = lastLine(cable.logTail(1000), "unplugged")
+		if m := regexp.MustCompile(`B→A (\d+) bytes in`).FindStringSubmatch(res.CableNote); m != nil {
+			res.LineBA, _ = strconv.ParseInt(m[1], 10, 64)
+		}
 	}()
 	for _, p := range []string{pathA, pathB} {
 		if err := waitFile(p, 10*time.Second); err != nil {
@@ -529,6 +538,7 @@ func (s *suite) runSerial(c serialCase) (*serialResult, error) {
 	if err := s.srv.waitReady(bulkAddr, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("%w\nlink A:\n%s\nlink B:\n%s", err, linkA.logTail(10), linkB.logTail(10))
 	}
+	res.AppBA += 64 // the download that found the link up
 	bulkN := int64(c.BulkSecs * res.Nominal)
 	procs := map[string]*proc{"link A (receives)": linkA, "link B (sends)": linkB, "cable": cable}
 	cpu0, sw0 := map[string]time.Duration{}, map[string]int64{}
@@ -543,6 +553,7 @@ func (s *suite) runSerial(c serialCase) (*serialResult, error) {
 		}
 		res.Sockmux = append(res.Sockmux, r.Rate())
 		res.CPUBytes += r.Bytes
+		res.AppBA += r.Bytes
 		s.logf("    sockmux %8.0f B/s (%d bytes in %v)", r.Rate(), r.Bytes, r.Last.Sub(r.Start).Round(time.Millisecond))
 	}
 	res.CPUWall = time.Since(wall0)
@@ -556,6 +567,7 @@ func (s *suite) runSerial(c serialCase) (*serialResult, error) {
 			return nil, fmt.Errorf("echo: %w", err)
 		}
 		res.Echo = e
+		res.AppBA += e.BulkBytes + int64(len(e.Idle)+len(e.Loaded)+len(e.Rapid)+5)
 	}
 	linkA.stop()
 	linkB.stop()
@@ -602,8 +614,9 @@ type echoResult struct {
 	// link B → echo server) and reply (back), sorted, idle and loaded.
 	IdleReq, IdleReply, LoadedReq, LoadedReply []time.Duration
 	// Rapid are round trips under load with short pauses between them.
-	Rapid    []time.Duration
-	BulkRate float64 // the bulk download's goodput while the echo ran
+	Rapid     []time.Duration
+	BulkRate  float64 // the bulk download's goodput while the echo ran
+	BulkBytes int64   // what it had delivered when the echo ended
 }
 
 // echo times 1-byte round trips through the echo forward, first on the
@@ -714,6 +727,7 @@ func (s *suite) echo(bulkAddr, echoAddr string, nominal float64) (*echoResult, e
 	}
 	mu.Lock()
 	res.BulkRate = float64(bulkBytes-b0) / time.Since(t0).Seconds()
+	res.BulkBytes = bulkBytes
 	left := bulkBytes < bulkN
 	mu.Unlock()
 	if !left {

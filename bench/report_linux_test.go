@@ -311,8 +311,12 @@ func (s *suite) details() string {
 		if r.CableNote != "" {
 			p("  The cable's summary: %s.", r.CableNote)
 		}
+		if r.LineBA > 0 {
+			p("  Over the whole session link B put %d bytes on the line towards the client, and %d of them (%.3f) arrived there as data: the rest is framing, acknowledgements and anything sent twice.",
+				r.LineBA, r.AppBA, float64(r.AppBA)/float64(r.LineBA))
+		}
 		f := framing(c.Baud)
-		p("  Framing at this rate: %d-byte payloads (%.0f ms of line each), %d-frame window; per frame %.1f bytes of link framing (header, CRC, COBS, delimiter) and %d of mux header, so the framing alone allows at most %.3f of the line.",
+		p("  Framing at this rate as configured (link.DefaultConfig; the link may send shorter frames while interactive traffic is about, and size them to the loss rate): %d-byte payloads (%.0f ms of line each), %d-frame window; per frame %.1f bytes of link framing (header, CRC, COBS, delimiter) and %d of mux header, so full frames allow at most %.3f of the line.",
 			f.payload, f.frameTime.Seconds()*1000, f.window, f.linkOverhead, f.muxHeader, f.ceiling)
 		if len(r.CPU) > 0 && r.CPUBytes > 0 {
 			var parts []string
@@ -474,10 +478,10 @@ type frameCost struct {
 // to it (each retransmitted once, the line never idle), leave of the line.
 func (f frameCost) allows(ber float64) string {
 	if ber == 0 {
-		return fmt.Sprintf("the framing allows %.3f", f.ceiling)
+		return fmt.Sprintf("full frames allow %.3f", f.ceiling)
 	}
 	ok := math.Pow(1-ber, 8*f.wire)
-	return fmt.Sprintf("the framing and %.1f %% of frames lost allow %.3f", 100*(1-ok), f.ceiling*ok)
+	return fmt.Sprintf("full frames, %.1f %% of them lost, allow %.3f", 100*(1-ok), f.ceiling*ok)
 }
 
 func framing(baud int) frameCost {
