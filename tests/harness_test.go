@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -282,4 +284,26 @@ func waitListening(t *testing.T, addr string, timeout time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// expectTurnedAway connects to addr and checks that the connection is
+// ended promptly, not left hanging: a reset or close that may come even
+// before the dial returns (the far end can refuse that fast).
+func expectTurnedAway(t *testing.T, addr string) {
+	t.Helper()
+	start := time.Now()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		require.ErrorIs(t, err, syscall.ECONNRESET, "dialling %s", addr)
+		return
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	require.Error(t, err)
+	var ne net.Error
+	if errors.As(err, &ne) {
+		assert.False(t, ne.Timeout(), "the client must be closed, not left hanging")
+	}
+	assert.Less(t, time.Since(start), 3*time.Second)
 }

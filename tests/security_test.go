@@ -114,12 +114,13 @@ func TestWrongOrMissingKeyRefusedOnBothEnds(t *testing.T) {
 			con.waitLog(tc.want, 10*time.Second)
 			// No stream can be opened: the client is turned away.
 			c, err := net.Dial("tcp", addr(lport))
-			require.NoError(t, err)
-			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			n, err := c.Read(make([]byte, 1))
-			assert.Zero(t, n)
-			assert.Error(t, err)
-			c.Close()
+			if err == nil {
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				n, err := c.Read(make([]byte, 1))
+				assert.Zero(t, n)
+				assert.Error(t, err)
+				c.Close()
+			}
 			assert.NotContains(t, rec.logText(), "link up")
 			assert.NotContains(t, con.logText(), "link up")
 		})
@@ -241,14 +242,6 @@ func TestAllowRefusalReachesClient(t *testing.T) {
 		[]string{"--allow", fmt.Sprintf("127.0.0.1:%d", srv)},
 		[]string{"-L", fmt.Sprintf("%d:127.0.0.1:%d", lport, srv), "-L", fmt.Sprintf("%d:127.0.0.1:%d", lport2, other)})
 	require.NoError(t, transfer(addr(lport), 64<<10, 64<<10, 1), "an allowed destination works")
-	c, err := net.Dial("tcp", addr(lport2))
-	require.NoError(t, err)
-	defer c.Close()
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err = c.Read(make([]byte, 1))
-	require.Error(t, err)
-	if ne, ok := err.(net.Error); ok {
-		assert.False(t, ne.Timeout(), "the client is closed, not left hanging")
-	}
+	expectTurnedAway(t, addr(lport2))
 	rec.waitLog("not allowed here", 5*time.Second)
 }
