@@ -105,8 +105,10 @@ type Mux struct {
 	ctrl        []ctrlMsg // control messages waiting, in order
 	ready       []*Stream
 	outRest     []byte    // the part of a message that did not fit the last payload
+	outRestOpen *Stream   // the stream outRest opens, if it is an OPEN
+	fills       uint64    // Fill calls so far
 	inflight    []uint32  // streams with data in the payload Fill returned last
-	inflightCut bool      // that payload ended inside a message
+	inflightCut bool      // that payload starts inside a message
 	lastUrgent  time.Time // when a stream last became ready with interactive data
 	inBuf       []byte    // the beginning of a message cut by a payload's end
 	inSkip      uint64    // bytes still to skip of an oversize DATA message
@@ -128,6 +130,7 @@ type Mux struct {
 type ctrlMsg struct {
 	b     []byte
 	reply bool
+	open  *Stream // the stream this message opens
 }
 
 // New makes a Mux. Attach it to a link with SetNotify before use.
@@ -205,7 +208,8 @@ func (m *Mux) Open(ctx context.Context, info Info) (*Stream, error) {
 	m.nextID = id + 2
 	s := m.newStream(id, info, false)
 	s.credit = InitialWindow
-	m.queue(openMessage(id, info))
+	m.ctrl = append(m.ctrl, ctrlMsg{b: openMessage(id, info), open: s})
+	m.notify()
 	return s, nil
 }
 
@@ -399,7 +403,7 @@ func (m *Mux) SessionStart(s link.SessionInfo) {
 		if m.odd {
 			m.nextID = 1
 		}
-		m.inBuf, m.outRest, m.ctrl, m.replyBytes, m.inSkip = nil, nil, nil, 0, 0
+		m.inBuf, m.outRest, m.outRestOpen, m.ctrl, m.replyBytes, m.inSkip = nil, nil, nil, nil, 0, 0
 		m.peerListen = 0
 		for _, req := range m.listens {
 			m.queue(listenMessage(req))
@@ -420,7 +424,7 @@ func (m *Mux) SessionEnd(reason error) {
 		why = "link session ended: " + reason.Error()
 	}
 	m.endStreams(&ResetError{Code: CodeSessionEnded, Reason: why, Remote: true})
-	m.inBuf, m.outRest, m.ctrl, m.replyBytes, m.inSkip = nil, nil, nil, 0, 0
+	m.inBuf, m.outRest, m.outRestOpen, m.ctrl, m.replyBytes, m.inSkip = nil, nil, nil, nil, 0, 0
 	m.peerListen = 0
 	m.sessionGen++
 	if m.up {
@@ -559,6 +563,12 @@ func (m *Mux) Fill(p []byte) int {
 		return 0
 	}
 	n := 0
+	// What FillUrgent may send ahead of this payload depends on what it
+	// carries: nothing when it starts inside a message, no stream it
+	// carries data of or opens.
+	m.fills++
+	m.inflight = m.inflight[:0]
+	m.inflightCut = len(m.outRest) > 0
 	if len(m.outRest) > 0 {
 		c := copy(p, m.outRest)
 		m.outRest = m.outRest[c:]
@@ -567,6 +577,10 @@ func (m *Mux) Fill(p []byte) int {
 			return n
 		}
 		m.outRest = nil
+		if s := m.outRestOpen; s != nil {
+			s.openFill = m.fills
+			m.outRestOpen = nil
+		}
 	}
 	for len(m.ctrl) > 0 && n < len(p) {
 		msg := m.ctrl[0]
@@ -579,7 +593,11 @@ func (m *Mux) Fill(p []byte) int {
 		m.ctrl = m.ctrl[1:]
 		if c < len(msg.b) {
 			m.outRest = msg.b[c:]
+			m.outRestOpen = msg.open
 			return n
+		}
+		if msg.open != nil {
+			msg.open.openFill = m.fills
 		}
 	}
 	if len(m.ctrl) == 0 {
@@ -589,10 +607,18 @@ func (m *Mux) Fill(p []byte) int {
 	// control): it goes out as a short frame of its own instead of
 	// waiting, inside a full one, for bulk data to cross the line.
 	urgentOnly := len(m.ready) > 0 && m.ready[0].urgent
-	m.inflight = m.inflight[:0]
-	n = m.fillData(p, n, urgentOnly, false)
-	m.inflightCut = len(m.outRest) > 0
-	return n
+	return m.fillData(p, n, urgentOnly, false)
+}
+
+// mayOvertake reports whether data of s may go ahead of the payload Fill
+// returned last, under m.mu: the far end must know the stream by then
+// (its OPEN went out in an earlier payload), and that payload must carry
+// none of its data, so that its bytes stay in order.
+func (m *Mux) mayOvertake(s *Stream) bool {
+	if !s.inbound && (s.openFill == 0 || s.openFill >= m.fills) {
+		return false
+	}
+	return !slices.Contains(m.inflight, s.id)
 }
 
 // fillData adds DATA messages to p[:n] from the streams in turn, each up
@@ -606,7 +632,7 @@ func (m *Mux) fillData(p []byte, n int, urgentOnly, ahead bool) int {
 		if urgentOnly && !s.urgent {
 			break
 		}
-		if ahead && slices.Contains(m.inflight, s.id) {
+		if ahead && !m.mayOvertake(s) {
 			i++
 			continue
 		}
@@ -657,7 +683,7 @@ func (m *Mux) Urgent() bool {
 		if !s.urgent {
 			return false
 		}
-		if !slices.Contains(m.inflight, s.id) {
+		if m.mayOvertake(s) {
 			return true
 		}
 	}
@@ -678,10 +704,10 @@ func (m *Mux) Interactive() bool {
 
 // FillUrgent implements link.Preempter: it fills p with interactive data
 // that may overtake the payload most recently returned by Fill (the link
-// sends that one again right after). Only whole DATA messages of streams
-// that payload does not carry qualify, and only when that payload ends on
-// a message boundary, so the byte stream of messages stays intact and
-// every stream's bytes stay in order.
+// sends that one again right after). Only whole DATA messages qualify, of
+// streams the far end already knows and that payload carries no data of,
+// and only when that payload starts on a message boundary, so the byte
+// stream of messages stays intact and every stream's bytes stay in order.
 func (m *Mux) FillUrgent(p []byte) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()

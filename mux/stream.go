@@ -102,6 +102,7 @@ type Stream struct {
 	credit     int    // what we may still send
 	inReady    bool
 	urgent     bool      // made ready by an interactive write
+	openFill   uint64    // the Fill whose payload ends our OPEN; 0 while it waits
 	lastTake   time.Time // when the scheduler last took data from it
 	err        error     // set when reset
 	closed     bool      // Close called
