@@ -547,9 +547,11 @@ func runCell(t *testing.T, f fault, w string) cellResult {
 	res := cellResult{fault: f.name, workload: w, elapsed: elapsed,
 		streams: e.tally.streams.Load(), ok: e.tally.ok.Load(), bytes: e.tally.bytes.Load(),
 		corrupted: e.tally.corrupted.Load(), lost: e.tally.lost.Load(), reset: e.tally.reset.Load(), stalled: e.tally.stalled.Load()}
+	abandoned := 0
 	for _, p := range procs {
 		res.resumes += p.countLog("link resumed")
 		res.sessions += p.countLog("peer started a new session")
+		abandoned += p.countLog("abandoning session")
 	}
 	if f.budget > 0 {
 		res.note = fmt.Sprintf("%.0f B/s", float64(res.bytes)/elapsed.Seconds())
@@ -564,6 +566,9 @@ func runCell(t *testing.T, f fault, w string) cellResult {
 		t.Logf("  %s: %s", k, strings.Join(v, " | "))
 	}
 	e.tally.mu.Unlock()
+	if abandoned > 0 {
+		t.Errorf("%s / %s: an end found the other breaking the protocol %d times (\"abandoning session\")", f.name, w, abandoned)
+	}
 	if res.corrupted > 0 || res.lost > 0 {
 		t.Errorf("%s / %s: %d streams corrupted, %d silently lost", f.name, w, res.corrupted, res.lost)
 	}
