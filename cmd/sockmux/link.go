@@ -18,6 +18,7 @@ import (
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
 	"github.com/sockmux/sockmux/pipe"
+	"github.com/sockmux/sockmux/procdriver"
 	"github.com/sockmux/sockmux/serialport"
 )
 
@@ -26,10 +27,11 @@ func linkCommand() *cli.Command {
 	flags := transportFlags()
 	flags = append(flags, fw.flags()...)
 	flags = append(flags, optionFlags()...)
+	flags = append(flags, opsFlags()...)
 	return &cli.Command{
 		Name:  "link",
 		Usage: "run one end of a link and its forwards",
-		UsageText: `sockmux link (--listen ADDR | --connect ADDR | --comm PATH | --commin PATH --commout PATH)
+		UsageText: `sockmux link (--listen ADDR | --connect ADDR | --comm PATH | --commin PATH --commout PATH | --stdio | --exec COMMAND)
        [-L SPEC]... [-R SPEC]... [-D [BIND:]PORT]... [--port SPEC]... [--server RULE]... [--dest DEST]... [options]`,
 		Description: `Runs one end of a link over the transport given, and carries connections
 over it. Both ends may forward in both directions at once.
@@ -82,6 +84,17 @@ func transportFlags() []cli.Flag {
 		&cli.StringFlag{Name: "comm", Usage: "one bidirectional channel: a serial port (/dev/ttyUSB0, COM3), a character device, a Unix socket or a Windows named pipe at `PATH`", Category: "Transport"},
 		&cli.StringFlag{Name: "commin", Usage: "read the link from the named pipe (FIFO) at `PATH`; created if missing", Category: "Transport"},
 		&cli.StringFlag{Name: "commout", Usage: "write the link to the named pipe (FIFO) at `PATH`; created if missing", Category: "Transport"},
+		&cli.BoolFlag{Name: "stdio", Usage: "the link on standard input and output (the far end runs e.g. ssh host sockmux link --stdio); sockmux exits when they end", Category: "Transport"},
+		&cli.StringFlag{Name: "exec", Usage: "the link over the standard input and output of `COMMAND` (run with sh -c), restarted with backoff whenever it exits; its stderr goes to the log", Category: "Transport"},
+	}
+}
+
+// opsFlags are sockmux link's flags for watching a running link.
+func opsFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "name", Usage: "the link's `NAME` on this host: its control socket is named after it (sockmux status --name NAME)", Category: "Operations"},
+		&cli.StringFlag{Name: "control", Usage: "serve the control socket at `PATH` (default: $XDG_RUNTIME_DIR/sockmux/NAME.sock, or /tmp/sockmux-UID/NAME.sock)", Category: "Operations"},
+		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics (host:port)", Category: "Operations"},
 	}
 }
 
@@ -153,6 +166,7 @@ type linkPlan struct {
 	forwards  []forward.Forward
 	rules     []forward.Rule
 	opts      linkOptions
+	ops       opsOptions
 	// from, when set, is what the plan was translated from, logged with
 	// the equivalent sockmux link command.
 	from       string
@@ -160,9 +174,16 @@ type linkPlan struct {
 }
 
 // transportSpec names the transport: exactly one of listen, connect,
-// comm, or commin with commout.
+// comm, commin with commout, stdio or exec.
 type transportSpec struct {
 	listen, connect, comm, commin, commout string
+	stdio                                  bool
+	exec                                   string
+}
+
+// opsOptions are the values of opsFlags.
+type opsOptions struct {
+	name, control, metrics string
 }
 
 // linkOptions are the tunables of optionFlags.
@@ -227,8 +248,10 @@ func planFromFlags(c *cli.Context, fw *forwardFlags) (linkPlan, error) {
 		transport: transportSpec{
 			listen: c.String("listen"), connect: c.String("connect"), comm: c.String("comm"),
 			commin: c.String("commin"), commout: c.String("commout"),
+			stdio: c.Bool("stdio"), exec: c.String("exec"),
 		},
 		opts: opts,
+		ops:  opsOptions{name: c.String("name"), control: c.String("control"), metrics: c.String("metrics")},
 	}
 	for _, spec := range c.StringSlice("local") {
 		f, err := forward.ParseForward(forward.Local, spec)
@@ -286,7 +309,11 @@ type closer interface{ Close() error }
 // openDriver checks and opens the transport.
 func openDriver(t transportSpec, serial serialport.Mode, log *slog.Logger) (link.Driver, error) {
 	var chosen []string
-	for _, f := range []struct{ name, val string }{{"--listen", t.listen}, {"--connect", t.connect}, {"--comm", t.comm}, {"--commin", t.commin}} {
+	stdio := ""
+	if t.stdio {
+		stdio = "on"
+	}
+	for _, f := range []struct{ name, val string }{{"--listen", t.listen}, {"--connect", t.connect}, {"--comm", t.comm}, {"--commin", t.commin}, {"--stdio", stdio}, {"--exec", t.exec}} {
 		if f.val != "" {
 			chosen = append(chosen, f.name)
 		}
@@ -296,7 +323,7 @@ func openDriver(t transportSpec, serial serialport.Mode, log *slog.Logger) (link
 	}
 	switch {
 	case len(chosen) == 0:
-		return nil, errors.New("no transport: give --listen, --connect, --comm, or --commin with --commout")
+		return nil, errors.New("no transport: give --listen, --connect, --comm, --commin with --commout, --stdio or --exec")
 	case len(chosen) > 1:
 		return nil, fmt.Errorf("more than one transport: %v; give exactly one", chosen)
 	}
@@ -309,6 +336,10 @@ func openDriver(t transportSpec, serial serialport.Mode, log *slog.Logger) (link
 		return r, nil
 	case t.connect != "":
 		return &link.TCPConnector{Addr: t.connect}, nil
+	case t.stdio:
+		return procdriver.NewStdio(), nil
+	case t.exec != "":
+		return procdriver.NewExec(t.exec, log), nil
 	case t.commin != "":
 		if t.commout == "" {
 			return nil, errors.New("--commin needs --commout (the pipe to write to)")
@@ -410,9 +441,20 @@ func runPlan(plan linkPlan) error {
 	defer stop()
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	defer cancelRun()
+	opsDone, err := startOps(runCtx, plan, drv, l, m, log)
+	if err != nil {
+		fwd.Close()
+		return err
+	}
+	defer func() { <-opsDone }()
+	defer cancelRun()
 	linkDone := make(chan error, 1)
 	go func() { linkDone <- l.Run(runCtx) }()
 	go func() { _ = fwd.Serve(runCtx) }()
+	var stdioDone <-chan struct{}
+	if sd, ok := drv.(*procdriver.Stdio); ok {
+		stdioDone = sd.Done()
+	}
 	cfg := l.Config()
 	log.Info("sockmux link started", "version", version, "transport", drv.String(),
 		"frame_payload", cfg.MaxPayload, "window", cfg.Window)
@@ -421,6 +463,13 @@ func runPlan(plan linkPlan) error {
 	case <-ctx.Done():
 	case err := <-linkDone:
 		return err
+	case <-stdioDone:
+		log.Info("standard input/output ended; stopping")
+		fwd.Close()
+		m.Close()
+		l.Close("peer's stdio ended", time.Second)
+		cancelRun()
+		return procdriver.ErrStdioEnded
 	}
 	stop()
 	// Shut down: no new connections, let those under way finish for a

@@ -37,6 +37,7 @@ framing that survives noise and a link that survives unplugging.
 		HideHelpCommand: true,
 		Commands: []*cli.Command{
 			linkCommand(),
+			statusCommand(),
 			delegateCommand(),
 			cableCommand(),
 			portsCommand(),

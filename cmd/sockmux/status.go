@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/sockmux/sockmux/control"
+	"github.com/sockmux/sockmux/link"
+	"github.com/sockmux/sockmux/mux"
+	"github.com/sockmux/sockmux/serialport"
+)
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "status",
+		Usage:     "show a running link's state, counters and open streams",
+		UsageText: "sockmux status [--name NAME | --control PATH] [--json] [--watch]",
+		Description: `Asks a running sockmux link, through its control socket, how it is doing:
+its state, session, transport, round-trip time, bytes and goodput each way,
+frames resent and dropped, resumes, and the streams open now.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "name", Usage: "the --name the link was started with", Value: control.DefaultName},
+			&cli.StringFlag{Name: "control", Usage: "the link's control socket at `PATH` (instead of --name)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON"},
+			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "redraw the status every second until interrupted"},
+		},
+		Action: func(c *cli.Context) error {
+			path := c.String("control")
+			if path == "" {
+				p, err := control.SocketPath(c.String("name"))
+				if err != nil {
+					return err
+				}
+				path = p
+			}
+			if c.Bool("watch") {
+				return watchStatus(c.Context, path, c.Bool("json"))
+			}
+			st, err := control.Query(path, 5*time.Second)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(st)
+			}
+			return control.Render(os.Stdout, st)
+		},
+	}
+}
+
+func printJSON(st *control.Status) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(st)
+}
+
+// watchStatus redraws the status once a second: cursor home, the new
+// text over the old, clear the rest; the screen is blanked only once.
+func watchStatus(ctx context.Context, path string, asJSON bool) error {
+	cl, err := control.Dial(path, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer func() { cl.Close() }()
+	fmt.Print("\x1b[H\x1b[2J")
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		var b strings.Builder
+		st, err := cl.Status(5 * time.Second)
+		if err != nil {
+			// The link went away or restarted: say so and keep trying.
+			cl.Close()
+			fmt.Fprintf(&b, "sockmux status: %v (retrying)\n", err)
+			if c2, err := control.Dial(path, time.Second); err == nil {
+				cl = c2
+			}
+		} else if asJSON {
+			data, _ := json.MarshalIndent(st, "", "  ")
+			b.Write(data)
+			b.WriteByte('\n')
+		} else if err := control.Render(&b, st); err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "\n%s  (every 1s; Ctrl-C to stop)\n", time.Now().Format("15:04:05"))
+		if _, err := os.Stdout.WriteString(control.Frame(b.String())); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// startOps serves the control socket and, with --metrics, the metrics
+// endpoint, until ctx ends; the channel is closed once both stopped. With
+// no --name or --control, a default socket another link already holds
+// is a warning (this link then has none): several links on one host are
+// common, and each needs its own --name to be watched.
+func startOps(ctx context.Context, plan linkPlan, drv link.Driver, l *link.Link, m *mux.Mux, log *slog.Logger) (<-chan struct{}, error) {
+	name := plan.ops.name
+	if name == "" {
+		name = control.DefaultName
+	}
+	line := ""
+	if t := plan.transport.comm; t != "" && serialport.IsSerial(t) {
+		line = lineSettings(plan.opts.serial)
+	}
+	col := control.NewCollector(control.Source{Name: name, Version: version, Line: line, Link: l, Mux: m, Driver: drv}, os.Getpid())
+	done := make(chan struct{})
+	explicit := plan.ops.name != "" || plan.ops.control != ""
+	path := plan.ops.control
+	if path == "" {
+		p, err := control.SocketPath(name)
+		if err != nil {
+			return nil, err
+		}
+		path = p
+	}
+	srv, err := control.Listen(path, col, log)
+	var inUse *control.ErrInUse
+	switch {
+	case err == nil:
+	case !explicit && errors.As(err, &inUse):
+		log.Warn("no control socket for this link: give it a --name to watch it with sockmux status", "err", err)
+	case explicit:
+		return nil, err
+	default:
+		log.Warn("no control socket for this link", "err", err)
+	}
+	var metrics *http.Server
+	if plan.ops.metrics != "" {
+		ln, err := net.Listen("tcp", plan.ops.metrics)
+		if err != nil {
+			if srv != nil {
+				srv.Close()
+			}
+			return nil, fmt.Errorf("--metrics: %w", err)
+		}
+		metrics = &http.Server{Handler: control.MetricsHandler(col), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = metrics.Serve(ln) }()
+		log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
+	go func() {
+		defer close(done)
+		go col.Run(ctx)
+		if srv != nil {
+			log.Info("control socket", "path", srv.Path())
+			srv.Serve(ctx)
+		} else {
+			<-ctx.Done()
+		}
+		if metrics != nil {
+			_ = metrics.Close()
+		}
+	}()
+	return done, nil
+}
+
+// lineSettings describes a serial line, e.g. "115200 baud 8N1, flow none".
+func lineSettings(m serialport.Mode) string {
+	p := "N"
+	if m.Parity != "" {
+		p = strings.ToUpper(m.Parity[:1])
+	}
+	return fmt.Sprintf("%d baud %d%s%s, flow %s", m.Baud, m.DataBits, p, m.StopBits, m.Flow)
+}

@@ -1,0 +1,246 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sockmux/sockmux/link"
+	"github.com/sockmux/sockmux/mux"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// end is one end of an in-process link over loopback TCP.
+type end struct {
+	l   *link.Link
+	m   *mux.Mux
+	drv link.Driver
+}
+
+func newEnd(t *testing.T, ctx context.Context, drv link.Driver) *end {
+	m := mux.New(mux.Config{Logger: quiet()})
+	l := link.New(drv, m, link.Config{Logger: quiet()})
+	m.SetNotify(l.Notify)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = l.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		m.Close()
+		l.Close("test over", time.Second)
+		<-done
+	})
+	return &end{l, m, drv}
+}
+
+// pair runs two link ends and waits until both are up.
+func pair(t *testing.T) (a, b *end) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r, err := link.ListenTCP("127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	a = newEnd(t, ctx, r)
+	b = newEnd(t, ctx, &link.TCPConnector{Addr: r.Addr().String()})
+	require.Eventually(t, func() bool {
+		return a.l.State() == link.StateUp && b.l.State() == link.StateUp
+	}, 10*time.Second, 10*time.Millisecond)
+	return a, b
+}
+
+func shortDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "smxc")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func TestSnapshotCountsAStream(t *testing.T) {
+	a, b := pair(t)
+	col := NewCollector(Source{Name: "t", Version: "v", Line: "9600 baud 8N1, flow none", Link: a.l, Mux: a.m, Driver: a.drv}, 42)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := a.m.Open(ctx, mux.Info{Network: "tcp", Dest: "db:5432", Entrance: 7000, Client: "127.0.0.1:1234"})
+	require.NoError(t, err)
+	peer, err := b.m.Accept(ctx)
+	require.NoError(t, err)
+	peer.Accept()
+	const n = 100 << 10
+	go func() { _, _ = s.Write(make([]byte, n)) }()
+	_, err = io.CopyN(io.Discard, peer, n)
+	require.NoError(t, err)
+	_, err = peer.Write([]byte("hello"))
+	require.NoError(t, err)
+	_, err = io.ReadFull(s, make([]byte, 5))
+	require.NoError(t, err)
+
+	st := col.Snapshot()
+	local, remote := a.l.Session()
+	assert.Equal(t, "up", st.State)
+	assert.Equal(t, 42, st.PID)
+	assert.Equal(t, strconv.FormatUint(local, 16), strings.TrimLeft(st.Local, "0"))
+	assert.Equal(t, strconv.FormatUint(remote, 16), strings.TrimLeft(st.Peer, "0"))
+	assert.Equal(t, a.drv.String(), st.Transport)
+	assert.GreaterOrEqual(t, st.PayloadOut, uint64(n))
+	assert.GreaterOrEqual(t, st.PayloadIn, uint64(5))
+	assert.GreaterOrEqual(t, st.BytesOut, st.PayloadOut)
+	require.Len(t, st.Streams, 1)
+	ss := st.Streams[0]
+	assert.Equal(t, s.ID(), ss.ID)
+	assert.Equal(t, "db:5432", ss.Dest)
+	assert.Equal(t, 7000, ss.Entrance)
+	assert.EqualValues(t, n, ss.BytesOut)
+	assert.EqualValues(t, 5, ss.BytesIn)
+	assert.False(t, ss.Inbound)
+
+	// Goodput is the payload of the last sampling interval.
+	col.interval = 50 * time.Millisecond
+	col.Tick()
+	go func() { _, _ = s.Write(make([]byte, n)) }()
+	_, err = io.CopyN(io.Discard, peer, n)
+	require.NoError(t, err)
+	time.Sleep(60 * time.Millisecond)
+	st = col.Snapshot()
+	assert.Positive(t, st.GoodputOut)
+	assert.Positive(t, st.UpSeconds)
+
+	var text strings.Builder
+	require.NoError(t, Render(&text, &st))
+	for _, want := range []string{`sockmux link "t"`, "state      up", "line       9600 baud 8N1", "1 open streams", "db:5432", "7000/tcp", "200.0 KiB"} {
+		assert.Contains(t, text.String(), want)
+	}
+}
+
+func TestFrameRedrawsInPlace(t *testing.T) {
+	f := Frame("one\ntwo\n")
+	assert.Equal(t, "\x1b[Hone\x1b[K\ntwo\x1b[K\n\x1b[J", f)
+	assert.NotContains(t, f, "\x1b[2J")
+}
+
+func TestServerAnswersAndGuardsItsSocket(t *testing.T) {
+	a, _ := pair(t)
+	col := NewCollector(Source{Name: "srv", Link: a.l, Mux: a.m, Driver: a.drv}, os.Getpid())
+	path := filepath.Join(shortDir(t), "x.sock")
+	srv, err := Listen(path, col, quiet())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(ctx)
+	}()
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm())
+
+	st, err := Query(path, 5*time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, "srv", st.Name)
+	assert.Equal(t, "up", st.State)
+
+	// One connection, several requests; an unknown one is an error.
+	cl, err := Dial(path, time.Second)
+	require.NoError(t, err)
+	for range 3 {
+		_, err := cl.Status(time.Second)
+		require.NoError(t, err)
+	}
+	cl.Close()
+	c, err := net.Dial("unix", path)
+	require.NoError(t, err)
+	_, err = c.Write([]byte(`{"cmd":"reboot"}` + "\n"))
+	require.NoError(t, err)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	assert.Contains(t, line, `"error":"unknown command \"reboot\""`)
+	c.Close()
+
+	// A live socket is not taken over.
+	_, err = Listen(path, col, quiet())
+	var inUse *ErrInUse
+	require.ErrorAs(t, err, &inUse)
+	assert.Equal(t, os.Getpid(), inUse.PID)
+	assert.Contains(t, err.Error(), "pid "+strconv.Itoa(os.Getpid()))
+
+	cancel()
+	<-served
+	_, err = os.Stat(path)
+	assert.ErrorIs(t, err, os.ErrNotExist, "the socket is removed when the server stops")
+	_, err = Query(path, time.Second)
+	assert.ErrorContains(t, err, "no link at")
+}
+
+func TestListenReplacesStaleSocketOnly(t *testing.T) {
+	a, _ := pair(t)
+	col := NewCollector(Source{Link: a.l, Mux: a.m, Driver: a.drv}, 1)
+	dir := shortDir(t)
+
+	stale := filepath.Join(dir, "stale.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	require.NoError(t, err)
+	ln.SetUnlinkOnClose(false)
+	ln.Close() // as if its process had been killed
+	srv, err := Listen(stale, col, quiet())
+	require.NoError(t, err)
+	srv.Close()
+
+	plain := filepath.Join(dir, "plain")
+	require.NoError(t, os.WriteFile(plain, []byte("keep me"), 0o600))
+	_, err = Listen(plain, col, quiet())
+	assert.ErrorContains(t, err, "not a socket")
+	data, err := os.ReadFile(plain)
+	require.NoError(t, err)
+	assert.Equal(t, "keep me", string(data))
+}
+
+func TestSocketPath(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+	p, err := SocketPath("")
+	require.NoError(t, err)
+	assert.Equal(t, "/run/user/1000/sockmux/default.sock", filepath.ToSlash(p))
+	p, err = SocketPath("lab-3")
+	require.NoError(t, err)
+	assert.Equal(t, "/run/user/1000/sockmux/lab-3.sock", filepath.ToSlash(p))
+	_, err = SocketPath("../etc/x")
+	assert.Error(t, err)
+	t.Setenv("XDG_RUNTIME_DIR", "")
+	p, err = SocketPath("b")
+	require.NoError(t, err)
+	assert.Equal(t, filepath.Join(runtimeBase(), "b.sock"), p)
+}
+
+func TestMetricsExposition(t *testing.T) {
+	a, _ := pair(t)
+	col := NewCollector(Source{Name: `we"ird`, Link: a.l, Mux: a.m, Driver: a.drv}, 1)
+	srv := httptest.NewServer(MetricsHandler(col))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	text := string(body)
+	assert.Contains(t, text, "# TYPE sockmux_link_up gauge\nsockmux_link_up{name=\"we\\\"ird\"} 1\n")
+	assert.Contains(t, text, "# TYPE sockmux_bytes_sent_total counter\n")
+	assert.Contains(t, text, `sockmux_link_state{name="we\"ird",state="up"} 1`)
+	assert.Contains(t, text, "sockmux_streams_open{name=\"we\\\"ird\"} 0\n")
+	resp2, err := http.Get(srv.URL + "/nothing")
+	require.NoError(t, err)
+	resp2.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp2.StatusCode)
+}

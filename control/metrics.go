@@ -1,0 +1,73 @@
+package control
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// WriteMetrics writes the status in the Prometheus text exposition format
+// (version 0.0.4). The format is a few lines of text; writing it here keeps
+// the client library and its dependencies out of the binary.
+func WriteMetrics(w io.Writer, s *Status) error {
+	var b strings.Builder
+	lbl := `{name="` + escapeLabel(s.Name) + `"}`
+	metric := func(name, typ, help string, v float64) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n%s%s %s\n", name, help, name, typ, name, lbl, strconv.FormatFloat(v, 'g', -1, 64))
+	}
+	up := 0.0
+	if s.State == "up" {
+		up = 1
+	}
+	metric("sockmux_link_up", "gauge", "1 while the link's session is up, else 0.", up)
+	fmt.Fprintf(&b, "# HELP sockmux_link_state The link's state: 1 for the state it is in.\n# TYPE sockmux_link_state gauge\n")
+	for _, st := range []string{"waiting", "handshake", "up", "closed"} {
+		v := 0
+		if s.State == st {
+			v = 1
+		}
+		fmt.Fprintf(&b, "sockmux_link_state{name=\"%s\",state=\"%s\"} %d\n", escapeLabel(s.Name), st, v)
+	}
+	metric("sockmux_uptime_seconds", "gauge", "Seconds since the link process started.", s.UptimeSeconds)
+	metric("sockmux_link_up_seconds", "gauge", "Seconds the link has been up without a break.", s.UpSeconds)
+	metric("sockmux_rtt_seconds", "gauge", "Smoothed round-trip time.", s.RTTSeconds)
+	metric("sockmux_bytes_sent_total", "counter", "Bytes written to transports, framing included.", float64(s.BytesOut))
+	metric("sockmux_bytes_received_total", "counter", "Bytes read from transports.", float64(s.BytesIn))
+	metric("sockmux_payload_sent_total", "counter", "Payload bytes sent (first transmissions).", float64(s.PayloadOut))
+	metric("sockmux_payload_received_total", "counter", "Payload bytes delivered.", float64(s.PayloadIn))
+	metric("sockmux_goodput_sent_bytes_per_second", "gauge", "Payload sent per second over the last second.", s.GoodputOut)
+	metric("sockmux_goodput_received_bytes_per_second", "gauge", "Payload delivered per second over the last second.", s.GoodputIn)
+	metric("sockmux_frames_sent_total", "counter", "Frames written.", float64(s.FramesOut))
+	metric("sockmux_frames_received_total", "counter", "Good frames read.", float64(s.FramesIn))
+	metric("sockmux_frames_resent_total", "counter", "Data frames transmitted again.", float64(s.FramesResent))
+	metric("sockmux_frames_bad_total", "counter", "Frames dropped for CRC, COBS or length.", float64(s.FramesBad))
+	metric("sockmux_frames_duplicate_total", "counter", "Data frames received twice.", float64(s.FramesDup))
+	metric("sockmux_transport_opens_total", "counter", "Transports opened.", float64(s.TransportOpens))
+	metric("sockmux_sessions_total", "counter", "Sessions started.", float64(s.Sessions))
+	metric("sockmux_resumes_total", "counter", "Sessions continued over a new transport.", float64(s.Resumes))
+	metric("sockmux_auth_failures_total", "counter", "Transports dropped because the peer failed authentication.", float64(s.AuthFailures))
+	metric("sockmux_preemptions_total", "counter", "Frames cut short for interactive data.", float64(s.Preemptions))
+	metric("sockmux_streams_open", "gauge", "Streams open now.", float64(len(s.Streams)))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func escapeLabel(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
+}
+
+// MetricsHandler serves /metrics from the collector.
+func MetricsHandler(col *Collector) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		st := col.Snapshot()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		_ = WriteMetrics(w, &st)
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "sockmux: metrics at /metrics")
+	})
+	return mux
+}

@@ -1,0 +1,107 @@
+package control
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Render writes the status as the table `sockmux status` shows.
+func Render(w io.Writer, s *Status) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "sockmux link %q  pid %d  version %s\n", s.Name, s.PID, s.Version)
+	peer := s.Peer
+	if peer == "" {
+		peer = "-"
+	}
+	fmt.Fprintf(&b, "state      %s", s.State)
+	if s.State == "up" {
+		fmt.Fprintf(&b, " for %s", dur(s.UpSeconds))
+	}
+	fmt.Fprintf(&b, "   (process uptime %s)\n", dur(s.UptimeSeconds))
+	fmt.Fprintf(&b, "session    local %s  peer %s\n", s.Local, peer)
+	fmt.Fprintf(&b, "transport  %s\n", s.Transport)
+	if s.Line != "" {
+		fmt.Fprintf(&b, "line       %s\n", s.Line)
+	}
+	fmt.Fprintf(&b, "rtt        %s\n", (time.Duration(s.RTTSeconds * float64(time.Second))).Round(10*time.Microsecond))
+	fmt.Fprintf(&b, "sent       %s on the line, %s payload, goodput %s/s\n", size(s.BytesOut), size(s.PayloadOut), size(uint64(s.GoodputOut)))
+	fmt.Fprintf(&b, "received   %s on the line, %s payload, goodput %s/s\n", size(s.BytesIn), size(s.PayloadIn), size(uint64(s.GoodputIn)))
+	fmt.Fprintf(&b, "frames     %d out, %d in, %d resent, %d dropped (bad), %d duplicate\n", s.FramesOut, s.FramesIn, s.FramesResent, s.FramesBad, s.FramesDup)
+	fmt.Fprintf(&b, "events     %d transports opened, %d sessions, %d resumes, %d auth failures, %d preemptions\n",
+		s.TransportOpens, s.Sessions, s.Resumes, s.AuthFailures, s.Preemptions)
+	fmt.Fprintf(&b, "\n%d open streams\n", len(s.Streams))
+	if len(s.Streams) > 0 {
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tDIR\tENTRANCE\tDESTINATION\tCLIENT\tSENT\tRECEIVED\tAGE")
+		for _, st := range s.Streams {
+			dir, dest, client := "out", st.Dest, st.Client
+			if st.Inbound {
+				dir = "in"
+			}
+			if dest == "" {
+				dest = "(far end decides)"
+			}
+			if client == "" {
+				client = "-"
+			}
+			entrance := fmt.Sprintf("%d/%s", st.Entrance, st.Network)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.ID, dir, entrance, dest, client, size(st.BytesOut), size(st.BytesIn), dur(st.AgeSeconds))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Escape sequences of a redraw: cursor home, clear to the end of the line,
+// clear to the end of the screen.
+const (
+	CursorHome = "\x1b[H"
+	ClearLine  = "\x1b[K"
+	ClearBelow = "\x1b[J"
+)
+
+// Frame turns a rendered status into one redraw of a terminal screen:
+// the cursor goes home, each line overwrites the old one and clears what
+// is left of it, and the rest of the screen is cleared. Nothing is blanked
+// first, so the screen does not flicker.
+func Frame(text string) string {
+	var b strings.Builder
+	b.WriteString(CursorHome)
+	for line := range strings.Lines(text) {
+		b.WriteString(strings.TrimSuffix(line, "\n"))
+		b.WriteString(ClearLine + "\n")
+	}
+	b.WriteString(ClearBelow)
+	return b.String()
+}
+
+// size formats a byte count.
+func size(n uint64) string {
+	switch {
+	case n >= 10<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 10<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 10<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// dur formats seconds as a short duration.
+func dur(sec float64) string {
+	d := time.Duration(sec * float64(time.Second))
+	switch {
+	case d >= time.Hour:
+		return d.Round(time.Minute).String()
+	case d >= time.Minute:
+		return d.Round(time.Second).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}

@@ -1,0 +1,221 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+)
+
+// Request is one line of JSON a client sends.
+type Request struct {
+	Cmd string `json:"cmd"` // "status"
+}
+
+// Response is the one line of JSON the server answers with.
+type Response struct {
+	Error  string  `json:"error,omitempty"`
+	Status *Status `json:"status,omitempty"`
+}
+
+// DefaultName is the name of a link started without --name.
+const DefaultName = "default"
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// SocketPath returns the control socket of the link called name: under
+// $XDG_RUNTIME_DIR/sockmux when that is set, else under a directory of
+// the user's own in the temporary directory (runtimeBase).
+func SocketPath(name string) (string, error) {
+	if name == "" {
+		name = DefaultName
+	}
+	if !validName.MatchString(name) {
+		return "", fmt.Errorf("--name %q: use letters, digits, '.', '_' and '-' (up to 64)", name)
+	}
+	dir := filepath.Join(os.Getenv("XDG_RUNTIME_DIR"), "sockmux")
+	if os.Getenv("XDG_RUNTIME_DIR") == "" {
+		dir = runtimeBase()
+	}
+	return filepath.Join(dir, name+".sock"), nil
+}
+
+// ErrInUse is returned by Listen when a live link holds the socket.
+type ErrInUse struct {
+	Path string
+	PID  int
+	Name string
+}
+
+func (e *ErrInUse) Error() string {
+	if e.PID == 0 {
+		return fmt.Sprintf("control socket %s is in use by another process", e.Path)
+	}
+	return fmt.Sprintf("control socket %s is in use by sockmux link %q (pid %d); give this link another --name or --control", e.Path, e.Name, e.PID)
+}
+
+// Server answers requests on a control socket.
+type Server struct {
+	ln   net.Listener
+	path string
+	col  *Collector
+	log  *slog.Logger
+	wg   sync.WaitGroup
+}
+
+// Listen creates the control socket at path (mode 0600, its directory
+// created 0700 if missing). A socket left behind by a process that is gone
+// is replaced; one a live process answers on is an *ErrInUse.
+func Listen(path string, col *Collector, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket && !isSocketFile(fi) {
+			return nil, fmt.Errorf("control socket %s: a file that is not a socket is in the way", path)
+		}
+		if st, err := Query(path, 2*time.Second); err == nil {
+			return nil, &ErrInUse{Path: path, PID: st.PID, Name: st.Name}
+		} else if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, &ErrInUse{Path: path}
+		}
+		log.Info("replacing a stale control socket", "path", path)
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("control socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return &Server{ln: ln, path: path, col: col, log: log}, nil
+}
+
+// Path is where the socket is.
+func (s *Server) Path() string { return s.path }
+
+// Serve answers clients until ctx ends, then removes the socket.
+func (s *Server) Serve(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() { s.ln.Close() })
+	defer stop()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				s.log.Warn("control socket", "err", err)
+			}
+			break
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(c)
+		}()
+	}
+	s.ln.Close() // a Unix listener removes its socket file on Close
+	s.wg.Wait()
+}
+
+// Close stops the server and removes the socket.
+func (s *Server) Close() error { return s.ln.Close() }
+
+func (s *Server) handle(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	enc := json.NewEncoder(c)
+	for {
+		_ = c.SetDeadline(time.Now().Add(time.Minute))
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			return
+		}
+		var req Request
+		var resp Response
+		if err := json.Unmarshal(line, &req); err != nil {
+			resp.Error = "bad request: " + err.Error()
+		} else {
+			switch req.Cmd {
+			case "status":
+				st := s.col.Snapshot()
+				resp.Status = &st
+			default:
+				resp.Error = fmt.Sprintf("unknown command %q", req.Cmd)
+			}
+		}
+		if enc.Encode(&resp) != nil {
+			return
+		}
+	}
+}
+
+// Client is a connection to a link's control socket.
+type Client struct {
+	c   net.Conn
+	r   *bufio.Reader
+	enc *json.Encoder
+}
+
+// Dial connects to the control socket at path.
+func Dial(path string, timeout time.Duration) (*Client, error) {
+	c, err := net.DialTimeout("unix", path, timeout)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no link at %s (is sockmux link running with this --name or --control?)", path)
+		}
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return &Client{c: c, r: bufio.NewReader(c), enc: json.NewEncoder(c)}, nil
+}
+
+// Status asks for the link's status.
+func (cl *Client) Status(timeout time.Duration) (*Status, error) {
+	_ = cl.c.SetDeadline(time.Now().Add(timeout))
+	if err := cl.enc.Encode(Request{Cmd: "status"}); err != nil {
+		return nil, err
+	}
+	line, err := cl.r.ReadBytes('\n')
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	var resp Response
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return nil, fmt.Errorf("control socket: bad answer: %w", err)
+	}
+	if resp.Error != "" {
+		return nil, errors.New(resp.Error)
+	}
+	if resp.Status == nil {
+		return nil, errors.New("control socket: an answer without a status")
+	}
+	return resp.Status, nil
+}
+
+// Close hangs up.
+func (cl *Client) Close() error { return cl.c.Close() }
+
+// Query dials path, asks for the status once and hangs up.
+func Query(path string, timeout time.Duration) (*Status, error) {
+	cl, err := Dial(path, timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	return cl.Status(timeout)
+}

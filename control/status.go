@@ -1,0 +1,207 @@
+// Package control serves a running link's live status over a local
+// control socket, and as Prometheus text exposition. It reads the link and
+// the multiplexer; the command line wires it (cmd → control → mux, link).
+package control
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sockmux/sockmux/link"
+	"github.com/sockmux/sockmux/mux"
+)
+
+// Status is a snapshot of a link end, as `sockmux status --json` prints it.
+type Status struct {
+	Name      string    `json:"name"`
+	PID       int       `json:"pid"`
+	Version   string    `json:"version"`
+	State     string    `json:"state"` // up, waiting, handshake, closed
+	Local     string    `json:"local_session"`
+	Peer      string    `json:"peer_session"` // empty while no session
+	Transport string    `json:"transport"`
+	Line      string    `json:"line"` // line settings, e.g. "115200 8N1 flow none"
+	Started   time.Time `json:"started"`
+	// UptimeSeconds is how long the process has run; UpSeconds how long
+	// the link has been up without a break (0 while it is not).
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	UpSeconds     float64 `json:"up_seconds"`
+	RTTSeconds    float64 `json:"rtt_seconds"`
+
+	BytesOut   uint64 `json:"bytes_out"`   // written to transports, framing included
+	BytesIn    uint64 `json:"bytes_in"`    // read from transports
+	PayloadOut uint64 `json:"payload_out"` // payload sent (first transmissions)
+	PayloadIn  uint64 `json:"payload_in"`  // payload delivered
+	// Goodput is payload bytes per second over the last sampling second.
+	GoodputOut float64 `json:"goodput_out"`
+	GoodputIn  float64 `json:"goodput_in"`
+
+	FramesOut      uint64 `json:"frames_out"`
+	FramesIn       uint64 `json:"frames_in"`
+	FramesResent   uint64 `json:"frames_resent"`
+	FramesBad      uint64 `json:"frames_bad"`
+	FramesDup      uint64 `json:"frames_dup"`
+	TransportOpens uint64 `json:"transport_opens"`
+	Sessions       uint64 `json:"sessions"`
+	SessionsEnded  uint64 `json:"sessions_ended"`
+	Resumes        uint64 `json:"resumes"`
+	AuthFailures   uint64 `json:"auth_failures"`
+	Preemptions    uint64 `json:"preemptions"`
+
+	Streams []Stream `json:"streams"`
+}
+
+// Stream is one open stream.
+type Stream struct {
+	ID         uint32  `json:"id"`
+	Inbound    bool    `json:"inbound"` // opened by the far end
+	Network    string  `json:"network"`
+	Entrance   int     `json:"entrance"` // the port it entered on, at the opener's end
+	Dest       string  `json:"dest"`
+	Client     string  `json:"client"`
+	BytesIn    uint64  `json:"bytes_in"`  // read from the stream (arrived over the link)
+	BytesOut   uint64  `json:"bytes_out"` // written to the stream (sent over the link)
+	AgeSeconds float64 `json:"age_seconds"`
+}
+
+// Source is what a snapshot is read from.
+type Source struct {
+	Name    string
+	Version string
+	Line    string // line settings to show; empty on transports without any
+	Link    *link.Link
+	Mux     *mux.Mux
+	Driver  link.Driver
+}
+
+// Collector takes snapshots of a Source and keeps the goodput samples.
+type Collector struct {
+	src     Source
+	started time.Time
+	pid     int
+
+	mu       sync.Mutex
+	upSince  time.Time // zero while not up
+	last     sample
+	goodOut  float64
+	goodIn   float64
+	interval time.Duration
+}
+
+type sample struct {
+	at          time.Time
+	out, in     uint64
+	initialized bool
+}
+
+// NewCollector returns a collector for src; pid is reported as the
+// process that serves it.
+func NewCollector(src Source, pid int) *Collector {
+	return &Collector{src: src, started: time.Now(), pid: pid, interval: time.Second}
+}
+
+// sampleLocked updates the up-since time and, once per interval, the
+// goodput figures.
+func (c *Collector) sampleLocked(now time.Time, up bool) {
+	switch {
+	case !up:
+		c.upSince = time.Time{}
+	case c.upSince.IsZero():
+		c.upSince = now
+	}
+	st := c.src.Link.Stats()
+	out, in := st.PayloadOut.Load(), st.PayloadIn.Load()
+	if !c.last.initialized {
+		c.last = sample{at: now, out: out, in: in, initialized: true}
+		return
+	}
+	if d := now.Sub(c.last.at); d >= c.interval {
+		c.goodOut = float64(out-c.last.out) / d.Seconds()
+		c.goodIn = float64(in-c.last.in) / d.Seconds()
+		c.last = sample{at: now, out: out, in: in, initialized: true}
+	}
+}
+
+// Tick samples the link; call it several times a second so that the time
+// the link came up is close and goodput current between requests.
+func (c *Collector) Tick() {
+	up := c.src.Link.State() == link.StateUp
+	c.mu.Lock()
+	c.sampleLocked(time.Now(), up)
+	c.mu.Unlock()
+}
+
+// Run samples the link five times a second until ctx ends.
+func (c *Collector) Run(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.Tick()
+		}
+	}
+}
+
+// Snapshot returns the link's status now.
+func (c *Collector) Snapshot() Status {
+	now := time.Now()
+	l := c.src.Link
+	state := l.State()
+	local, peer := l.Session()
+	st := l.Stats()
+	s := Status{
+		Name:           c.src.Name,
+		PID:            c.pid,
+		Version:        c.src.Version,
+		State:          state.String(),
+		Local:          fmt.Sprintf("%016x", local),
+		Transport:      c.src.Driver.String(),
+		Line:           c.src.Line,
+		Started:        c.started,
+		UptimeSeconds:  now.Sub(c.started).Seconds(),
+		RTTSeconds:     l.RTT().Seconds(),
+		BytesOut:       st.BytesOut.Load(),
+		BytesIn:        st.BytesIn.Load(),
+		PayloadOut:     st.PayloadOut.Load(),
+		PayloadIn:      st.PayloadIn.Load(),
+		FramesOut:      st.FramesOut.Load(),
+		FramesIn:       st.FramesIn.Load(),
+		FramesResent:   st.FramesResent.Load(),
+		FramesBad:      st.FramesBad.Load(),
+		FramesDup:      st.FramesDup.Load(),
+		TransportOpens: st.TransportOpens.Load(),
+		Sessions:       st.Sessions.Load(),
+		SessionsEnded:  st.SessionsEnded.Load(),
+		Resumes:        st.Resumes.Load(),
+		AuthFailures:   st.AuthFailures.Load(),
+		Preemptions:    st.Preemptions.Load(),
+		Streams:        []Stream{},
+	}
+	if peer != 0 {
+		s.Peer = fmt.Sprintf("%016x", peer)
+	}
+	c.mu.Lock()
+	c.sampleLocked(now, state == link.StateUp)
+	if !c.upSince.IsZero() {
+		s.UpSeconds = now.Sub(c.upSince).Seconds()
+	}
+	s.GoodputOut, s.GoodputIn = c.goodOut, c.goodIn
+	c.mu.Unlock()
+	for _, st := range c.src.Mux.Streams() {
+		info := st.Info()
+		in, out := st.Counters()
+		s.Streams = append(s.Streams, Stream{
+			ID: st.ID(), Inbound: st.Inbound(), Network: info.Network, Entrance: info.Entrance,
+			Dest: info.Dest, Client: info.Client, BytesIn: in, BytesOut: out,
+			AgeSeconds: now.Sub(st.Created()).Seconds(),
+		})
+	}
+	slices.SortFunc(s.Streams, func(a, b Stream) int { return int(int64(a.ID) - int64(b.ID)) })
+	return s
+}
