@@ -424,3 +424,15 @@ func TestOpsStdioEndsWithItsInput(t *testing.T) {
 	assert.Equal(t, 1, ee.ExitCode())
 	assert.Contains(t, stderr.String(), "sockmux: the link's standard input/output ended")
 }
+
+func TestOpsStdioAndExecAreTransports(t *testing.T) {
+	code, out := run(t, 10*time.Second, "link", "--stdio", "--exec", "cat")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "more than one transport: [--stdio --exec]")
+	code, out = run(t, 10*time.Second, "link", "--connect", "127.0.0.1:1", "--stdio")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "more than one transport: [--connect --stdio]")
+	code, out = run(t, 10*time.Second, "link", "--name", "../x", "--stdio")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, `--name "../x"`)
+}
