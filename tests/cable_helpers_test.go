@@ -31,7 +31,7 @@ func startCable(t *testing.T, args ...string) (c *proc, pathA, pathB string) {
 // startCableAt runs "sockmux cable" at the given paths.
 func startCableAt(t *testing.T, name, pathA, pathB string, args ...string) *proc {
 	t.Helper()
-	c := start(t, name, append(append([]string{"cable", "--report-every", "0"}, args...), pathA, pathB)...)
+	c := start(t, name, append(append([]string{"cable", "--report-every", "1s"}, args...), pathA, pathB)...)
 	c.waitLog(fmt.Sprintf("cable %s <-> %s up", pathA, pathB), 10*time.Second)
 	return c
 }
