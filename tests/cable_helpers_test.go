@@ -235,3 +235,42 @@ func fileExists(path string) bool {
 	_, err := os.Lstat(path)
 	return err == nil
 }
+
+// cpuTime returns the CPU time the process has used so far (Linux), or
+// false where /proc does not tell.
+func (p *proc) cpuTime() (time.Duration, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name, in parentheses, may hold spaces: count fields
+	// after its closing parenthesis. utime and stime are fields 14 and 15.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	var ut, st int64
+	if _, err := fmt.Sscan(f[11], &ut); err != nil {
+		return 0, false
+	}
+	if _, err := fmt.Sscan(f[12], &st); err != nil {
+		return 0, false
+	}
+	const ticksPerSecond = 100 // USER_HZ on every Linux platform
+	return time.Duration(ut+st) * time.Second / ticksPerSecond, true
+}
+
+// assertIdleWhile checks that p uses little CPU during d: waiting is not
+// spinning.
+func assertIdleWhile(t *testing.T, p *proc, d time.Duration) {
+	t.Helper()
+	before, ok := p.cpuTime()
+	time.Sleep(d)
+	after, ok2 := p.cpuTime()
+	if !ok || !ok2 {
+		return
+	}
+	t.Logf("%s used %v of CPU in %v of waiting", p.name, after-before, d)
+	assert.Less(t, after-before, d/5, "%s is waiting, not spinning", p.name)
+}

@@ -142,7 +142,7 @@ func TestFIFORoleOrders(t *testing.T) {
 			// The first side waits for its peer, quietly and without
 			// burning CPU, for as long as it takes.
 			first.waitLog("pipe: waiting for the peer to open", 5*time.Second)
-			time.Sleep(time.Second)
+			assertIdleWhile(t, first, 1500*time.Millisecond)
 			assert.Zero(t, first.countLog("transport lost"), "waiting is not failing")
 			assert.Zero(t, first.countLog("link up"))
 			if tc.missingFIFO {

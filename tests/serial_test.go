@@ -129,6 +129,28 @@ func TestSerialInteractiveStreamResponsiveUnderBulk(t *testing.T) {
 	assertSessionKept(t, r.a, r.b)
 }
 
+// TestSerialEitherEndFirst starts one end alone, lets it wait past its
+// dead timeout, and then starts the other: the link comes up promptly.
+func TestSerialEitherEndFirst(t *testing.T) {
+	skipWithoutPtys(t)
+	t.Parallel()
+	_, pathA, pathB := startCable(t)
+	srv := transferServer(t)
+	port := freePort(t)
+	a := start(t, "link A", "link", "--comm", pathA, "-L", fwd(port, srv))
+	a.waitLog("sockmux link started", 5*time.Second)
+	a.waitLog("peer silent for", 10*time.Second) // A keeps waiting
+	assertIdleWhile(t, a, 2*time.Second)
+	assert.False(t, a.exited())
+	started := time.Now()
+	b := start(t, "link B", "link", "--comm", pathB)
+	a.waitLog("link up", 15*time.Second)
+	b.waitLog("link up", 5*time.Second)
+	t.Logf("link up %v after the second end started", time.Since(started).Round(time.Millisecond))
+	transferWithin(t, addr(port), 16<<10, 16<<10, 50, lineTimeFor(32<<10, 0.5))
+	assertSessionKept(t, a, b)
+}
+
 // TestSerialFaults runs transfers through a cable that damages the line:
 // every byte must arrive intact, and the session must survive.
 func TestSerialFaults(t *testing.T) {
