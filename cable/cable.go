@@ -456,13 +456,26 @@ func linkPath(target, path string) error {
 	}
 	tmp := fmt.Sprintf("%s.cable-%d-%d", path, os.Getpid(), rand.Uint32())
 	if err := os.Symlink(target, tmp); err != nil {
-		return fmt.Errorf("cable: creating the link %s: %w", path, err)
+		return linkError(path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("cable: creating the link %s: %w", path, err)
+		return linkError(path, err)
 	}
 	return nil
+}
+
+// linkError says why the link at path cannot be made, naming the path the
+// user gave rather than the temporary one.
+func linkError(path string, err error) error {
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		err = le.Err
+	}
+	if dir := filepath.Dir(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cable: cannot create the link %s: directory %s does not exist", path, dir)
+	}
+	return fmt.Errorf("cable: cannot create the link %s: %w", path, err)
 }
 
 // unlinkPath removes e's link if it still points to e.

@@ -363,6 +363,10 @@ func TestPathHandling(t *testing.T) {
 	_, err = os.Lstat(filepath.Join(dir, "b"))
 	assert.ErrorIs(t, err, fs.ErrNotExist, "no link left behind after a failed start")
 
+	_, err = Start(context.Background(), Config{PathA: filepath.Join(dir, "nodir", "a"), PathB: filepath.Join(dir, "b")})
+	require.EqualError(t, err, "cable: cannot create the link "+filepath.Join(dir, "nodir", "a")+
+		": directory "+filepath.Join(dir, "nodir")+" does not exist")
+
 	stale := filepath.Join(dir, "stale")
 	require.NoError(t, os.Symlink("/dev/pts/does-not-exist", stale))
 	c := startCable(t, Config{PathA: stale, PathB: filepath.Join(dir, "b")})
