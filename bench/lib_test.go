@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"runtime"
@@ -195,7 +196,7 @@ func newSockmuxStreams(secret []byte, streams int) (*sockmuxSystem, error) {
 		mcfg.MaxStreams = streams
 		// The receive buffer budget (a bound, not an allocation) must
 		// admit every stream at its full window.
-		mcfg.MaxBuffered = streams * tcpStreamWindow
+		mcfg.MaxBuffered = int(min(int64(streams)*tcpStreamWindow, math.MaxInt))
 	}
 	s.ma, s.mb = mux.New(mcfg), mux.New(mcfg)
 	lcfg := link.Config{Secret: secret, Logger: quiet}

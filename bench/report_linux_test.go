@@ -346,6 +346,9 @@ func (s *suite) details() string {
 			}
 		}
 	}
+	for _, r := range s.serialLib {
+		p("- **Serial, library level** (link and mux in this process over a cable at %d baud, the same download, the sending link's counters): %v.", r.Baud, r)
+	}
 	if s.fifo != nil {
 		p("- **FIFO pair**: cat %s MB/s; sockmux %s MB/s. CPU while sockmux moved the data: %v.", floats(scale(s.fifo.Cat, 1e-6), "%.0f"), floats(scale(s.fifo.Sockmux, 1e-6), "%.0f"), s.fifo.CPU)
 	}
@@ -466,6 +469,7 @@ func (s *suite) details() string {
 // COBS(type seq:2 ack:2 payload CRC:4) 0x00, and the payload carries mux
 // DATA messages (type, stream id, length).
 type frameCost struct {
+	rate            int // bytes per second
 	payload, window int
 	frameTime       time.Duration
 	linkOverhead    float64
@@ -480,27 +484,45 @@ func (f frameCost) allows(ber float64) string {
 	if ber == 0 {
 		return fmt.Sprintf("full frames allow %.3f", f.ceiling)
 	}
-	ok := math.Pow(1-ber, 8*f.wire)
-	return fmt.Sprintf("full frames, %.1f %% of them lost, allow %.3f", 100*(1-ok), f.ceiling*ok)
+	// With bit errors a frame is lost with probability 1-(1-ber)^bits:
+	// the best fixed payload trades header cost against losses.
+	best, bestP, bestLost := 0.0, 0, 0.0
+	for p := 64; p <= f.payload; p++ {
+		c := frameFor(f.rate, p)
+		ok := math.Pow(1-ber, 8*c.wire)
+		if e := c.ceiling * ok; e > best {
+			best, bestP, bestLost = e, p, 1-ok
+		}
+	}
+	return fmt.Sprintf("at best, with %d-byte payloads of which %.1f %% are lost, frames allow %.3f", bestP, 100*bestLost, best)
 }
 
+// framing is the cost of full frames at a baud rate, as the link
+// configures them (link.DefaultConfig).
 func framing(baud int) frameCost {
 	rate := baud / 10
 	cfg := link.DefaultConfig(link.Config{}, link.Properties{LineRate: rate})
-	body := float64(1 + 2 + 2 + cfg.MaxPayload + 4)
+	f := frameFor(rate, cfg.MaxPayload)
+	f.window = cfg.Window
+	return f
+}
+
+// frameFor is the cost of a data frame with a payload of size bytes.
+func frameFor(rate, size int) frameCost {
+	body := float64(1 + 2 + 2 + size + 4)
 	// COBS on random data: a code byte opens the frame, and another each
 	// time 254 bytes in a row hold no 0x00 (a 0x00 ends a block but is
 	// replaced by the next code, not added); then the delimiter.
 	wire := body + 1 + body/254*math.Pow(255.0/256, 254) + 1
-	muxHeader := 1 + 1 + uvarintLen(cfg.MaxPayload) // one DATA message of a low-numbered stream
+	muxHeader := 1 + 1 + uvarintLen(size) // one DATA message of a low-numbered stream
 	return frameCost{
-		payload:      cfg.MaxPayload,
-		window:       cfg.Window,
+		rate:         rate,
+		payload:      size,
 		frameTime:    time.Duration(wire / float64(rate) * float64(time.Second)),
-		linkOverhead: wire - float64(cfg.MaxPayload),
+		linkOverhead: wire - float64(size),
 		muxHeader:    muxHeader,
 		wire:         wire,
-		ceiling:      float64(cfg.MaxPayload-muxHeader) / wire,
+		ceiling:      float64(size-muxHeader) / wire,
 	}
 }
 

@@ -42,14 +42,15 @@ type suite struct {
 	started    time.Time
 	load0      string
 
-	tcp      map[string][]testing.BenchmarkResult // by benchmark name, one per repetition
-	tcpOrder []string
-	profiles []profile
-	idle     []idleResult
-	fifo     *fifoResult
-	tcpE2E   *tcpE2EResult
-	serial   map[string]*serialResult
-	errs     map[string]error
+	tcp       map[string][]testing.BenchmarkResult // by benchmark name, one per repetition
+	tcpOrder  []string
+	profiles  []profile
+	idle      []idleResult
+	fifo      *fifoResult
+	tcpE2E    *tcpE2EResult
+	serial    map[string]*serialResult
+	serialLib []*serialLibResult
+	errs      map[string]error
 }
 
 func TestSuite(t *testing.T) {
@@ -99,6 +100,18 @@ func TestSuite(t *testing.T) {
 			return err
 		})
 	}
+	s.section("serial library 115200", func() error {
+		secs := 15.0
+		if s.quick {
+			secs = 5
+		}
+		r, err := s.serialLibrary(115200, secs)
+		if r != nil {
+			s.serialLib = append(s.serialLib, r)
+			s.logf("    %v", r)
+		}
+		return err
+	})
 	s.report()
 	for name, err := range s.errs {
 		t.Errorf("%s: %v", name, err)
