@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package tests runs the real sockmux binary end to end: two link
 // processes over real loopback sockets, FIFOs and virtual serial cables,
 // with real TCP clients and servers on both sides.
