@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,9 +25,6 @@ import (
 
 func skipWithoutFIFOs(t *testing.T) {
 	t.Helper()
-	if runtime.GOOS == "windows" {
-		t.Skip("POSIX FIFOs")
-	}
 }
 
 // fifoSide is the arguments of one side of a FIFO pair.
