@@ -265,7 +265,7 @@ const methods = `### How each row is measured
 - **Serial rows**: a real ` + "`sockmux cable --baud N [--ber X --seed 7] A B`" + ` process; the **baseline** opens
   both ends with the serial driver sockmux uses (package serialport) and pushes raw bytes through, no
   framing, once before the links start and once after they stopped (after draining what the line still
-  held); the mean of the two is the line rate. Then two ` + "`sockmux link --comm`" + ` processes, one with
+  held); the better of the two is the line rate (a run the busy machine slowed would flatter the ratio). Then two ` + "`sockmux link --comm`" + ` processes, one with
   ` + "`-L`" + ` forwards to a bulk source and an echo server on the far side, and a client downloading
   through the forward: data flows from the far end (link B, which dials the source) to the near end
   (link A). CPU time of each process comes from /proc during those transfers, wake-ups from the
@@ -310,6 +310,12 @@ func (s *suite) details() string {
 			serialKey(c), floats(r.Raw, "%.0f"), r.Nominal, c.BulkSecs, floats(r.Sockmux, "%.0f"))
 		if r.CableNote != "" {
 			p("  The cable's summary: %s.", r.CableNote)
+		}
+		if r.BulkLink != nil {
+			p("  Link B during the bulk transfers (its control socket): %v.", r.BulkLink)
+		}
+		if r.SessionLink != nil {
+			p("  Link B over the whole session: %v.", r.SessionLink)
 		}
 		if r.LineBA > 0 {
 			p("  Over the whole session link B put %d bytes on the line towards the client, and %d of them (%.3f) arrived there as data: the rest is framing, acknowledgements and anything sent twice.",

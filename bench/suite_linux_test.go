@@ -34,13 +34,14 @@ type suite struct {
 	procs []*proc
 	nproc int
 
-	only       *regexp.Regexp // SOCKMUX_BENCH_ONLY: run only the sections it matches
-	code       string         // the code in the work tree as the run started
-	binVersion string         // what the binary says it is
-	loads      []string       // the load average as each section started
-	secretFlag bool           // the binary has "link --secret-file"
-	started    time.Time
-	load0      string
+	only        *regexp.Regexp // SOCKMUX_BENCH_ONLY: run only the sections it matches
+	code        string         // the code in the work tree as the run started
+	binVersion  string         // what the binary says it is
+	loads       []string       // the load average as each section started
+	secretFlag  bool           // the binary has "link --secret-file"
+	controlFlag bool           // the binary has "link --control" (and "sockmux status")
+	started     time.Time
+	load0       string
 
 	tcp       map[string][]testing.BenchmarkResult // by benchmark name, one per repetition
 	tcpOrder  []string
@@ -187,6 +188,7 @@ func (s *suite) setup() {
 		t.Fatal(err)
 	}
 	s.secretFlag = hasFlag(s.bin, "link", "--secret-file")
+	s.controlFlag = hasFlag(s.bin, "link", "--control")
 	s.code = codeVersion()
 	if out, err := exec.Command(s.bin, "--version").Output(); err == nil {
 		s.binVersion = strings.TrimSpace(string(out))
