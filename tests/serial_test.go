@@ -172,12 +172,13 @@ func TestSerialFaults(t *testing.T) {
 		{name: "noise burst", args: []string{"--burst-every", "2s", "--burst-for", "300ms"}, size: 64 << 10, eff: 0.3, want: "noise bursts"},
 		{name: "everything", args: []string{"--ber", "2e-5", "--drop", "2e-5", "--insert", "2e-5", "--dup", "2e-5",
 			"--burst-every", "3s", "--burst-for", "200ms"}, size: 64 << 10, eff: 0.2, want: "bits flipped"},
-		// Long: a very noisy line moves little. SOCKMUX_SOAK=1 runs it.
+		// Long: a very noisy line moves little. SOCKMUX_FAULTS=full (as
+		// for the full fault matrix) or SOCKMUX_SOAK runs it.
 		{name: "BER 1e-3", args: []string{"--ber", "1e-3"}, size: 32 << 10, eff: 0.02, want: "bits flipped", soak: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.soak && (testing.Short() || os.Getenv("SOCKMUX_SOAK") == "") {
-				t.Skip("long variant: set SOCKMUX_SOAK=1 to run it")
+			if tc.soak && (testing.Short() || os.Getenv("SOCKMUX_FAULTS") != "full" && os.Getenv("SOCKMUX_SOAK") == "") {
+				t.Skip("long variant: set SOCKMUX_FAULTS=full to run it")
 			}
 			t.Parallel()
 			r := newSerialRig(t, tc.args)
