@@ -145,7 +145,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 			s.roff += n
 			if s.roff == len(s.rbuf) {
 				s.rbuf, s.roff = s.rbuf[:0], 0
-				if cap(s.rbuf) > 64<<10 {
+				if cap(s.rbuf) > s.target {
 					s.rbuf = nil // do not keep a big idle buffer
 				}
 			}
