@@ -41,6 +41,8 @@ type conn struct {
 	preemptible *outFrame // the data frame next() just built, if it may be cut short
 	urgentDue   bool      // a frame was cut short for interactive data
 	refusedAt   time.Time // when we told the peer
+	waitLogged  bool      // we said we wait for the peer
+	wasUp       bool      // a session was up on this transport
 	peerHello   *hello    // the peer's latest hello on this transport
 	helloPrev   uint64    // the PeerPrev our hellos carry in this round
 	helloDue    bool      // a hello must be sent now
@@ -94,6 +96,7 @@ func (l *Link) serve(ctx context.Context, t io.ReadWriteCloser) error {
 	l.mu.Lock()
 	l.cur = nil
 	refused := c.refusing
+	l.lastUp = c.wasUp
 	l.mu.Unlock()
 	if refused != nil {
 		return refused // why we hung up, not how the transport ended
@@ -117,7 +120,12 @@ func (c *conn) watchdog() {
 		}
 		l.mu.Lock()
 		silent := time.Since(c.lastRecv)
+		applies := c.deadApplies()
 		l.mu.Unlock()
+		if !applies {
+			t.Reset(l.cfg.DeadTimeout) // look again later
+			continue
+		}
 		if silent > l.cfg.DeadTimeout {
 			c.fail(errPeerSilent{silent})
 			return
@@ -125,6 +133,12 @@ func (c *conn) watchdog() {
 		t.Reset(l.cfg.DeadTimeout - silent + time.Millisecond)
 	}
 }
+
+// deadApplies reports whether the dead timeout applies now, under l.mu:
+// always on a reliable transport; on a line only once the session is up
+// on it, since a line with nobody at the other end is not broken, and
+// reopening a serial device would only toggle its modem lines.
+func (c *conn) deadApplies() bool { return c.complete || c.l.props.Reliable }
 
 // newRound starts a handshake round on this transport, under l.mu.
 func (c *conn) newRound(now time.Time) {
@@ -425,6 +439,7 @@ func (c *conn) completeHandshake(h *hello, resume bool) {
 	l.peerMax = max(64, int(h.MaxPayload))
 	l.peerWindow = max(1, int(h.Window))
 	c.complete = true
+	c.wasUp = true
 	l.state = StateUp
 	l.up.SessionStart(SessionInfo{Local: l.localID, Peer: l.peerID, Resumed: resume, MaxPayload: l.payloadLimit()})
 	l.Notify()

@@ -81,6 +81,7 @@ type Link struct {
 	lastAckSent uint16              // rxNext as of the last ack we sent
 
 	cur       *conn  // the transport in use, nil while waiting
+	lastUp    bool   // a session was up on the last transport
 	closing   bool   // Close called: say goodbye and stop
 	closeWhy  string // reason sent in our CLOSE frame
 	closeSent chan struct{}
@@ -228,8 +229,11 @@ func (l *Link) Run(ctx context.Context) error {
 			}
 		default:
 			l.log.Warn("transport lost", "transport", l.drv.String(), "err", err)
-			if time.Since(start) > 10*time.Second {
-				backoff.reset()
+			l.mu.Lock()
+			wasUp := l.lastUp
+			l.mu.Unlock()
+			if wasUp || time.Since(start) > 10*time.Second {
+				backoff.reset() // it worked: the next reopen is prompt
 			}
 			// A transport that breaks at once must not spin.
 			if !sleepCtx(ctx, backoff.next()/4) {
@@ -293,7 +297,7 @@ func (l *Link) minRTO() time.Duration {
 // Bounds of the adaptive payload size on lossy lines.
 const (
 	minSizeCap = 32
-	fateWindow = 32 // data frames per estimate of the line's error rate
+	fateWindow = 16 // data frames per estimate of the line's error rate
 )
 
 // frameFate records whether a data frame got through at the first try,
@@ -322,7 +326,11 @@ func (l *Link) frameFate(lost bool) {
 		size = int(math.Sqrt(float64(frameOverhead+8) / (8 * ber)))
 	}
 	// Move halfway there: one unlucky window does not swing it.
-	next := max(minSizeCap, min(l.cfg.MaxPayload, (l.sizeCap+size)/2))
+	next := (l.sizeCap + size) / 2
+	if rate >= 0.5 {
+		next = size // most frames are lost: waiting halfway only loses more
+	}
+	next = max(minSizeCap, min(l.cfg.MaxPayload, next))
 	if next != l.sizeCap {
 		l.log.Debug("frame size for the line's error rate", "loss", rate, "payload", next)
 		l.sizeCap = next

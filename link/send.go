@@ -90,11 +90,24 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	if silent := now.Sub(c.lastRecv); silent > l.cfg.DeadTimeout {
+	if silent := now.Sub(c.lastRecv); silent > l.cfg.DeadTimeout && c.deadApplies() {
 		return nil, 0, false, errPeerSilent{silent}
 	}
 	if !c.complete && now.Sub(c.hsStart) > l.cfg.HandshakeTimeout {
-		return nil, 0, false, c.handshakeTimeout()
+		err := c.handshakeTimeout()
+		if l.props.Reliable {
+			return nil, 0, false, err
+		}
+		// On a line (serial) there is nothing to gain from reopening the
+		// device, which toggles its modem lines: say why we wait, and go
+		// on calling.
+		if c.waitLogged {
+			l.log.Debug("still waiting for the peer", "err", err)
+		} else {
+			l.log.Warn("waiting for the peer", "err", err)
+			c.waitLogged = true
+		}
+		c.hsStart = now
 	}
 	// Our goodbyes first: an abandoned session, or shutting down.
 	if c.closeDue != "" {
@@ -139,10 +152,14 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 	deadline := func(t time.Time) {
 		wait = min(wait, max(t.Sub(now), time.Millisecond))
 	}
-	deadline(c.lastRecv.Add(l.cfg.DeadTimeout))
+	if c.deadApplies() {
+		deadline(c.lastRecv.Add(l.cfg.DeadTimeout))
+	}
 	if !c.complete {
 		deadline(c.lastHello.Add(helloInterval))
-		deadline(c.authLast.Add(helloInterval))
+		if a := c.auth; a != nil && !a.done && a.initiator && a.send == nil {
+			deadline(c.authLast.Add(helloInterval)) // repeat our handshake message
+		}
 		deadline(c.hsStart.Add(l.cfg.HandshakeTimeout))
 		return nil, wait, false, nil
 	}
