@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -19,9 +20,14 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/sockmux/sockmux/internal/memline"
+	"github.com/sockmux/sockmux/link"
+	"github.com/sockmux/sockmux/mux"
 )
 
 // The fault matrix: two sockmux link processes over a faulty virtual
@@ -760,4 +766,138 @@ func (r *pacedRelay) cut() {
 		c.Close()
 	}
 	r.conns = nil
+}
+
+// memlineDriver is a link.Driver over an in-memory line.
+type memlineDriver struct {
+	*memline.End
+	props link.Properties
+}
+
+func (d memlineDriver) Properties() link.Properties { return d.props }
+
+// lockedLog collects an end's log lines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestFaultsVirtualTime runs the real link and mux of both ends over an
+// in-memory 115200-baud line with bit errors, in virtual time, for many
+// seeds: three bulk streams and three interactive ones, each echoed and
+// checked byte for byte. At BER 1e-3 every stream must arrive whole and
+// the session must hold; at 3e-3 (where the link crawls) whatever arrives
+// must still be exact, a reset the only other outcome.
+func TestFaultsVirtualTime(t *testing.T) {
+	for _, ber := range []float64{1e-3, 3e-3} {
+		for seed := uint64(1); seed <= 6; seed++ {
+			synctest.Test(t, func(t *testing.T) { noisyLineRun(t, ber, seed) })
+		}
+	}
+}
+
+func noisyLineRun(t *testing.T, ber float64, seed uint64) {
+	cable := memline.New(seed)
+	cable.Rate, cable.BER, cable.HideQueue = 11520, ber, true
+	props := link.Properties{LineRate: 11520}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var logs [2]lockedLog
+	var ms [2]*mux.Mux
+	for i := range 2 {
+		log := slog.New(slog.NewTextHandler(&logs[i], nil))
+		m := mux.New(mux.Config{StreamWindow: 2 * 11520, Logger: log})
+		l := link.New(memlineDriver{cable.End(i), props}, m, link.Config{Logger: log})
+		m.SetNotify(l.Notify)
+		ms[i] = m
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = l.Run(ctx) }()
+	}
+	go func() { // end 1 echoes every stream
+		for {
+			s, err := ms[1].Accept(ctx)
+			if err != nil {
+				return
+			}
+			s.Accept()
+			go func() { _, _ = io.Copy(s, s); _ = s.CloseWrite() }()
+		}
+	}()
+	var tl tally
+	var sw sync.WaitGroup
+	stream := func(id int, size, chunk int, pause time.Duration) {
+		defer sw.Done()
+		tl.streams.Add(1)
+		s, err := ms[0].Open(ctx, mux.Info{Dest: "echo"})
+		if err != nil {
+			tl.record(fateReset, 0, err)
+			return
+		}
+		data := make([]byte, size)
+		_, _ = newPattern(seed<<8 | uint64(id)).Read(data)
+		wrote := make(chan struct{})
+		go func() {
+			defer close(wrote)
+			for off := 0; off < len(data); off += chunk {
+				if _, err := s.Write(data[off:min(off+chunk, len(data))]); err != nil {
+					return
+				}
+				time.Sleep(pause)
+			}
+			_ = s.CloseWrite()
+		}()
+		got, err := io.ReadAll(s)
+		_ = s.Close()
+		<-wrote
+		switch {
+		case !bytes.Equal(got, data[:min(len(got), len(data))]) || len(got) > len(data):
+			tl.record(fateCorrupted, int64(len(got)), fmt.Errorf("stream %d: %w", id, errCorrupt))
+		case err == nil && len(got) < len(data):
+			tl.record(fateLost, int64(len(got)), fmt.Errorf("stream %d: %d of %d bytes, then a clean end: %w", id, len(got), len(data), errLost))
+		case err != nil:
+			tl.record(fateReset, int64(len(got)), err)
+		default:
+			tl.record(fateOK, int64(len(got)), nil)
+		}
+	}
+	for i := range 3 {
+		sw.Add(2)
+		go stream(i, 16<<10, 4096, 0)
+		go stream(10+i, 300, 10, 300*time.Millisecond)
+	}
+	begin := time.Now()
+	done := make(chan struct{})
+	go func() { sw.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Minute):
+		ms[0].Close() // what is still under way ends with a reset
+		<-done
+	}
+	elapsed := time.Since(begin)
+	cancel()
+	ms[0].Close()
+	ms[1].Close()
+	wg.Wait()
+	sessions := strings.Count(logs[0].String()+logs[1].String(), "peer started a new session")
+	t.Logf("BER %g seed %d: %d streams, %d whole, %d reset, %d bytes, %v virtual, %d spurious new sessions",
+		ber, seed, tl.streams.Load(), tl.ok.Load(), tl.reset.Load(), tl.bytes.Load(), elapsed.Round(time.Second), sessions)
+	if tl.corrupted.Load()+tl.lost.Load() > 0 {
+		t.Errorf("BER %g seed %d: %d corrupted, %d silently lost: %v", ber, seed, tl.corrupted.Load(), tl.lost.Load(), tl.samples)
+	}
+	if ber <= 1e-3 && (tl.ok.Load() != tl.streams.Load() || sessions > 0 || elapsed > 5*time.Minute) {
+		t.Errorf("BER %g seed %d: %d of %d streams whole, %d new sessions, %v: %v", ber, seed, tl.ok.Load(), tl.streams.Load(), sessions, elapsed, tl.samples)
+	}
 }
