@@ -80,8 +80,8 @@ const frameTimeTarget = 100 * time.Millisecond
 // Bounds on the payload of a data frame.
 const (
 	minPayload    = 256
-	minPacedFrame = 512 // on slow lines: headers stay under 4 %
-	maxPayload    = 32 << 10
+	minPacedFrame = 512      // on slow lines: headers stay under 4 %
+	maxPayload    = 60 << 10 // a 32 KiB write and its headers fit one frame; FRAGMENT lengths are 16-bit
 )
 
 // DefaultConfig fills the zero fields of c from the transport's properties.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -243,8 +244,13 @@ func TestPeerRestartEndsSession(t *testing.T) {
 		cancelB()
 		<-done
 		p.stop()
-		require.NotEmpty(t, p.ua.ends, "a was told the old session ended")
-		assert.Contains(t, p.ua.ends[0].Error(), "peer closed the session")
+		require.Len(t, p.ua.ends, 1, "a was told the old session ended, once")
+		// Usually by b's CLOSE; when the in-memory cable's teardown wins
+		// the race with it, by b2's new session id. Either way the old
+		// streams end with a reason.
+		var closed *PeerClosedError
+		var restarted *PeerRestartedError
+		assert.True(t, errors.As(p.ua.ends[0], &closed) || errors.As(p.ua.ends[0], &restarted), "%v", p.ua.ends[0])
 		assert.Equal(t, "worldagain", string(p.ua.got))
 	})
 }

@@ -45,10 +45,14 @@ type memPair struct {
 	closed chan struct{}
 	once   sync.Once
 	pumps  sync.Once
+	done   [2]chan struct{} // closed when side i's pump has flushed and ended
 }
 
-// pump carries side's writes over the line at the cable's rate.
+// pump carries side's writes over the line at the cable's rate. When the
+// connection closes, what was written still arrives, as on a socket.
 func (p *memPair) pump(side int) {
+	defer close(p.done[side])
+	defer p.flush(side)
 	for {
 		select {
 		case chunk := <-p.q[side]:
@@ -83,6 +87,7 @@ func New(seed uint64) *Cable {
 func (c *Cable) lay() {
 	c.pair = &memPair{c: c, closed: make(chan struct{})}
 	for i := range 2 {
+		c.pair.done[i] = make(chan struct{})
 		c.pair.q[i] = make(chan []byte, 64)
 		c.pair.out[i] = make(chan []byte, 64)
 	}
@@ -164,6 +169,22 @@ type memConn struct {
 // TIOCOUTQ on a serial port.
 func (m *memConn) OutputQueued() (int, error) { return int(m.p.queued[m.side].Load()), nil }
 
+// flush hands what is still queued on side to the reader, at once.
+func (p *memPair) flush(side int) {
+	for {
+		select {
+		case chunk := <-p.q[side]:
+			select {
+			case p.out[side] <- chunk:
+			default:
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
 // plainConn hides memConn's OutputQueued.
 type plainConn struct{ io.ReadWriteCloser }
 
@@ -178,6 +199,7 @@ func (m *memConn) Read(b []byte) (int, error) {
 			select {
 			case m.rest = <-m.in:
 			case <-m.p.closed:
+				<-m.p.done[1-m.side] // the other side's last bytes are flushed
 				select {
 				case m.rest = <-m.in:
 				default:
