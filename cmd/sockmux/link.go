@@ -115,6 +115,7 @@ func optionFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "dead-timeout", Usage: "reopen the transport after hearing nothing for this long (default: 5s on serial lines, 30s otherwise)", Category: "Link"},
 		&cli.DurationFlag{Name: "handshake-timeout", Value: 10 * time.Second, Usage: "give up a transport whose peer does not complete the handshake in this time, and open it again", Category: "Link"},
 		&cli.DurationFlag{Name: "grace", Value: 5 * time.Second, Usage: "on SIGINT/SIGTERM, how long connections under way may finish", Category: "Link"},
+		&cli.IntFlag{Name: "max-streams", Value: mux.DefaultMaxStreams, Usage: "most connections open over the link at once; each may hold up to 64 KiB of received data, so this also bounds the link's memory", Category: "Link"},
 		&cli.StringFlag{Name: "secret-file", EnvVars: []string{"SOCKMUX_SECRET_FILE"}, Usage: "authenticate the peer with the shared key in `FILE` (sockmux keygen FILE) and encrypt the link; both ends need the same file", Category: "Security"},
 		&cli.BoolFlag{Name: "insecure", Usage: "allow --listen on an address other hosts can reach without --secret-file", Category: "Security"},
 		&cli.StringSliceFlag{Name: "allow", Usage: "let streams from the far end reach only `DEST` = HOST|CIDR[:PORT[-PORT]] (repeatable; default: anywhere)", Category: "Security"},
@@ -194,6 +195,7 @@ type linkOptions struct {
 	udpSessions                                           int
 	keepAlive, deadTimeout, handshakeTimeout, gracePeriod time.Duration
 	secretFile                                            string
+	maxStreams                                            int
 	insecure                                              bool
 	allow                                                 []string
 }
@@ -226,6 +228,7 @@ func readOptions(c flagReader) (linkOptions, error) {
 		handshakeTimeout: c.Duration("handshake-timeout"),
 		gracePeriod:      c.Duration("grace"),
 		secretFile:       c.String("secret-file"),
+		maxStreams:       c.Int("max-streams"),
 		insecure:         c.Bool("insecure"),
 		allow:            c.StringSlice("allow"),
 	}
@@ -234,6 +237,8 @@ func readOptions(c flagReader) (linkOptions, error) {
 		return o, fmt.Errorf("--udp-timeout %v: must be positive", o.udpTimeout)
 	case o.udpSessions <= 0:
 		return o, fmt.Errorf("--udp-sessions %d: must be positive", o.udpSessions)
+	case o.maxStreams <= 0 || o.maxStreams > 1<<20:
+		return o, fmt.Errorf("--max-streams %d: must be between 1 and %d", o.maxStreams, 1<<20)
 	}
 	return o, nil
 }
@@ -409,6 +414,8 @@ func runPlan(plan linkPlan) error {
 	})
 	m := mux.New(mux.Config{
 		StreamWindow: streamWindow(drv.Properties()),
+		MaxStreams:   plan.opts.maxStreams,
+		MaxBuffered:  max(mux.DefaultMaxBuffered, plan.opts.maxStreams*mux.InitialWindow),
 		OnListen:     fwd.OnListen,
 		OnSessionEnd: fwd.OnSessionEnd,
 		Logger:       log,
