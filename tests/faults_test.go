@@ -563,7 +563,7 @@ func runCell(t *testing.T, f fault, w string) cellResult {
 		res.note = fmt.Sprintf("%.0f B/s", float64(res.bytes)/elapsed.Seconds())
 	}
 	if !e.up {
-		res.note = "link never up: hellos do not get through"
+		res.note = "link not up within 30 s"
 	}
 	t.Logf("%s / %s: %d streams, %d ok, %d bytes verified, %d corrupted, %d lost, %d reset, %d stalled, %d resumed, %d new sessions, %v",
 		f.name, w, res.streams, res.ok, res.bytes, res.corrupted, res.lost, res.reset, res.stalled, res.resumes, res.sessions, elapsed.Round(time.Second))
