@@ -57,6 +57,12 @@ type Config struct {
 	// OnListen is called (in its own goroutine) when the far end asks
 	// us to listen for it (a remote forward); its error goes back.
 	OnListen func(ListenRequest) error
+	// OnUnlisten is called when the far end asks us to close the
+	// listener it had us open with the request's Tag (it dropped that
+	// remote forward); its error goes back. Calls of OnListen and
+	// OnUnlisten are made one at a time, in the order the far end's
+	// requests came.
+	OnUnlisten func(ListenRequest) error
 	// OnSessionEnd is called when the link's session ends, after every
 	// stream of it was reset.
 	OnSessionEnd func(reason error)
@@ -119,10 +125,13 @@ type Mux struct {
 	sessionGen  uint64 // bumped when a session ends
 
 	// Limits, see Config.
-	reserved   int // the receive windows of the streams in the table
-	zombies    int // inbound streams gone from the table, undecided by the application
-	replyBytes int // bytes of answers to the far end in ctrl
-	peerListen int // listen requests of the far end served this session
+	reserved   int             // the receive windows of the streams in the table
+	zombies    int             // inbound streams gone from the table, undecided by the application
+	replyBytes int             // bytes of answers to the far end in ctrl
+	peerListen int             // listen requests of the far end served this session
+	peerTags   map[uint64]bool // tags of those requests, while their listeners may be open
+	listenOps  []func()        // the far end's listen and close requests waiting, in order
+	listenBusy bool            // a goroutine is running listenOps
 }
 
 // ctrlMsg is a control message waiting to be sent; reply marks an answer
@@ -335,17 +344,24 @@ func (m *Mux) ListenRemote(req ListenRequest) {
 	}
 }
 
-// UnlistenRemote forgets a remote listen request (from the next session
-// on; the far end closes its listeners when the session ends).
-func (m *Mux) UnlistenRemote(tag uint64) {
+// UnlistenRemote withdraws the remote listen request with tag: it is not
+// sent again at new sessions, and while a session is up the far end is
+// asked to close that listener now (a LISTEN with the close field). The
+// far end's connections that were under way go on. It reports whether
+// there was such a request.
+func (m *Mux) UnlistenRemote(tag uint64) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for i, l := range m.listens {
 		if l.Tag == tag {
 			m.listens = append(m.listens[:i], m.listens[i+1:]...)
-			return
+			if m.up {
+				m.queue(unlistenMessage(l))
+			}
+			return true
 		}
 	}
+	return false
 }
 
 func listenMessage(req ListenRequest) []byte {
@@ -353,6 +369,17 @@ func listenMessage(req ListenRequest) []byte {
 	body = tlvString(body, tagNetwork, req.Network)
 	body = tlvString(body, tagBind, req.Bind)
 	body = tlvUint(body, tagTag, req.Tag)
+	return withBody(header(nil, msgListen, 0), body)
+}
+
+// unlistenMessage asks the far end to close the listener of req.Tag. It
+// carries the request's network and bind too, for the far end's logs.
+func unlistenMessage(req ListenRequest) []byte {
+	var body []byte
+	body = tlvString(body, tagNetwork, req.Network)
+	body = tlvString(body, tagBind, req.Bind)
+	body = tlvUint(body, tagTag, req.Tag)
+	body = tlvUint(body, tagClose, 1)
 	return withBody(header(nil, msgListen, 0), body)
 }
 
@@ -404,7 +431,7 @@ func (m *Mux) SessionStart(s link.SessionInfo) {
 			m.nextID = 1
 		}
 		m.inBuf, m.outRest, m.outRestOpen, m.ctrl, m.replyBytes, m.inSkip = nil, nil, nil, nil, 0, 0
-		m.peerListen = 0
+		m.peerListen, m.peerTags = 0, nil
 		for _, req := range m.listens {
 			m.queue(listenMessage(req))
 		}
@@ -425,7 +452,7 @@ func (m *Mux) SessionEnd(reason error) {
 	}
 	m.endStreams(&ResetError{Code: CodeSessionEnded, Reason: why, Remote: true})
 	m.inBuf, m.outRest, m.outRestOpen, m.ctrl, m.replyBytes, m.inSkip = nil, nil, nil, nil, 0, 0
-	m.peerListen = 0
+	m.peerListen, m.peerTags = 0, nil
 	m.sessionGen++
 	if m.up {
 		m.up = false
@@ -915,6 +942,7 @@ func (m *Mux) handleOpen(msg message) error {
 func (m *Mux) handleListen(msg message) error {
 	var req ListenRequest
 	var errText string
+	var closing uint64
 	err := parseTLV(msg.body, func(tag byte, val []byte) error {
 		var err error
 		switch tag {
@@ -926,6 +954,8 @@ func (m *Mux) handleListen(msg message) error {
 			req.Tag, err = tlvUvarint(val)
 		case tagError:
 			errText = string(val)
+		case tagClose:
+			closing, err = tlvUvarint(val)
 		}
 		return err
 	})
@@ -933,46 +963,129 @@ func (m *Mux) handleListen(msg message) error {
 		return err
 	}
 	if msg.typ == msgListenResult {
-		if errText != "" {
+		switch {
+		case closing != 0 && errText != "":
+			m.log.Warn("far end could not close the listener of a removed remote forward", "tag", req.Tag, "bind", req.Bind, "err", errText)
+		case closing != 0:
+			m.log.Info("far end closed the listener of a removed remote forward", "tag", req.Tag, "bind", req.Bind)
+		case !m.listening(req.Tag):
+			// A removed forward's listen request was answered, or a far
+			// end that predates the close field answered the close
+			// request as a listen request.
+			m.log.Info("far end answered a listen request of a removed remote forward", "tag", req.Tag, "bind", req.Bind, "err", errText)
+		case errText != "":
 			m.log.Error("far end could not listen for our remote forward", "tag", req.Tag, "err", errText)
-		} else {
+		default:
 			m.log.Info("far end listens for our remote forward", "tag", req.Tag, "bind", req.Bind)
 		}
 		return nil
 	}
-	if m.cfg.OnListen == nil || m.peerListen >= m.cfg.MaxListens {
+	if closing != 0 {
+		return m.handleUnlisten(req)
+	}
+	if m.cfg.OnListen == nil || m.peerListen >= m.cfg.MaxListens || len(m.listenOps) >= 2*m.cfg.MaxListens {
 		why := "remote forwards are not allowed here"
 		if m.cfg.OnListen != nil {
 			why = fmt.Sprintf("too many remote forwards (limit %d)", m.cfg.MaxListens)
 		}
-		m.queueReply(listenResult(req, why))
+		m.queueReply(listenResult(req, why, false))
 		return nil
 	}
-	// Served in its own goroutine (listening may take a while); at most
-	// MaxListens of them per session.
+	// Served in a goroutine (listening may take a while), one request at
+	// a time and in order, so that a close and a listen on the same port
+	// that follow each other are done in that order; at most MaxListens
+	// listeners per session.
 	m.peerListen++
+	if m.peerTags == nil {
+		m.peerTags = make(map[uint64]bool)
+	}
+	m.peerTags[req.Tag] = true
+	m.listenOp(func() error { return m.cfg.OnListen(req) }, req, false)
+	return nil
+}
+
+// handleUnlisten serves the far end's request to close the listener it
+// had us open with req.Tag, under m.mu.
+func (m *Mux) handleUnlisten(req ListenRequest) error {
+	if m.cfg.OnUnlisten == nil || !m.peerTags[req.Tag] || len(m.listenOps) >= 2*m.cfg.MaxListens {
+		why := fmt.Sprintf("no listener for remote forward tag %d", req.Tag)
+		if m.cfg.OnUnlisten == nil {
+			why = "closing remote forwards is not supported here"
+		}
+		m.queueReply(listenResult(req, why, true))
+		return nil
+	}
+	delete(m.peerTags, req.Tag)
+	m.peerListen--
+	m.listenOp(func() error { return m.cfg.OnUnlisten(req) }, req, true)
+	return nil
+}
+
+// listening reports whether tag is one of our listen requests, under m.mu.
+func (m *Mux) listening(tag uint64) bool {
+	for _, l := range m.listens {
+		if l.Tag == tag {
+			return true
+		}
+	}
+	return false
+}
+
+// listenOp queues op, one of the far end's listen or close requests, to
+// run after those before it, and answers req with its result unless the
+// session ended meanwhile. Under m.mu.
+func (m *Mux) listenOp(op func() error, req ListenRequest, closing bool) {
 	gen := m.sessionGen
-	go func() {
+	m.listenOps = append(m.listenOps, func() {
+		m.mu.Lock()
+		stale := m.sessionGen != gen
+		m.mu.Unlock()
+		if stale {
+			return // the session that asked is gone, and its listeners with it
+		}
 		why := ""
-		if err := m.cfg.OnListen(req); err != nil {
+		if err := op(); err != nil {
 			why = err.Error()
 		}
 		m.mu.Lock()
 		if m.sessionGen == gen {
-			m.queueReply(listenResult(req, why))
+			m.queueReply(listenResult(req, why, closing))
 		}
 		m.mu.Unlock()
-	}()
-	return nil
+	})
+	if !m.listenBusy {
+		m.listenBusy = true
+		go m.runListenOps()
+	}
+}
+
+// runListenOps runs the queued listen and close requests in order.
+func (m *Mux) runListenOps() {
+	for {
+		m.mu.Lock()
+		if len(m.listenOps) == 0 {
+			m.listenBusy = false
+			m.mu.Unlock()
+			return
+		}
+		op := m.listenOps[0]
+		m.listenOps[0] = nil
+		m.listenOps = m.listenOps[1:]
+		m.mu.Unlock()
+		op()
+	}
 }
 
 // listenResult answers a LISTEN; why is empty on success.
-func listenResult(req ListenRequest, why string) []byte {
+func listenResult(req ListenRequest, why string, closing bool) []byte {
 	var body []byte
 	body = tlvString(body, tagNetwork, req.Network)
 	body = tlvString(body, tagBind, req.Bind)
 	body = tlvUint(body, tagTag, req.Tag)
 	body = tlvString(body, tagError, why)
+	if closing {
+		body = tlvUint(body, tagClose, 1)
+	}
 	return withBody(header(nil, msgListenResult, 0), body)
 }
 

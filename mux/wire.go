@@ -32,6 +32,7 @@ const (
 	tagBind     = 6 // LISTEN: bind address "host:port"
 	tagError    = 7 // LISTEN_RESULT: error text, absent on success
 	tagProto    = 8 // a protocol hint, e.g. "socks" for routing rules
+	tagClose    = 9 // LISTEN, LISTEN_RESULT: uvarint 1: close the listener of this tag instead
 )
 
 // InitialWindow is the credit each direction of a new stream starts
