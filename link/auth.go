@@ -63,9 +63,9 @@ var errTampered = errors.New("a sealed frame failed authentication (altered or f
 type authState struct {
 	initiator bool
 	hs        *noise.HandshakeState
-	resume    bool  // the session decision taken at the hellos
-	peer      hello // the peer's hello that completed the round
-	done      bool  // keys established and confirmed
+	mode      sessionMode // the session decision taken at the hellos
+	peer      hello       // the peer's hello that completed the round
+	done      bool        // keys established and confirmed
 	send      noise.Cipher
 	recv      noise.Cipher
 	sendN     uint64
@@ -98,17 +98,17 @@ func resumeKey(psk, sessionSecret []byte) []byte {
 
 // startAuth begins authentication on this transport once the hello round
 // completed, under l.mu. The initiator (larger session id) speaks first.
-func (c *conn) startAuth(h *hello, resume bool) error {
+func (c *conn) startAuth(h *hello, mode sessionMode) error {
 	l := c.l
 	ours := canonicalHello(c.ourHello())
 	theirs := canonicalHello(*h)
-	a := &authState{initiator: l.localID > h.Session, resume: resume, peer: *h}
+	a := &authState{initiator: l.localID > h.Session, mode: mode, peer: *h}
 	pro := prologue(ours, theirs)
 	if !a.initiator {
 		pro = prologue(theirs, ours)
 	}
 	psk := l.cfg.Secret
-	if resume {
+	if mode == sessionResume {
 		psk = resumeKey(psk, l.sessionSecret)
 	}
 	hs, err := noise.NewHandshakeState(noise.Config{
@@ -196,8 +196,8 @@ func (c *conn) authenticated() {
 	a := c.auth
 	a.done = true
 	c.l.log.Debug("peer authenticated", "initiator", a.initiator)
-	c.completeHandshake(&a.peer, a.resume)
-	if !a.resume {
+	c.completeHandshake(&a.peer, a.mode)
+	if a.mode != sessionResume {
 		c.l.sessionSecret = a.binding
 	}
 }

@@ -314,6 +314,9 @@ func (c *conn) handle(body []byte, deliver [][]byte) ([][]byte, error) {
 		if l.peerID != 0 {
 			l.resetSession(&PeerClosedError{Reason: reason})
 			l.peerID = 0
+			// A session id names one session: a peer that sees it again
+			// with no previous session may adopt it (sessionAdopt).
+			l.localID = newSessionID()
 		}
 		c.newRound(now)
 		l.Notify()
@@ -359,13 +362,21 @@ func (c *conn) onHello(h *hello, now time.Time) error {
 			c.refuse(err)
 			return nil
 		}
-		resume := l.peerID != 0 && l.peerID == h.Session && h.PeerPrev == l.localID
+		mode := sessionFresh
+		if l.peerID != 0 && l.peerID == h.Session {
+			switch h.PeerPrev {
+			case l.localID:
+				mode = sessionResume
+			case 0:
+				mode = sessionAdopt
+			}
+		}
 		if l.cfg.Secret != nil {
-			if err := c.startAuth(h, resume); err != nil {
+			if err := c.startAuth(h, mode); err != nil {
 				return err
 			}
 		} else {
-			c.completeHandshake(h, resume)
+			c.completeHandshake(h, mode)
 		}
 	}
 	if h.Flags&helloDone == 0 {
@@ -374,6 +385,24 @@ func (c *conn) onHello(h *hello, now time.Time) error {
 	}
 	return nil
 }
+
+// sessionMode is what a completed hello round does with the session.
+type sessionMode int
+
+const (
+	// sessionFresh starts a new session: the peer is new, or restarted.
+	sessionFresh sessionMode = iota
+	// sessionResume continues the session both ends have: the peer names
+	// us as the session it last had.
+	sessionResume
+	// sessionAdopt continues our session with a peer that never completed
+	// its side of it: its hello carries our peer's session id and no
+	// previous session. Its session state is pristine (a session id ends
+	// with its first completed session, see onClose), so it accepted none
+	// of our data and sent none: everything we queued is sent again from
+	// the first sequence number, and our streams go on.
+	sessionAdopt
+)
 
 // Hello flags.
 const (
@@ -410,9 +439,18 @@ func (c *conn) refuse(err error) {
 
 // completeHandshake starts or resumes the session once the peer is known
 // (and authenticated, if required), under l.mu.
-func (c *conn) completeHandshake(h *hello, resume bool) {
+func (c *conn) completeHandshake(h *hello, mode sessionMode) {
 	l := c.l
-	if resume {
+	resume := mode != sessionFresh
+	switch mode {
+	case sessionAdopt:
+		for _, f := range l.unacked {
+			f.pending, f.sacked, f.fragOff = true, false, 0
+		}
+		l.log.Info("link up; the peer had not completed the first handshake, our queued data goes again",
+			"transport", l.drv.String(), "session", fmt.Sprintf("%016x", l.localID),
+			"peer", fmt.Sprintf("%016x", h.Session), "unacked", len(l.unacked))
+	case sessionResume:
 		l.dropAcked(h.RxNext)
 		for _, f := range l.unacked {
 			if !f.sacked {
@@ -422,7 +460,7 @@ func (c *conn) completeHandshake(h *hello, resume bool) {
 		l.stats.Resumes.Add(1)
 		l.log.Info("link resumed", "transport", l.drv.String(), "session", fmt.Sprintf("%016x", l.localID),
 			"unacked", len(l.unacked))
-	} else {
+	default:
 		var reason error
 		if l.peerID != 0 {
 			reason = &PeerRestartedError{}
