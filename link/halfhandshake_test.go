@@ -120,3 +120,34 @@ func TestHalfCompletedHandshakeGoesOn(t *testing.T) {
 		})
 	}
 }
+
+// TestStates: up while the session runs, resuming while a transport is
+// open and the peer that had the session does not answer, closed at the
+// end.
+func TestStates(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cable := newCable(Properties{LineRate: 11520}, 12)
+		cable.Rate = 11520
+		cfg := Config{Logger: quietLogger()}
+		a := New(cable.end(0), &byteUpper{}, cfg)
+		b := New(cable.end(1), &byteUpper{}, cfg)
+		assert.Equal(t, StateWaiting, a.State())
+		ctx, cancel := context.WithCancel(context.Background())
+		ctxB, cancelB := context.WithCancel(ctx)
+		done := make(chan struct{}, 2)
+		go func() { _ = a.Run(ctx); done <- struct{}{} }()
+		go func() { _ = b.Run(ctxB); done <- struct{}{} }()
+		time.Sleep(time.Second)
+		assert.Equal(t, StateUp, a.State())
+		assert.Equal(t, "up", a.State().String())
+		cancelB()
+		<-done
+		cable.Cut()
+		time.Sleep(time.Second)
+		assert.Equal(t, StateResuming, a.State())
+		assert.Equal(t, "resuming", a.State().String())
+		cancel()
+		<-done
+		assert.Equal(t, StateClosed, a.State())
+	})
+}

@@ -18,10 +18,12 @@ type State int
 
 // The states of a link.
 const (
-	StateWaiting   State = iota // waiting for the transport to open
-	StateHandshake              // transport open, handshake under way
-	StateUp                     // session established, data flowing
-	StateClosed                 // closed for good
+	StateWaiting        State = iota // waiting for the transport (device, peer) to open
+	StateHandshake                   // transport open, a first handshake under way
+	StateUp                          // session established, data flowing
+	StateClosed                      // closed for good
+	StateResuming                    // transport open, handshaking to resume the session
+	StateAuthenticating              // hellos done, proving the shared key
 )
 
 func (s State) String() string {
@@ -32,6 +34,10 @@ func (s State) String() string {
 		return "handshake"
 	case StateUp:
 		return "up"
+	case StateResuming:
+		return "resuming"
+	case StateAuthenticating:
+		return "authenticating"
 	}
 	return "closed"
 }
@@ -144,7 +150,16 @@ func (l *Link) Properties() Properties { return l.props }
 func (l *Link) State() State {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.state
+	if l.state != StateHandshake {
+		return l.state
+	}
+	if c := l.cur; c != nil && c.auth != nil && !c.auth.done {
+		return StateAuthenticating
+	}
+	if l.peerID != 0 {
+		return StateResuming
+	}
+	return StateHandshake
 }
 
 // Session returns the current session ids (zero peer when none).
