@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -23,12 +24,16 @@ func WriteMetrics(w io.Writer, s *Status) error {
 	}
 	metric("sockmux_link_up", "gauge", "1 while the link's session is up, else 0.", up)
 	fmt.Fprintf(&b, "# HELP sockmux_link_state The link's state: 1 for the state it is in.\n# TYPE sockmux_link_state gauge\n")
-	for _, st := range []string{"waiting", "handshake", "up", "closed"} {
+	states := []string{"waiting", "handshake", "authenticating", "resuming", "up", "closed"}
+	if s.State != "" && !slices.Contains(states, s.State) {
+		states = append(states, s.State) // a state this list does not know yet
+	}
+	for _, st := range states {
 		v := 0
 		if s.State == st {
 			v = 1
 		}
-		fmt.Fprintf(&b, "sockmux_link_state{name=\"%s\",state=\"%s\"} %d\n", escapeLabel(s.Name), st, v)
+		fmt.Fprintf(&b, "sockmux_link_state{name=\"%s\",state=\"%s\"} %d\n", escapeLabel(s.Name), escapeLabel(st), v)
 	}
 	metric("sockmux_uptime_seconds", "gauge", "Seconds since the link process started.", s.UptimeSeconds)
 	metric("sockmux_link_up_seconds", "gauge", "Seconds the link has been up without a break.", s.UpSeconds)
@@ -49,6 +54,10 @@ func WriteMetrics(w io.Writer, s *Status) error {
 	metric("sockmux_resumes_total", "counter", "Sessions continued over a new transport.", float64(s.Resumes))
 	metric("sockmux_auth_failures_total", "counter", "Transports dropped because the peer failed authentication.", float64(s.AuthFailures))
 	metric("sockmux_preemptions_total", "counter", "Frames cut short for interactive data.", float64(s.Preemptions))
+	metric("sockmux_goroutines", "gauge", "Goroutines in the link process.", float64(s.Goroutines))
+	if s.RSSBytes > 0 && !s.RSSPeak {
+		metric("sockmux_resident_memory_bytes", "gauge", "Resident memory of the link process.", float64(s.RSSBytes))
+	}
 	metric("sockmux_streams_open", "gauge", "Streams open now.", float64(len(s.Streams)))
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -21,6 +21,14 @@ func Render(w io.Writer, s *Status) error {
 		fmt.Fprintf(&b, " for %s", dur(s.UpSeconds))
 	}
 	fmt.Fprintf(&b, "   (process uptime %s)\n", dur(s.UptimeSeconds))
+	mem := "-"
+	if s.RSSBytes > 0 {
+		mem = size(s.RSSBytes)
+		if s.RSSPeak {
+			mem += " (peak)"
+		}
+	}
+	fmt.Fprintf(&b, "process    %d goroutines, %s resident\n", s.Goroutines, mem)
 	fmt.Fprintf(&b, "session    local %s  peer %s\n", s.Local, peer)
 	fmt.Fprintf(&b, "transport  %s\n", s.Transport)
 	if s.Line != "" {

@@ -13,18 +13,24 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Request is one line of JSON a client sends.
 type Request struct {
-	Cmd string `json:"cmd"` // "status"
+	Cmd  string       `json:"cmd"`            // "status" or "test-link"
+	Test *TestOptions `json:"test,omitempty"` // with "test-link"
 }
 
-// Response is the one line of JSON the server answers with.
+// Response is a line of JSON the server answers with: one per request,
+// except that "test-link" is answered by progress lines and then one
+// with the result or an error.
 type Response struct {
-	Error  string  `json:"error,omitempty"`
-	Status *Status `json:"status,omitempty"`
+	Error    string        `json:"error,omitempty"`
+	Status   *Status       `json:"status,omitempty"`
+	Progress *TestProgress `json:"progress,omitempty"`
+	Result   *TestResult   `json:"result,omitempty"`
 }
 
 // DefaultName is the name of a link started without --name.
@@ -70,6 +76,9 @@ type Server struct {
 	col  *Collector
 	log  *slog.Logger
 	wg   sync.WaitGroup
+
+	ctx     context.Context // Serve's, for link tests
+	testing atomic.Bool     // a link test runs
 }
 
 // Listen creates the control socket at path (mode 0600, its directory
@@ -113,6 +122,7 @@ func (s *Server) Path() string { return s.path }
 
 // Serve answers clients until ctx ends, then removes the socket.
 func (s *Server) Serve(ctx context.Context) {
+	s.ctx = ctx
 	stop := context.AfterFunc(ctx, func() { s.ln.Close() })
 	defer stop()
 	for {
@@ -155,6 +165,10 @@ func (s *Server) handle(c net.Conn) {
 			case "status":
 				st := s.col.Snapshot()
 				resp.Status = &st
+			case "test-link":
+				if !s.runTest(c, enc, req.Test, &resp) {
+					return
+				}
 			default:
 				resp.Error = fmt.Sprintf("unknown command %q", req.Cmd)
 			}
@@ -163,6 +177,52 @@ func (s *Server) handle(c net.Conn) {
 			return
 		}
 	}
+}
+
+// runTest runs a link test for a client, sending it progress lines; the
+// final answer is left in resp. It returns false when the client went
+// away (the test is then stopped).
+func (s *Server) runTest(c net.Conn, enc *json.Encoder, opts *TestOptions, resp *Response) bool {
+	if opts == nil {
+		opts = &TestOptions{Seconds: DefaultTestSeconds}
+	}
+	if err := opts.Check(); err != nil {
+		resp.Error = err.Error()
+		return true
+	}
+	if !s.testing.CompareAndSwap(false, true) {
+		resp.Error = ErrTestRunning.Error()
+		return true
+	}
+	defer s.testing.Store(false)
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	gone := false
+	s.log.Info("link test", "seconds", opts.Seconds, "both", opts.Both)
+	res, err := RunTest(ctx, s.col.src, *opts, func(p TestProgress) {
+		if gone {
+			return
+		}
+		_ = c.SetDeadline(time.Now().Add(time.Minute))
+		if enc.Encode(&Response{Progress: &p}) != nil {
+			gone = true
+			cancel() // the client hung up: stop testing
+		}
+	})
+	_ = c.SetDeadline(time.Now().Add(time.Minute))
+	if gone {
+		s.log.Info("link test stopped: its client went away")
+		return false
+	}
+	if err != nil {
+		s.log.Warn("link test failed", "err", err)
+		resp.Error = "link test: " + err.Error()
+		return true
+	}
+	s.log.Info("link test done", "upload_Bps", int64(res.Upload.Goodput), "download_Bps", int64(res.Download.Goodput),
+		"rtt_idle_ms", res.RTTIdle.Avg*1000, "frames_resent", res.FramesResent, "frames_bad", res.FramesBad)
+	resp.Result = res
+	return true
 }
 
 // Client is a connection to a link's control socket.
@@ -205,6 +265,43 @@ func (cl *Client) Status(timeout time.Duration) (*Status, error) {
 		return nil, errors.New("control socket: an answer without a status")
 	}
 	return resp.Status, nil
+}
+
+// TestLink asks the link to test itself end to end; progress is called
+// with each progress line. It waits as long as the test takes.
+func (cl *Client) TestLink(opts TestOptions, progress func(TestProgress)) (*TestResult, error) {
+	if err := opts.Check(); err != nil {
+		return nil, err
+	}
+	_ = cl.c.SetDeadline(time.Now().Add(time.Minute))
+	if err := cl.enc.Encode(Request{Cmd: "test-link", Test: &opts}); err != nil {
+		return nil, err
+	}
+	for {
+		// The test sends progress several times a second; silence for a
+		// minute means the link process is stuck or gone.
+		_ = cl.c.SetDeadline(time.Now().Add(time.Minute))
+		line, err := cl.r.ReadBytes('\n')
+		if err != nil {
+			return nil, fmt.Errorf("control socket: %w", err)
+		}
+		var resp Response
+		if err := json.Unmarshal(line, &resp); err != nil {
+			return nil, fmt.Errorf("control socket: bad answer: %w", err)
+		}
+		switch {
+		case resp.Error != "":
+			return nil, errors.New(resp.Error)
+		case resp.Result != nil:
+			return resp.Result, nil
+		case resp.Progress != nil:
+			if progress != nil {
+				progress(*resp.Progress)
+			}
+		default:
+			return nil, errors.New("control socket: an answer without a result (is the link an older sockmux?)")
+		}
+	}
 }
 
 // Close hangs up.

@@ -6,6 +6,7 @@ package control
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -16,10 +17,12 @@ import (
 
 // Status is a snapshot of a link end, as `sockmux status --json` prints it.
 type Status struct {
-	Name      string    `json:"name"`
-	PID       int       `json:"pid"`
-	Version   string    `json:"version"`
-	State     string    `json:"state"` // up, waiting, handshake, closed
+	Name    string `json:"name"`
+	PID     int    `json:"pid"`
+	Version string `json:"version"`
+	// State is the link's state as link.State names it: up, waiting,
+	// handshake, closed, and whatever else the link comes to tell apart.
+	State     string    `json:"state"`
 	Local     string    `json:"local_session"`
 	Peer      string    `json:"peer_session"` // empty while no session
 	Transport string    `json:"transport"`
@@ -30,6 +33,12 @@ type Status struct {
 	UptimeSeconds float64 `json:"uptime_seconds"`
 	UpSeconds     float64 `json:"up_seconds"`
 	RTTSeconds    float64 `json:"rtt_seconds"`
+
+	// Goroutines is the process's goroutine count; RSSBytes its resident
+	// memory (0: unknown here), the peak so far when RSSPeak (macOS, BSD).
+	Goroutines int    `json:"goroutines"`
+	RSSBytes   uint64 `json:"rss_bytes"`
+	RSSPeak    bool   `json:"rss_peak,omitempty"`
 
 	BytesOut   uint64 `json:"bytes_out"`   // written to transports, framing included
 	BytesIn    uint64 `json:"bytes_in"`    // read from transports
@@ -183,6 +192,8 @@ func (c *Collector) Snapshot() Status {
 		Preemptions:    st.Preemptions.Load(),
 		Streams:        []Stream{},
 	}
+	s.Goroutines = runtime.NumGoroutine()
+	s.RSSBytes, s.RSSPeak = rss()
 	if peer != 0 {
 		s.Peer = fmt.Sprintf("%016x", peer)
 	}

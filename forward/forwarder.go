@@ -320,6 +320,10 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 func (f *Forwarder) deliver(ctx context.Context, s *mux.Stream) {
 	info := s.Info()
 	log := f.log.With("stream", s.ID(), "client", info.Client, "entrance", info.Entrance)
+	if info.Network == DiagNetwork { // sockmux test-link: served here, never routed (diag.go)
+		serveDiag(ctx, s, log)
+		return
+	}
 	if info.Network == "udp" {
 		log = log.With("network", "udp")
 	}

@@ -38,6 +38,7 @@ framing that survives noise and a link that survives unplugging.
 		Commands: []*cli.Command{
 			linkCommand(),
 			statusCommand(),
+			testLinkCommand(),
 			delegateCommand(),
 			cableCommand(),
 			portsCommand(),

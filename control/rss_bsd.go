@@ -1,0 +1,15 @@
+//go:build freebsd || netbsd || openbsd || dragonfly
+
+package control
+
+import "syscall"
+
+// rss is the process's peak resident set size (getrusage's maxrss, in
+// KiB on the BSDs).
+func rss() (bytesNow uint64, peak bool) {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil || ru.Maxrss < 0 {
+		return 0, false
+	}
+	return uint64(ru.Maxrss) * 1024, true
+}

@@ -1,0 +1,436 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/sockmux/sockmux/forward"
+	"github.com/sockmux/sockmux/link"
+	"github.com/sockmux/sockmux/mux"
+)
+
+// TestOptions ask for a link test (sockmux test-link).
+type TestOptions struct {
+	// Seconds is how long the test runs in all: a few echo round trips,
+	// then the upload and the download one after the other, each for half
+	// of what is left, or both at once for all of it.
+	Seconds float64 `json:"seconds"`
+	// Both measures upload and download at the same time.
+	Both bool `json:"both,omitempty"`
+}
+
+// Limits of TestOptions.Seconds.
+const (
+	MinTestSeconds     = 1
+	MaxTestSeconds     = 3600
+	DefaultTestSeconds = 10
+)
+
+// Check reports options out of range.
+func (o TestOptions) Check() error {
+	if math.IsNaN(o.Seconds) || o.Seconds < MinTestSeconds || o.Seconds > MaxTestSeconds {
+		return fmt.Errorf("--seconds %v: want %d to %d", o.Seconds, MinTestSeconds, MaxTestSeconds)
+	}
+	return nil
+}
+
+// TestProgress is how a link test is going, sent a few times a second.
+type TestProgress struct {
+	Phase   string  `json:"phase"`   // rtt, upload, download, both
+	Elapsed float64 `json:"elapsed"` // seconds since the test started
+	Total   float64 `json:"total"`   // seconds the test will take
+	// Goodput each way now, in bytes per second (0 when that direction is
+	// not being measured).
+	Up   float64 `json:"up"`
+	Down float64 `json:"down"`
+}
+
+// RTTStats summarises echo round trips, in seconds.
+type RTTStats struct {
+	Samples int     `json:"samples"`
+	Min     float64 `json:"min"`
+	Avg     float64 `json:"avg"`
+	Max     float64 `json:"max"`
+}
+
+func (r *RTTStats) add(d time.Duration) {
+	s := d.Seconds()
+	if r.Samples == 0 || s < r.Min {
+		r.Min = s
+	}
+	r.Max = max(r.Max, s)
+	r.Avg = (r.Avg*float64(r.Samples) + s) / float64(r.Samples+1)
+	r.Samples++
+}
+
+// Direction is the figure of one direction of a link test.
+type Direction struct {
+	// Bytes arrived at the receiving end in Seconds, from its first read
+	// to its last; Goodput is their rate in bytes per second.
+	Bytes   uint64  `json:"bytes"`
+	Seconds float64 `json:"seconds"`
+	Goodput float64 `json:"goodput"`
+}
+
+// TestResult is what a link test measured.
+type TestResult struct {
+	Name      string  `json:"name"`
+	Transport string  `json:"transport"`
+	Line      string  `json:"line,omitempty"`
+	LineRate  int     `json:"line_rate"` // the line's bytes per second each way; 0: fast or unknown
+	Seconds   float64 `json:"seconds"`   // how long the test took
+	Both      bool    `json:"both"`
+
+	Upload   Direction `json:"upload"`   // from this end to the far end
+	Download Direction `json:"download"` // from the far end to this end
+
+	RTTIdle   RTTStats `json:"rtt_idle"`   // echo round trips before the transfers
+	RTTLoaded RTTStats `json:"rtt_loaded"` // echo round trips during them
+	LinkRTT   float64  `json:"link_rtt"`   // the link's smoothed RTT at the end
+
+	// This end's link counters over the test: frames resent are repairs
+	// of frames this end sent (lost or damaged on the way out, or their
+	// acks lost on the way back); frames bad are frames from the far end
+	// that arrived damaged.
+	FramesOut    uint64 `json:"frames_out"`
+	FramesIn     uint64 `json:"frames_in"`
+	FramesResent uint64 `json:"frames_resent"`
+	FramesBad    uint64 `json:"frames_bad"`
+	FramesDup    uint64 `json:"frames_dup"`
+	BytesOut     uint64 `json:"bytes_out"` // on the line, framing included
+	BytesIn      uint64 `json:"bytes_in"`
+	Resumes      uint64 `json:"resumes"`
+}
+
+// ResentRatio is frames resent per frame sent; BadRatio frames dropped
+// per frame that arrived.
+func (r *TestResult) ResentRatio() float64 { return ratio(r.FramesResent, r.FramesOut) }
+
+// BadRatio is the share of frames from the far end dropped as damaged.
+func (r *TestResult) BadRatio() float64 { return ratio(r.FramesBad, r.FramesIn+r.FramesBad) }
+
+func ratio(a, b uint64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// errDeadline is how a stream's deadline fails a read or write.
+var errDeadline = os.ErrDeadlineExceeded
+
+// ErrTestRunning is the answer to a test asked for while one runs.
+var ErrTestRunning = errors.New("a link test is already running on this link")
+
+// counters are the link counters a test reads before and after.
+type counters struct{ out, in, resent, bad, dup, bytesOut, bytesIn, resumes uint64 }
+
+func readCounters(st *link.Stats) counters {
+	return counters{st.FramesOut.Load(), st.FramesIn.Load(), st.FramesResent.Load(), st.FramesBad.Load(),
+		st.FramesDup.Load(), st.BytesOut.Load(), st.BytesIn.Load(), st.Resumes.Load()}
+}
+
+// Timing of a test.
+const (
+	idlePings    = 10                     // echo round trips before the transfers, at most
+	pingEvery    = 250 * time.Millisecond // echo round trips during them
+	pingSize     = 16
+	progressTick = 250 * time.Millisecond
+	openTimeout  = 15 * time.Second // to open a stream and hear the service
+)
+
+// RunTest measures the link of src end to end, calling progress a few
+// times a second (from one goroutine at a time). It needs the far end's
+// link test service (forward.DiagNetwork).
+func RunTest(ctx context.Context, src Source, opts TestOptions, progress func(TestProgress)) (*TestResult, error) {
+	if err := opts.Check(); err != nil {
+		return nil, err
+	}
+	l, m := src.Link, src.Mux
+	if st := l.State(); st != link.StateUp {
+		return nil, fmt.Errorf("the link is not up (state %s): nothing to test", st)
+	}
+	total := time.Duration(opts.Seconds * float64(time.Second))
+	res := &TestResult{Name: src.Name, Line: src.Line, LineRate: l.Properties().LineRate, Both: opts.Both}
+	if src.Driver != nil {
+		res.Transport = src.Driver.String()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	octx, ocancel := context.WithTimeout(ctx, openTimeout)
+	echo, err := forward.OpenDiag(octx, m, forward.DiagEcho)
+	ocancel()
+	if err != nil {
+		return nil, err
+	}
+	defer echo.Close()
+
+	before := readCounters(l.Stats())
+	start := time.Now()
+	var pmu sync.Mutex
+	report := func(p TestProgress) {
+		if progress == nil {
+			return
+		}
+		p.Elapsed = time.Since(start).Seconds()
+		p.Total = total.Seconds()
+		pmu.Lock()
+		progress(p)
+		pmu.Unlock()
+	}
+
+	// Idle round trips: up to idlePings, for at most a tenth of the test.
+	pingEnd := start.Add(total / 10)
+	report(TestProgress{Phase: "rtt"})
+	for i := 0; i < idlePings && time.Now().Before(pingEnd); i++ {
+		d, err := ping(echo, byte(i), pingEnd.Add(5*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("echo round trip: %w", err)
+		}
+		res.RTTIdle.add(d)
+	}
+
+	// Transfers: with the echo stream pinging alongside for the loaded
+	// round-trip time.
+	left := total - time.Since(start)
+	var phases []string
+	if opts.Both {
+		phases = []string{"both"}
+	} else {
+		phases = []string{"upload", "download"}
+	}
+	each := left / time.Duration(len(phases))
+	for _, phase := range phases {
+		end := time.Now().Add(each)
+		pctx, pcancel := context.WithDeadline(ctx, end)
+		var wg sync.WaitGroup
+		var upErr, downErr error
+		var up, down rate
+		if phase != "download" {
+			wg.Go(func() { upErr = upload(pctx, m, end, &up) })
+		}
+		if phase != "upload" {
+			wg.Go(func() { downErr = download(pctx, m, end, &down) })
+		}
+		pings := make(chan error, 1)
+		go func() { pings <- loadedPings(pctx, echo, end, &res.RTTLoaded) }()
+		tick := time.NewTicker(progressTick)
+		finished := make(chan struct{})
+		go func() { wg.Wait(); close(finished) }()
+	wait:
+		for {
+			select {
+			case <-finished:
+				break wait
+			case <-tick.C:
+				report(TestProgress{Phase: phase, Up: up.now(), Down: down.now()})
+			}
+		}
+		tick.Stop()
+		pcancel()
+		perr := <-pings
+		for _, err := range []error{upErr, downErr, perr} {
+			if err != nil {
+				return nil, err
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if phase != "download" {
+			res.Upload = up.result()
+		}
+		if phase != "upload" {
+			res.Download = down.result()
+		}
+	}
+
+	after := readCounters(l.Stats())
+	res.Seconds = time.Since(start).Seconds()
+	res.LinkRTT = l.RTT().Seconds()
+	res.FramesOut = after.out - before.out
+	res.FramesIn = after.in - before.in
+	res.FramesResent = after.resent - before.resent
+	res.FramesBad = after.bad - before.bad
+	res.FramesDup = after.dup - before.dup
+	res.BytesOut = after.bytesOut - before.bytesOut
+	res.BytesIn = after.bytesIn - before.bytesIn
+	res.Resumes = after.resumes - before.resumes
+	return res, nil
+}
+
+// rate follows one direction's arrivals: the first read's bytes and time,
+// the total and the time of the latest, and a recent sample for progress.
+type rate struct {
+	mu          sync.Mutex
+	r           forward.Report
+	sampleAt    time.Time
+	sampleBytes uint64
+	current     float64
+	primed      bool
+}
+
+// set records the arrivals so far; at is when they were seen here.
+func (x *rate) set(r forward.Report, at time.Time) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.r = r
+	if !x.primed {
+		x.sampleAt, x.sampleBytes, x.primed = at, r.Total, true
+		return
+	}
+	if d := at.Sub(x.sampleAt); d >= progressTick {
+		x.current = float64(r.Total-x.sampleBytes) / d.Seconds()
+		x.sampleAt, x.sampleBytes = at, r.Total
+	}
+}
+
+func (x *rate) now() float64 {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.current
+}
+
+func (x *rate) result() Direction {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return Direction{Bytes: x.r.Total - x.r.First, Seconds: x.r.Span.Seconds(), Goodput: x.r.Rate()}
+}
+
+// upload writes to the far end's discard service until end, following its
+// reports of what arrived.
+func upload(ctx context.Context, m *mux.Mux, end time.Time, x *rate) error {
+	octx, cancel := context.WithTimeout(ctx, openTimeout)
+	s, err := forward.OpenDiag(octx, m, forward.DiagDiscard)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.Close() })
+	defer stop()
+	reports := make(chan error, 1)
+	go func() {
+		buf := make([]byte, forward.DiagReportSize)
+		for {
+			if _, err := io.ReadFull(s, buf); err != nil {
+				reports <- nil // ended by us, or broken: the writer sees it
+				return
+			}
+			r, err := forward.ParseReport(buf)
+			if err != nil {
+				reports <- err
+				return
+			}
+			x.set(r, time.Now())
+		}
+	}()
+	buf := make([]byte, 16<<10)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	_ = s.SetWriteDeadline(end)
+	var werr error
+	for time.Now().Before(end) {
+		if _, werr = s.Write(buf); werr != nil {
+			break
+		}
+	}
+	// Whatever is still queued is not waited for: the last report tells
+	// the rate, and a reset drops the rest at once.
+	s.Close()
+	rerr := <-reports
+	switch {
+	case rerr != nil:
+		return rerr
+	case werr != nil && !errors.Is(werr, errDeadline) && ctx.Err() == nil:
+		return fmt.Errorf("upload: %w", werr)
+	}
+	return nil
+}
+
+// download reads from the far end's source service until end.
+func download(ctx context.Context, m *mux.Mux, end time.Time, x *rate) error {
+	octx, cancel := context.WithTimeout(ctx, openTimeout)
+	s, err := forward.OpenDiag(octx, m, forward.DiagSource)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.Close() })
+	defer stop()
+	_ = s.SetReadDeadline(end)
+	buf := make([]byte, 32<<10)
+	var r forward.Report
+	var first time.Time
+	for {
+		n, err := s.Read(buf)
+		if n > 0 {
+			now := time.Now()
+			if r.Total == 0 {
+				first, r.First = now, uint64(n)
+			}
+			r.Total += uint64(n)
+			r.Span = now.Sub(first)
+			x.set(r, now)
+		}
+		if err != nil {
+			if errors.Is(err, errDeadline) || ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("download: %w", err)
+		}
+	}
+}
+
+// ping sends one small message on the echo stream and waits for it back.
+func ping(s *mux.Stream, seq byte, deadline time.Time) (time.Duration, error) {
+	var out, in [pingSize]byte
+	for i := range out {
+		out[i] = seq + byte(i)
+	}
+	_ = s.SetDeadline(deadline)
+	defer s.SetDeadline(time.Time{})
+	t0 := time.Now()
+	if _, err := s.Write(out[:]); err != nil {
+		return 0, err
+	}
+	if _, err := io.ReadFull(s, in[:]); err != nil {
+		return 0, err
+	}
+	if in != out {
+		return 0, errors.New("the echo came back different")
+	}
+	return time.Since(t0), nil
+}
+
+// loadedPings measures round trips every pingEvery until end. A round
+// trip still under way at the end is waited for, up to a few seconds more,
+// so that the echo stream stays in step.
+func loadedPings(ctx context.Context, s *mux.Stream, end time.Time, st *RTTStats) error {
+	t := time.NewTicker(pingEvery)
+	defer t.Stop()
+	for seq := byte(100); ; seq++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if !time.Now().Before(end) {
+			return nil
+		}
+		d, err := ping(s, seq, end.Add(10*time.Second))
+		if err != nil {
+			return fmt.Errorf("echo round trip under load: %w", err)
+		}
+		st.add(d)
+	}
+}

@@ -1,0 +1,90 @@
+package control
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// RenderTest writes a link test's summary, as sockmux test-link prints it.
+func RenderTest(w io.Writer, r *TestResult) error {
+	var b strings.Builder
+	how := "upload, then download"
+	if r.Both {
+		how = "upload and download at once"
+	}
+	fmt.Fprintf(&b, "link test of %q: %.1f s (%s) over %s\n", r.Name, r.Seconds, how, r.Transport)
+	if r.LineRate > 0 {
+		line := r.Line
+		if line == "" {
+			line = "the line"
+		}
+		fmt.Fprintf(&b, "line       %s: %s each way before framing\n", line, Rate(float64(r.LineRate)))
+	}
+	dir := func(label string, d Direction) {
+		fmt.Fprintf(&b, "%-10s %s (%.0f B/s", label, Rate(d.Goodput), d.Goodput)
+		if r.LineRate > 0 {
+			fmt.Fprintf(&b, ", %.1f%% of the line", 100*d.Goodput/float64(r.LineRate))
+		}
+		fmt.Fprintf(&b, ")  %s in %.1f s\n", size(d.Bytes), d.Seconds)
+	}
+	dir("upload", r.Upload)
+	dir("download", r.Download)
+	rtt := func(label string, s RTTStats) {
+		if s.Samples == 0 {
+			fmt.Fprintf(&b, "%-10s -\n", label)
+			return
+		}
+		fmt.Fprintf(&b, "%-10s %s (min %s, max %s; %d round trips)\n", label, ms(s.Avg), ms(s.Min), ms(s.Max), s.Samples)
+	}
+	rtt("rtt idle", r.RTTIdle)
+	rtt("rtt loaded", r.RTTLoaded)
+	fmt.Fprintf(&b, "frames     %d sent, %d resent (%.2f%%); %d received, %d damaged (%.2f%%), %d duplicate\n",
+		r.FramesOut, r.FramesResent, 100*r.ResentRatio(), r.FramesIn, r.FramesBad, 100*r.BadRatio(), r.FramesDup)
+	if r.Resumes > 0 {
+		fmt.Fprintf(&b, "resumes    %d during the test\n", r.Resumes)
+	}
+	fmt.Fprintf(&b, "verdict    %s\n", Verdict(r))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Verdict says in a sentence what a link test found.
+func Verdict(r *TestResult) string {
+	slow := min(r.Upload.Goodput, r.Download.Goodput)
+	switch {
+	case r.Resumes > 0:
+		return "the transport broke and the link resumed during the test: a loose cable, a flaky adapter or connection"
+	case r.ResentRatio() > 0.01 || r.BadRatio() > 0.01:
+		return "frames are being lost or damaged: check the cable and its ground, both ends' --baud, or try a lower --baud"
+	case r.LineRate > 0 && !r.Both && slow < 0.7*float64(r.LineRate):
+		return "slower than the line's rate with no loss: check that both ends use the same --baud and --flow, and the hosts' load"
+	case r.FramesResent > 0 || r.FramesBad > 0:
+		return "usable: a few frames were repaired"
+	}
+	return "clean: no frame lost or damaged"
+}
+
+// Rate formats bytes per second.
+func Rate(bps float64) string {
+	switch {
+	case bps >= 10<<20:
+		return fmt.Sprintf("%.1f MiB/s", bps/(1<<20))
+	case bps >= 10<<10:
+		return fmt.Sprintf("%.1f KiB/s", bps/(1<<10))
+	}
+	return fmt.Sprintf("%.0f B/s", bps)
+}
+
+// ms formats seconds as a duration rounded for reading.
+func ms(sec float64) string {
+	d := time.Duration(sec * float64(time.Second))
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	}
+	return d.Round(time.Microsecond).String()
+}
