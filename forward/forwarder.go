@@ -22,7 +22,8 @@ type Config struct {
 	// DialTimeout bounds a connection to a destination.
 	DialTimeout time.Duration
 	// Rules are the exit rules (--server, --dest): the first that matches
-	// a stream from the far end decides where it goes.
+	// a stream from the far end decides where it goes. Apply replaces
+	// them.
 	Rules []Rule
 	// Route decides where a stream from the far end goes. Nil means
 	// DefaultRoute.
@@ -30,7 +31,7 @@ type Config struct {
 	// Allow, when not empty, limits where streams from the far end may
 	// connect (--allow): the destinations of rules, of our remote
 	// forwards, of the far end's requests and of the built-in proxies'
-	// clients alike.
+	// clients alike. SetAllow replaces it.
 	Allow *Policy
 	// UDPTimeout ends a UDP session (the datagrams of one client address)
 	// after this much silence both ways; default 180 s.
@@ -69,13 +70,23 @@ type Forwarder struct {
 	m   *mux.Mux
 	log *slog.Logger
 
+	applyMu sync.Mutex // one Add or Apply at a time
 	mu      sync.Mutex
 	remotes map[uint64]Forward // our -R forwards by tag
 	nextTag uint64
-	lns     []io.Closer // our own listeners (-L, -D, --port)
-	peerLns []io.Closer // listeners opened for the far end, per session
+	rules   []Rule                 // the exit rules; Apply replaces them
+	allow   *Policy                // --allow; SetAllow replaces it
+	active  []*active              // our forwards, in the order added
+	peerLns map[uint64][]io.Closer // listeners opened for the far end, by its tag, per session
 	closed  bool
 	conns   sync.WaitGroup
+}
+
+// active is one of our forwards, running.
+type active struct {
+	fw  Forward
+	lns []io.Closer // its listeners here (Local, Dynamic, Entrance)
+	tag uint64      // its tag (Remote)
 }
 
 // New makes a Forwarder over m. Install its OnListen and OnSessionEnd in
@@ -96,7 +107,8 @@ func New(m *mux.Mux, cfg Config) *Forwarder {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	f := &Forwarder{cfg: cfg, m: m, log: cfg.Logger, remotes: make(map[uint64]Forward)}
+	f := &Forwarder{cfg: cfg, m: m, log: cfg.Logger, remotes: make(map[uint64]Forward),
+		rules: cfg.Rules, allow: cfg.Allow, peerLns: make(map[uint64][]io.Closer)}
 	if f.cfg.Route == nil {
 		f.cfg.Route = f.DefaultRoute
 	}
@@ -112,15 +124,20 @@ func (f *Forwarder) SetMux(m *mux.Mux) { f.m = m }
 // where the first matching rule says; failing that, to the destination
 // its opener asked for (-L, -D); failing that, nowhere (*NoRouteError).
 func (f *Forwarder) DefaultRoute(info mux.Info) (Target, error) {
-	if info.Tag != 0 {
-		f.mu.Lock()
-		r, ok := f.remotes[info.Tag]
-		f.mu.Unlock()
-		if ok {
-			return Target{Dest: r.Dest}, nil
-		}
+	f.mu.Lock()
+	r, ok := f.remotes[info.Tag]
+	withdrawn := info.Tag != 0 && !ok && info.Tag <= f.nextTag
+	rules := f.rules
+	f.mu.Unlock()
+	switch {
+	case ok:
+		return Target{Dest: r.Dest}, nil
+	case withdrawn:
+		// A remote forward removed by Apply, whose listener at the far
+		// end was still open.
+		return Target{}, &NoRouteError{Info: info}
 	}
-	for _, r := range f.cfg.Rules {
+	for _, r := range rules {
 		if r.Matches(context.Background(), info) {
 			return r.Target(info)
 		}
@@ -135,71 +152,89 @@ func (f *Forwarder) DefaultRoute(info mux.Info) (Target, error) {
 // error such as a port in use is returned at once); for Remote it asks
 // the far end to listen, now and after every new session.
 func (f *Forwarder) Add(fw Forward) error {
+	f.applyMu.Lock()
+	defer f.applyMu.Unlock()
+	a, err := f.start(fw)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.active = append(f.active, a)
+	f.mu.Unlock()
+	return nil
+}
+
+// start starts fw; the caller records it in f.active.
+func (f *Forwarder) start(fw Forward) (*active, error) {
+	a := &active{fw: fw}
 	switch fw.Kind {
 	case Local, Entrance:
 		info := func(client string, entrance int) mux.Info {
 			return mux.Info{Network: fw.Network, Dest: fw.Dest, Entrance: entrance, Client: client}
 		}
-		addr, err := f.listen(fw.Network, fw.Bind, info, false)
+		ln, addr, err := f.listen(fw.Network, fw.Bind, info)
 		if err != nil {
-			return fmt.Errorf("%v: %w", fw, err)
+			return nil, fmt.Errorf("%v: %w", fw, err)
 		}
+		a.lns = append(a.lns, ln)
 		f.log.Info("forwarding", "forward", fw.String(), "listen", addr)
-		return nil
+		return a, nil
 	case Dynamic:
 		ln, err := net.Listen("tcp", fw.Bind)
 		if err != nil {
-			return fmt.Errorf("%v: %w", fw, err)
+			return nil, fmt.Errorf("%v: %w", fw, err)
 		}
-		f.track(ln, false)
+		a.lns = append(a.lns, ln)
 		f.log.Info("forwarding", "forward", fw.String(), "listen", ln.Addr().String(), "proxy", "SOCKS5, SOCKS4a, HTTP")
 		go f.acceptLoop(ln, func(c net.Conn) { f.serveDynamic(c, portOf(ln.Addr())) })
-		return nil
+		return a, nil
 	case Remote:
 		f.mu.Lock()
 		f.nextTag++
-		tag := f.nextTag
-		f.remotes[tag] = fw
+		a.tag = f.nextTag
+		f.remotes[a.tag] = fw
 		f.mu.Unlock()
-		f.m.ListenRemote(mux.ListenRequest{Network: fw.Network, Bind: fw.Bind, Tag: tag})
+		f.m.ListenRemote(mux.ListenRequest{Network: fw.Network, Bind: fw.Bind, Tag: a.tag})
 		f.log.Info("forwarding", "forward", fw.String())
-		return nil
+		return a, nil
 	}
-	return fmt.Errorf("%v: not supported", fw)
+	return nil, fmt.Errorf("%v: not supported", fw)
+}
+
+// stop stops a forward started by start: its listeners close (or the far
+// end is asked to close its listener); connections under way go on.
+func (f *Forwarder) stop(a *active) {
+	for _, ln := range a.lns {
+		ln.Close()
+	}
+	if a.fw.Kind == Remote {
+		f.mu.Lock()
+		delete(f.remotes, a.tag)
+		f.mu.Unlock()
+		f.m.UnlistenRemote(a.tag)
+	}
 }
 
 // listen opens a TCP listener or a UDP socket whose connections or
 // datagrams cross the link as streams described by info.
-func (f *Forwarder) listen(network, bind string, info func(client string, entrance int) mux.Info, forPeer bool) (string, error) {
+func (f *Forwarder) listen(network, bind string, info func(client string, entrance int) mux.Info) (io.Closer, string, error) {
 	if network == "udp" {
 		pc, err := net.ListenPacket("udp", bind)
 		if err != nil {
-			return "", err
+			return nil, "", err
 		}
 		entrance := portOf(pc.LocalAddr())
 		e := f.newUDPEntrance(pc, func(client string) mux.Info { return info(client, entrance) })
-		f.track(e, forPeer)
 		go e.run()
-		return pc.LocalAddr().String() + "/udp", nil
+		return e, pc.LocalAddr().String() + "/udp", nil
 	}
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
-	f.track(ln, forPeer)
 	entrance := portOf(ln.Addr())
 	go f.acceptLoop(ln, func(c net.Conn) { f.carry(c, info(c.RemoteAddr().String(), entrance)) })
-	return ln.Addr().String(), nil
-}
-
-func (f *Forwarder) track(c io.Closer, forPeer bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if forPeer {
-		f.peerLns = append(f.peerLns, c)
-	} else {
-		f.lns = append(f.lns, c)
-	}
+	return ln, ln.Addr().String(), nil
 }
 
 // OnListen opens a listener the far end asked for (its -R); it lasts as
@@ -215,12 +250,40 @@ func (f *Forwarder) OnListen(req mux.ListenRequest) error {
 	info := func(client string, entrance int) mux.Info {
 		return mux.Info{Network: network, Entrance: entrance, Client: client, Tag: req.Tag}
 	}
-	addr, err := f.listen(network, req.Bind, info, true)
+	ln, addr, err := f.listen(network, req.Bind, info)
 	if err != nil {
 		f.log.Error("cannot listen for the far end's remote forward", "bind", req.Bind, "network", network, "err", err)
 		return err
 	}
+	f.mu.Lock()
+	closed := f.closed
+	if !closed {
+		f.peerLns[req.Tag] = append(f.peerLns[req.Tag], ln)
+	}
+	f.mu.Unlock()
+	if closed {
+		ln.Close()
+		return errors.New("sockmux is shutting down")
+	}
 	f.log.Info("listening for the far end's remote forward", "listen", addr)
+	return nil
+}
+
+// OnUnlisten closes the listener opened for the far end's remote forward
+// with req.Tag, which the far end dropped; connections it accepted go
+// on. Use it as mux.Config.OnUnlisten.
+func (f *Forwarder) OnUnlisten(req mux.ListenRequest) error {
+	f.mu.Lock()
+	lns := f.peerLns[req.Tag]
+	delete(f.peerLns, req.Tag)
+	f.mu.Unlock()
+	if len(lns) == 0 {
+		return fmt.Errorf("no listener for the remote forward on %s", req.Bind)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	f.log.Info("closed the listener of the far end's removed remote forward", "bind", req.Bind)
 	return nil
 }
 
@@ -229,10 +292,12 @@ func (f *Forwarder) OnListen(req mux.ListenRequest) error {
 func (f *Forwarder) OnSessionEnd(error) {
 	f.mu.Lock()
 	lns := f.peerLns
-	f.peerLns = nil
+	f.peerLns = make(map[uint64][]io.Closer)
 	f.mu.Unlock()
-	for _, ln := range lns {
-		ln.Close()
+	for _, tagged := range lns {
+		for _, ln := range tagged {
+			ln.Close()
+		}
 	}
 }
 
@@ -361,9 +426,12 @@ func (f *Forwarder) deliver(ctx context.Context, s *mux.Stream) {
 // allows it.
 func (f *Forwarder) dial(ctx context.Context, network, dest string) (net.Conn, error) {
 	addr := dest
-	if !f.cfg.Allow.Empty() {
+	f.mu.Lock()
+	allow := f.allow
+	f.mu.Unlock()
+	if !allow.Empty() {
 		rctx, cancel := context.WithTimeout(ctx, f.cfg.DialTimeout)
-		a, err := f.cfg.Allow.Resolve(rctx, dest)
+		a, err := allow.Resolve(rctx, dest)
 		cancel()
 		if err != nil {
 			return nil, err
@@ -466,8 +534,14 @@ func DialFailure(dest string, err error) (mux.ResetCode, string) {
 // them.
 func (f *Forwarder) Close() {
 	f.mu.Lock()
-	lns := append(f.lns, f.peerLns...)
-	f.lns, f.peerLns = nil, nil
+	var lns []io.Closer
+	for _, a := range f.active {
+		lns = append(lns, a.lns...)
+	}
+	for _, tagged := range f.peerLns {
+		lns = append(lns, tagged...)
+	}
+	f.active, f.peerLns = nil, make(map[uint64][]io.Closer)
 	f.closed = true
 	f.mu.Unlock()
 	for _, ln := range lns {

@@ -67,7 +67,7 @@ func linkedPair(t *testing.T, cfgA, cfgB Config) (a, b *end) {
 			cfg.DialTimeout = 3 * time.Second
 		}
 		e.f = New(nil, cfg)
-		e.m = mux.New(mux.Config{OnListen: e.f.OnListen, OnSessionEnd: e.f.OnSessionEnd, Logger: quiet()})
+		e.m = mux.New(mux.Config{OnListen: e.f.OnListen, OnUnlisten: e.f.OnUnlisten, OnSessionEnd: e.f.OnSessionEnd, Logger: quiet()})
 		e.f.SetMux(e.m)
 		return e
 	}
@@ -334,8 +334,8 @@ func TestUDPKeepsDatagramBoundariesPerClient(t *testing.T) {
 	exchange(t, c1, big, "re:"+big)
 	exchange(t, c1, "", "re:")
 	a.f.mu.Lock()
-	require.Len(t, a.f.lns, 1)
-	e := a.f.lns[0].(*udpEntrance)
+	require.Len(t, a.f.active, 1)
+	e := a.f.active[0].lns[0].(*udpEntrance)
 	a.f.mu.Unlock()
 	e.mu.Lock()
 	assert.Len(t, e.sessions, 2, "one session per client address")
@@ -348,7 +348,7 @@ func TestUDPSessionsEndWhenIdleAndAtTheLimit(t *testing.T) {
 	fw, err := ParseForward(Local, portText(free(t, "udp"))+":"+echo+"/udp")
 	require.NoError(t, err)
 	require.NoError(t, a.f.Add(fw))
-	e := a.f.lns[0].(*udpEntrance)
+	e := a.f.active[0].lns[0].(*udpEntrance)
 	entrance := e.pc.LocalAddr().String()
 	sessions := func() int {
 		e.mu.Lock()
