@@ -96,9 +96,11 @@ func DefaultConfig(c Config, p Properties) Config {
 	if c.Window == 0 {
 		c.Window = 128
 		if p.LineRate > 0 {
-			// Enough frames for a second of line time, at least 16, so
-			// a lost frame is repaired without the line going idle.
-			c.Window = max(16, p.LineRate/c.MaxPayload+1)
+			// Enough frames for a second of line time at the smallest
+			// frame size, so a lost frame is repaired without the line
+			// going idle even when a noisy line shrinks frames; the
+			// bytes in flight are bounded apart (inflightLimit).
+			c.Window = max(16, p.LineRate/(minSizeCap+frameOverhead+2)+1)
 		}
 	}
 	c.Window = max(2, min(c.Window, 4096))

@@ -305,6 +305,22 @@ func (l *Link) initialRTO() time.Duration {
 	return max(time.Second, 3*lineTime(l.cfg.MaxPayload+frameOverhead, l.props.LineRate))
 }
 
+// maxBackoff bounds the retransmission timer as it backs off. A paced
+// line cannot be congested (we never send faster than it carries), so
+// backing off only idles it: there the timer stays near the time the
+// unacknowledged frames take on the line, which on a noisy line keeps
+// rounds of fragments coming. Elsewhere it backs off to 10 s.
+func (l *Link) maxBackoff() time.Duration {
+	if l.props.LineRate == 0 {
+		return 10 * time.Second
+	}
+	n := 0
+	for _, f := range l.unacked {
+		n += f.wireLen
+	}
+	return min(10*time.Second, max(2*l.computeRTO(), 2*lineTime(n, l.props.LineRate)+l.minRTO()))
+}
+
 func (l *Link) minRTO() time.Duration {
 	return 2*lineTime(l.cfg.MaxPayload+frameOverhead+8, l.props.LineRate) + 30*time.Millisecond
 }
@@ -313,6 +329,7 @@ func (l *Link) minRTO() time.Duration {
 const (
 	minSizeCap = 32
 	fateWindow = 16 // data frames per estimate of the line's error rate
+	fateQuick  = 4  // consecutive losses that make an estimate at once
 )
 
 // frameFate records whether a data frame got through at the first try,
@@ -329,7 +346,9 @@ func (l *Link) frameFate(lost bool) {
 	if lost {
 		l.losses++
 	}
-	if l.fates < fateWindow {
+	// A run of losses with no success is news enough: on a line that
+	// turned bad, waiting for a full window costs several timeouts.
+	if l.fates < fateWindow && (l.losses < fateQuick || l.losses < l.fates) {
 		return
 	}
 	rate := float64(l.losses) / float64(l.fates)
@@ -354,6 +373,25 @@ func (l *Link) frameFate(lost bool) {
 
 // sendWindow is how many frames may be unacknowledged.
 func (l *Link) sendWindow() int { return min(l.cfg.Window, l.peerWindow) }
+
+// inflightFrames is how many full-size frames a paced line keeps in
+// flight at most: enough to cover a round trip and a repair, few enough
+// that a lost frame does not wait behind seconds of line time.
+const inflightFrames = 16
+
+// inflightRoom reports whether another data frame may go out, under l.mu:
+// on a paced line the unacknowledged payload stays under inflightFrames
+// full frames (the window in frames is sized for small frames).
+func (l *Link) inflightRoom() bool {
+	if l.props.LineRate == 0 {
+		return true
+	}
+	n := 0
+	for _, f := range l.unacked {
+		n += len(f.raw) - dataHeader
+	}
+	return n < inflightFrames*l.cfg.MaxPayload
+}
 
 // payloadLimit is the largest payload both ends accept.
 func (l *Link) payloadLimit() int { return min(l.cfg.MaxPayload, l.peerMax) }

@@ -190,7 +190,7 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 		return c.emitData(wire, f, now), 0, false, nil
 	}
 	// New data, pulled from the layer above while the window allows.
-	if l.established && !l.closing && len(l.unacked) < l.sendWindow() {
+	if l.established && !l.closing && len(l.unacked) < l.sendWindow() && l.inflightRoom() {
 		if f := c.pull(); f != nil {
 			c.preemptible = f
 			l.stats.PayloadOut.Add(uint64(len(f.raw) - dataHeader))
@@ -371,7 +371,7 @@ func (c *conn) pendingFrame(now time.Time) *outFrame {
 					l.frameFate(true)
 				}
 			}
-			l.rto = min(2*l.rto, 10*time.Second)
+			l.rto = min(2*l.rto, l.maxBackoff())
 		}
 	}
 	for _, f := range l.unacked {

@@ -795,11 +795,12 @@ func (l *lockedLog) String() string {
 // TestFaultsVirtualTime runs the real link and mux of both ends over an
 // in-memory 115200-baud line with bit errors, in virtual time, for many
 // seeds: three bulk streams and three interactive ones, each echoed and
-// checked byte for byte. At BER 1e-3 every stream must arrive whole and
-// the session must hold; at 3e-3 (where the link crawls) whatever arrives
-// must still be exact, a reset the only other outcome.
+// checked byte for byte. At BER 1e-3 and 3e-3 every stream must arrive
+// whole within five virtual minutes and the session must hold; at 1e-2
+// (where the link stops making progress: one frame in 60 arrives) whatever
+// arrives must still be exact, a reset the only other outcome.
 func TestFaultsVirtualTime(t *testing.T) {
-	for _, ber := range []float64{1e-3, 3e-3} {
+	for _, ber := range []float64{1e-3, 3e-3, 1e-2} {
 		for seed := uint64(1); seed <= 6; seed++ {
 			synctest.Test(t, func(t *testing.T) { noisyLineRun(t, ber, seed) })
 		}
@@ -895,7 +896,7 @@ func noisyLineRun(t *testing.T, ber float64, seed uint64) {
 	if tl.corrupted.Load()+tl.lost.Load() > 0 {
 		t.Errorf("BER %g seed %d: %d corrupted, %d silently lost: %v", ber, seed, tl.corrupted.Load(), tl.lost.Load(), tl.samples)
 	}
-	if ber <= 1e-3 && (tl.ok.Load() != tl.streams.Load() || sessions > 0 || elapsed > 5*time.Minute) {
+	if ber <= 3e-3 && (tl.ok.Load() != tl.streams.Load() || sessions > 0 || elapsed > 5*time.Minute) {
 		t.Errorf("BER %g seed %d: %d of %d streams whole, %d new sessions, %v: %v", ber, seed, tl.ok.Load(), tl.streams.Load(), sessions, elapsed, tl.samples)
 	}
 }
