@@ -20,6 +20,6 @@ require (
 require (
 	github.com/creack/pty v1.1.24
 	go.bug.st/serial v1.8.0
-	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/sys v0.50.0
 )

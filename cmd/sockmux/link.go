@@ -23,11 +23,25 @@ import (
 )
 
 func linkCommand() *cli.Command {
+	return newLinkCommand(func(plan linkPlan, args []string) error {
+		if plan.config != nil {
+			plan.reload = func() (linkPlan, error) { return planFromArgs(args) }
+		}
+		return runPlan(plan)
+	})
+}
+
+// newLinkCommand is sockmux link, which works out its plan from the
+// command line, the environment and the --config file, and hands it to
+// run with the command's arguments.
+func newLinkCommand(run func(plan linkPlan, args []string) error) *cli.Command {
 	fw := &forwardFlags{}
 	flags := transportFlags()
 	flags = append(flags, fw.flags()...)
 	flags = append(flags, optionFlags()...)
 	flags = append(flags, opsFlags()...)
+	flags = append(flags, configFlag())
+	withEnv(flags)
 	return &cli.Command{
 		Name:  "link",
 		Usage: "run one end of a link and its forwards",
@@ -61,17 +75,30 @@ Exits (where connections from the far end go), tried in this order:
 When the transport breaks (a cable pulled, a connection cut, the other program
 restarted on the same pipes), the link waits for it, reopens it and resumes:
 open connections carry on with nothing lost. A client that connects while the
-link is down waits up to --link-wait for it.`,
+link is down waits up to --link-wait for it.
+
+Every flag can also come from its environment variable (SOCKMUX_ and the flag's
+name in capitals, - as _: SOCKMUX_DEAD_TIMEOUT=10s) or from the --config file
+(YAML; keys are the long flag names). A flag wins over its variable, which wins
+over the file. On SIGHUP the link reads the file again and applies changed
+forwards, --server/--dest rules and --allow without dropping the link.`,
 		Flags: flags,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return fmt.Errorf("unexpected argument %q (forwards go with -L, -R, -D, --port, --server or --dest)", c.Args().First())
 			}
+			cf, overridden, err := resolveFlags(c, flags)
+			if err != nil {
+				return err
+			}
 			plan, err := planFromFlags(c, fw)
 			if err != nil {
 				return err
 			}
-			return runPlan(plan)
+			if cf != nil {
+				plan.config = &planConfig{path: cf.path, keys: len(cf.entries), overridden: overridden, settings: settingsOf(c, flags)}
+			}
+			return run(plan, commandArgs(c))
 		},
 	}
 }
@@ -172,6 +199,10 @@ type linkPlan struct {
 	// the equivalent sockmux link command.
 	from       string
 	equivalent string
+	// config, when set, is the --config file the plan read; reload works
+	// out the plan again (on SIGHUP).
+	config *planConfig
+	reload func() (linkPlan, error)
 }
 
 // transportSpec names the transport: exactly one of listen, connect,
@@ -417,6 +448,7 @@ func runPlan(plan linkPlan) error {
 		MaxStreams:   plan.opts.maxStreams,
 		MaxBuffered:  max(mux.DefaultMaxBuffered, plan.opts.maxStreams*mux.InitialWindow),
 		OnListen:     fwd.OnListen,
+		OnUnlisten:   fwd.OnUnlisten,
 		OnSessionEnd: fwd.OnSessionEnd,
 		Logger:       log,
 	})
@@ -443,6 +475,16 @@ func runPlan(plan linkPlan) error {
 	for i, r := range plan.rules {
 		log.Info("exit rule", "n", i+1, "rule", r.String())
 	}
+	var hup chan os.Signal
+	if plan.reload != nil {
+		log.Info("configuration file read", "config", plan.config.path, "keys", plan.config.keys)
+		if len(plan.config.overridden) > 0 {
+			log.Info("flags or SOCKMUX_* variables override the configuration file", "keys", strings.Join(plan.config.overridden, ", "))
+		}
+		hup = make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -466,17 +508,23 @@ func runPlan(plan linkPlan) error {
 	log.Info("sockmux link started", "version", version, "transport", drv.String(),
 		"frame_payload", cfg.MaxPayload, "window", cfg.Window)
 
-	select {
-	case <-ctx.Done():
-	case err := <-linkDone:
-		return err
-	case <-stdioDone:
-		log.Info("standard input/output ended; stopping")
-		fwd.Close()
-		m.Close()
-		l.Close("peer's stdio ended", time.Second)
-		cancelRun()
-		return procdriver.ErrStdioEnded
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-hup:
+			reloadPlan(&plan, fwd, log)
+		case err := <-linkDone:
+			return err
+		case <-stdioDone:
+			log.Info("standard input/output ended; stopping")
+			fwd.Close()
+			m.Close()
+			l.Close("peer's stdio ended", time.Second)
+			cancelRun()
+			return procdriver.ErrStdioEnded
+		}
 	}
 	stop()
 	// Shut down: no new connections, let those under way finish for a
