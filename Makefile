@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64 linux/arm darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: all build demo test unit vet fmt-check staticcheck cross clean bench
+.PHONY: all build demo test unit vet fmt-check staticcheck cross clean bench man
 
 all: build
 
@@ -54,6 +54,10 @@ bench: build
 
 clean:
 	rm -rf bin
+
+# The manual page, made from the command line's own definitions (sockmux man).
+man:
+	$(GO) run ./cmd/sockmux man > docs/sockmux.1.tmp && mv docs/sockmux.1.tmp docs/sockmux.1
 
 # Reliability: the fault matrix in full (a short form runs in `make test`),
 # each fuzz target for FUZZTIME, and a soak of mixed traffic with faults for

@@ -23,7 +23,7 @@ func main() {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:    "sockmux",
 		Usage:   "carry many TCP connections over one serial cable, pipe or TCP link",
 		Version: version,
@@ -34,7 +34,8 @@ framing that survives noise and a link that survives unplugging.
   host A: sockmux link --comm /dev/ttyUSB0 -L 2222:127.0.0.1:22
   host B: sockmux link --comm /dev/ttyUSB0
   then:   ssh -p 2222 localhost        # reaches B's sshd over the cable`,
-		HideHelpCommand: true,
+		HideHelpCommand:      true,
+		EnableBashCompletion: true, // --generate-bash-completion, for sockmux completion's scripts
 		Commands: []*cli.Command{
 			linkCommand(),
 			statusCommand(),
@@ -43,9 +44,13 @@ framing that survives noise and a link that survives unplugging.
 			cableCommand(),
 			portsCommand(),
 			keygenCommand(),
+			completionCommand(),
+			manCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main prints errors
 	}
+	completeLeaves(app.Commands)
+	return app
 }
 
 // newLogger makes the structured logger every command logs to (stderr).
