@@ -1,0 +1,181 @@
+package control
+
+import (
+	"context"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sockmux/sockmux/forward"
+	"github.com/sockmux/sockmux/mux"
+)
+
+// serveExits runs a forwarder on e that serves the streams its far end
+// opens, the link test's among them.
+func serveExits(t *testing.T, e *end) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	f := forward.New(e.m, forward.Config{Logger: quiet()})
+	go func() { _ = f.Serve(ctx) }()
+}
+
+func TestRunTestMeasuresBothWays(t *testing.T) {
+	a, b := pair(t)
+	serveExits(t, b)
+	var mu sync.Mutex
+	var phases []string
+	res, err := RunTest(context.Background(), Source{Name: "t", Link: a.l, Mux: a.m, Driver: a.drv},
+		TestOptions{Seconds: 1}, func(p TestProgress) {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
+				phases = append(phases, p.Phase)
+			}
+			assert.LessOrEqual(t, p.Elapsed, p.Total+1)
+		})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"rtt", "upload", "download"}, phases)
+	assert.Greater(t, res.Upload.Goodput, 1e5)
+	assert.Greater(t, res.Download.Goodput, 1e5)
+	assert.Positive(t, res.Upload.Bytes)
+	assert.Positive(t, res.Download.Bytes)
+	assert.Equal(t, 10, res.RTTIdle.Samples)
+	assert.LessOrEqual(t, res.RTTIdle.Min, res.RTTIdle.Avg)
+	assert.LessOrEqual(t, res.RTTIdle.Avg, res.RTTIdle.Max)
+	assert.Positive(t, res.FramesOut)
+	assert.Zero(t, res.FramesResent)
+	assert.InDelta(t, 1, res.Seconds, 0.5)
+	assert.Equal(t, "clean: no frame lost or damaged", Verdict(res))
+
+	var out strings.Builder
+	require.NoError(t, RenderTest(&out, res))
+	for _, want := range []string{"upload ", "download ", "rtt idle ", "rtt loaded ", "frames ", "verdict "} {
+		assert.Contains(t, out.String(), want)
+	}
+	// The test's streams are gone at both ends.
+	require.Eventually(t, func() bool { return a.m.NumStreams() == 0 && b.m.NumStreams() == 0 }, 5*time.Second, 10*time.Millisecond)
+}
+
+func TestRunTestNeedsTheService(t *testing.T) {
+	a, b := pair(t)
+	// A far end that takes every stream somewhere that answers
+	// something else, as a catch-all rule at an older sockmux would.
+	go func() {
+		for {
+			s, err := b.m.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			s.Accept()
+			_, _ = io.WriteString(s, "SSH-2.0-OpenSSH_9.6\r\n")
+		}
+	}()
+	_, err := RunTest(context.Background(), Source{Link: a.l, Mux: a.m, Driver: a.drv}, TestOptions{Seconds: 1}, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "does not serve the link test")
+
+	_, err = RunTest(context.Background(), Source{Link: a.l, Mux: a.m, Driver: a.drv}, TestOptions{Seconds: 0.5}, nil)
+	assert.ErrorContains(t, err, "want 1 to 3600")
+}
+
+func TestDiagServiceRefusesUnknownServices(t *testing.T) {
+	a, b := pair(t)
+	serveExits(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := a.m.Open(ctx, mux.Info{Network: forward.DiagNetwork, Dest: "chargen"})
+	require.NoError(t, err)
+	err = s.WaitAccepted(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `no link test service "chargen"`)
+}
+
+func TestServerRunsOneTestAtATime(t *testing.T) {
+	a, b := pair(t)
+	serveExits(t, b)
+	col := NewCollector(Source{Name: "t", Link: a.l, Mux: a.m, Driver: a.drv}, 1)
+	path := filepath.Join(shortDir(t), "t.sock")
+	srv, err := Listen(path, col, quiet())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { defer close(served); srv.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-served })
+
+	cl, err := Dial(path, time.Second)
+	require.NoError(t, err)
+	defer cl.Close()
+	started := make(chan struct{})
+	var once sync.Once
+	done := make(chan error, 1)
+	var res *TestResult
+	go func() {
+		var err error
+		res, err = cl.TestLink(TestOptions{Seconds: 2, Both: true}, func(TestProgress) { once.Do(func() { close(started) }) })
+		done <- err
+	}()
+	<-started
+	cl2, err := Dial(path, time.Second)
+	require.NoError(t, err)
+	defer cl2.Close()
+	_, err = cl2.TestLink(TestOptions{Seconds: 1}, nil)
+	assert.ErrorContains(t, err, "already running")
+	// The second connection still answers status requests meanwhile.
+	st, err := cl2.Status(5 * time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, "up", st.State)
+	assert.Positive(t, st.Goroutines)
+
+	require.NoError(t, <-done)
+	assert.True(t, res.Both)
+	assert.Greater(t, res.Upload.Seconds, 1.0)
+	assert.Greater(t, res.Download.Seconds, 1.0)
+
+	_, err = cl.TestLink(TestOptions{Seconds: 0}, nil)
+	assert.ErrorContains(t, err, "want 1 to 3600")
+}
+
+func TestReportRoundTrip(t *testing.T) {
+	r := forward.Report{Total: 1000, First: 100, Span: 2 * time.Second}
+	got, err := forward.ParseReport(r.Marshal())
+	require.NoError(t, err)
+	assert.Equal(t, r, got)
+	assert.InDelta(t, 450, got.Rate(), 1e-9)
+	_, err = forward.ParseReport(make([]byte, 5))
+	assert.Error(t, err)
+	bad := forward.Report{Total: 1, First: 2}.Marshal()
+	_, err = forward.ParseReport(bad)
+	assert.Error(t, err)
+}
+
+func TestRenderShowsAnyStateAndTheProcess(t *testing.T) {
+	for _, state := range []string{"up", "resuming", "authenticating", "someday"} {
+		s := &Status{Name: "t", State: state, Goroutines: 42, RSSBytes: 20 << 20, Streams: []Stream{}}
+		var b strings.Builder
+		require.NoError(t, Render(&b, s))
+		assert.Contains(t, b.String(), "state      "+state)
+		assert.Contains(t, b.String(), "process    42 goroutines, 20.0 MiB resident")
+		b.Reset()
+		require.NoError(t, WriteMetrics(&b, s))
+		assert.Contains(t, b.String(), `sockmux_link_state{name="t",state="`+state+`"} 1`)
+		ones := 0
+		for line := range strings.Lines(b.String()) {
+			if strings.HasPrefix(line, "sockmux_link_state{") && strings.HasSuffix(line, " 1\n") {
+				ones++
+			}
+		}
+		assert.Equal(t, 1, ones, "one state is 1: %s", b.String())
+		assert.Contains(t, b.String(), `sockmux_goroutines{name="t"} 42`)
+		assert.Contains(t, b.String(), `sockmux_resident_memory_bytes{name="t"} 2.097152e+07`)
+	}
+	s := &Status{State: "up", RSSBytes: 0, Streams: []Stream{}}
+	var b strings.Builder
+	require.NoError(t, Render(&b, s))
+	assert.Contains(t, b.String(), "goroutines, - resident")
+}
