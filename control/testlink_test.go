@@ -84,6 +84,24 @@ func TestRunTestNeedsTheService(t *testing.T) {
 	assert.ErrorContains(t, err, "want 1 to 3600")
 }
 
+func TestRunTestNamesAnOlderFarEnd(t *testing.T) {
+	a, b := pair(t)
+	// An end that predates the service routes the stream like any other:
+	// a dest without a port fails to dial.
+	go func() {
+		for {
+			s, err := b.m.Accept(context.Background())
+			if err != nil {
+				return
+			}
+			s.Reset(mux.CodeUnreachable, "connect to "+s.Info().Dest+": missing port in address")
+		}
+	}()
+	_, err := RunTest(context.Background(), Source{Link: a.l, Mux: a.m, Driver: a.drv}, TestOptions{Seconds: 1}, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "the far end does not serve the link test (an older sockmux?)")
+}
+
 func TestDiagServiceRefusesUnknownServices(t *testing.T) {
 	a, b := pair(t)
 	serveExits(t, b)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -227,6 +228,11 @@ func OpenDiag(ctx context.Context, m *mux.Mux, service string) (*mux.Stream, err
 	}
 	if err := s.WaitAccepted(ctx); err != nil {
 		s.Close()
+		var re *mux.ResetError
+		if errors.As(err, &re) && re.Remote && !strings.Contains(re.Reason, "link test") {
+			// Routed like any stream: a far end without the service.
+			return nil, fmt.Errorf("the far end does not serve the link test (an older sockmux?): %w", err)
+		}
 		return nil, fmt.Errorf("the far end's link test service %q: %w", service, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
