@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/xml"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -239,5 +240,42 @@ func TestConfigExampleIsComplete(t *testing.T) {
 			continue
 		}
 		assert.Regexp(t, regexp.MustCompile(`(?m)^(# )?`+regexp.QuoteMeta(name)+`:`), string(text), "docs/sockmux.yaml does not show %s", name)
+	}
+}
+
+// The service examples in dist/ hold what docs/guide.md says they do, and
+// run sockmux link with flags it has.
+func TestServiceExamples(t *testing.T) {
+	unit, err := os.ReadFile("../../dist/systemd/sockmux.service")
+	require.NoError(t, err)
+	for _, line := range []string{"Restart=on-failure", "RestartSec=5s", "SupplementaryGroups=dialout",
+		"BindsTo=dev-ttyUSB0.device", "After=dev-ttyUSB0.device", "ExecReload=/bin/kill -HUP $MAINPID",
+		"WantedBy=multi-user.target dev-ttyUSB0.device"} {
+		assert.Regexp(t, `(?m)^`+regexp.QuoteMeta(line), string(unit))
+	}
+	exec := regexp.MustCompile(`(?m)^ExecStart=\S+ link (.*)$`).FindStringSubmatch(string(unit))
+	require.NotNil(t, exec)
+	plist, err := os.ReadFile("../../dist/launchd/org.sockmux.link.plist")
+	require.NoError(t, err)
+	var doc struct {
+		Dict struct {
+			Keys   []string `xml:"key"`
+			Arrays []struct {
+				Strings []string `xml:"string"`
+			} `xml:"array"`
+		} `xml:"dict"`
+	}
+	require.NoError(t, xml.Unmarshal(plist, &doc))
+	assert.Contains(t, doc.Dict.Keys, "KeepAlive")
+	require.Len(t, doc.Dict.Arrays, 1)
+	args := doc.Dict.Arrays[0].Strings
+	require.Greater(t, len(args), 2)
+	assert.Equal(t, "link", args[1])
+	for _, argv := range [][]string{strings.Fields(exec[1]), args[2:]} {
+		// The flags parse; only the missing config file stops them.
+		clearEnv(t)
+		_, err := planFromArgs(argv)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "--config: open ")
 	}
 }
