@@ -69,9 +69,9 @@ func Verdict(r *TestResult) string {
 // Rate formats bytes per second.
 func Rate(bps float64) string {
 	switch {
-	case bps >= 10<<20:
+	case bps >= 1<<20:
 		return fmt.Sprintf("%.1f MiB/s", bps/(1<<20))
-	case bps >= 10<<10:
+	case bps >= 1<<10:
 		return fmt.Sprintf("%.1f KiB/s", bps/(1<<10))
 	}
 	return fmt.Sprintf("%.0f B/s", bps)
