@@ -104,34 +104,34 @@ func TestAuthWrongOrMissingKey(t *testing.T) {
 // frameTamper reassembles frames written by one side and lets f change
 // each one (decoded, CRC included) before the other side reads it.
 type frameTamper struct {
-	mu   sync.Mutex
-	buf  [2][]byte
-	f    func(side int, frame []byte) []byte
-	seen [2][][]byte
+	mu    sync.Mutex
+	split [2]wireSplit
+	f     func(side int, frame []byte) []byte
+	seen  [2][][]byte
 }
 
 func (ft *frameTamper) tamper(side int, chunk []byte) []byte {
 	ft.mu.Lock()
 	defer ft.mu.Unlock()
-	ft.buf[side] = append(ft.buf[side], chunk...)
-	var out []byte
-	for {
-		i := bytes.IndexByte(ft.buf[side], 0)
-		if i < 0 {
-			return out
-		}
-		enc := ft.buf[side][:i]
-		ft.buf[side] = ft.buf[side][i+1:]
-		dec, err := cobsDecode(nil, enc)
-		if err == nil && len(enc) > 0 {
-			ft.seen[side] = append(ft.seen[side], append([]byte(nil), dec...))
-			if ft.f != nil {
-				dec = ft.f(side, dec)
-			}
-			enc = cobsEncode(nil, dec)
-		}
-		out = append(append(out, enc...), 0)
+	if len(chunk) == 1 && chunk[0] == 0 {
+		// A transport's first write, a lone delimiter: what was left
+		// of the previous transport's stream is gone with it.
+		ft.split[side] = wireSplit{}
 	}
+	var out []byte
+	for _, u := range ft.split[side].feed(chunk) {
+		if u.frame == nil || len(u.frame) == 0 {
+			out = append(out, u.enc...)
+			continue
+		}
+		ft.seen[side] = append(ft.seen[side], u.frame)
+		dec := u.frame
+		if ft.f != nil {
+			dec = ft.f(side, dec)
+		}
+		out = append(out, u.reencode(dec)...)
+	}
+	return out
 }
 
 // resealCRC recomputes a decoded frame's CRC after a change.

@@ -16,13 +16,16 @@ import (
 // goroutine handles what arrives, and a writer goroutine decides, each time
 // the line can take a frame, which frame goes next.
 type conn struct {
-	l      *Link
-	t      io.ReadWriteCloser
-	trace  bool // log every frame (debug level)
-	broken chan struct{}
-	once   sync.Once
-	err    error
-	pace   pacer
+	l       *Link
+	t       io.ReadWriteCloser
+	trace   bool // log every frame (debug level)
+	broken  chan struct{}
+	once    sync.Once
+	err     error
+	pace    pacer
+	fr      *frameReader // the reader goroutine's, touched only by it
+	rawOut  bool         // the peer reads length-prefixed frames (guarded by l.mu)
+	toldRaw bool         // our hello said we read them: the peer knows what follows
 
 	// Guarded by l.mu.
 	roundDone bool // our hello round completed on this transport
@@ -185,6 +188,7 @@ func (c *conn) readLoop() error {
 		l.stats.BytesIn.Add(uint64(n))
 		c.bytesIn.Add(uint64(n))
 	})
+	c.fr = fr
 	var deliver [][]byte
 	for {
 		body, err := fr.next()
@@ -257,6 +261,13 @@ func (c *conn) handle(body []byte, deliver [][]byte) ([][]byte, error) {
 			}
 			l.stats.FramesBad.Add(1)
 			return deliver, nil
+		}
+		if h.Flags&helloRaw != 0 && l.props.Reliable && !c.rawOut {
+			// Both ends read length-prefixed frames: from here on the
+			// peer may send them (after this hello), and so do we (after
+			// our first hello, which told the peer).
+			c.fr.raw = true
+			c.rawOut = true
 		}
 		if !l.closing {
 			if err := c.onHello(h, now); err != nil {
@@ -407,6 +418,7 @@ const (
 // Hello flags.
 const (
 	helloDone = 0x01 // the sender completed its hello round
+	helloRaw  = 0x04 // the sender reads length-prefixed frames (reliable transports)
 )
 
 // checkAuthFlags refuses a peer whose idea of authentication differs.

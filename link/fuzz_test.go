@@ -232,3 +232,103 @@ func FuzzParseAck(f *testing.F) {
 		}
 	})
 }
+
+// referenceRawFrames is the framing rule for a reader that also accepts
+// length-prefixed frames (docs/protocol.md section 1): where a frame
+// starts, 0x00 and a 32-bit length open one; a length no frame has counts
+// as damage and the reader moves one byte on; anything else is COBS up to
+// the next 0x00, as in referenceFrames.
+func referenceRawFrames(stream []byte, maxEnc int) (frames [][]byte, bad int) {
+	for len(stream) > 0 {
+		if stream[0] == 0 {
+			if len(stream) < rawHeader {
+				return frames, bad
+			}
+			n := int(binary.BigEndian.Uint32(stream[1:]))
+			if n < 1+crcSize || n > maxEnc {
+				bad++
+				stream = stream[1:]
+				continue
+			}
+			if len(stream) < rawHeader+n {
+				return frames, bad
+			}
+			if body, err := openFrame(stream[rawHeader : rawHeader+n]); err == nil {
+				frames = append(frames, body)
+			} else {
+				bad++
+			}
+			stream = stream[rawHeader+n:]
+			continue
+		}
+		i := bytes.IndexByte(stream, 0)
+		if i < 0 {
+			if len(stream) > maxEnc {
+				bad++
+			}
+			return frames, bad
+		}
+		f, b := referenceFrames(stream[:i+1], maxEnc)
+		frames, bad = append(frames, f...), bad+b
+		stream = stream[i+1:]
+	}
+	return frames, bad
+}
+
+// FuzzRawFrameReader is FuzzFrameReader for a reader on a reliable
+// transport, where length-prefixed frames and COBS frames mix.
+func FuzzRawFrameReader(f *testing.F) {
+	raw := func(body ...byte) []byte { return encodeRaw(nil, body) }
+	data := func(seq uint16, payload string) []byte {
+		b := binary.BigEndian.AppendUint16([]byte{frameData}, seq)
+		b = binary.BigEndian.AppendUint16(b, 0)
+		return append(b, payload...)
+	}
+	h := hello{Version: ProtocolVersion, Session: 7, MaxPayload: 1024, Window: 16, Flags: helloRaw}
+	f.Add(append(encodeFrame(nil, h.marshal(nil)), raw(data(0, "hello")...)...), []byte{})
+	f.Add(append(raw(data(1, "one")...), raw(data(2, "two")...)...), []byte{0, 3, 250})
+	flipped := raw(data(3, "flipped")...)
+	flipped[9] ^= 0x40
+	f.Add(append(flipped, raw(data(4, "after")...)...), []byte{1})
+	huge := raw(data(5, "huge")...)
+	huge[1] = 0x7f
+	f.Add(append(huge, encodeFrame(nil, data(6, "cobs after"))...), []byte{2})
+	f.Add(raw(bytes.Repeat([]byte{1}, fuzzMaxFrame)...)[:40], []byte{})
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0}, []byte{})
+
+	f.Fuzz(func(t *testing.T, stream, sizes []byte) {
+		maxEnc := cobsMaxEncoded(fuzzMaxFrame)
+		wantFrames, wantBad := referenceRawFrames(stream, maxEnc)
+		var bad int
+		fr := newFrameReader(&chunkReader{data: stream, sizes: sizes}, fuzzMaxFrame, func(error) { bad++ }, func(int) {})
+		fr.raw = true
+		var got [][]byte
+		for {
+			body, err := fr.next()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					t.Fatalf("unexpected error %v", err)
+				}
+				break
+			}
+			if len(body) == 0 {
+				t.Fatal("empty frame body returned")
+			}
+			if fr.end-fr.start > len(fr.buf) {
+				t.Fatalf("reader holds %d bytes: beyond its buffer", fr.end-fr.start)
+			}
+			got = append(got, append([]byte(nil), body...))
+		}
+		if len(got) != len(wantFrames) {
+			t.Fatalf("reader returned %d frames, the framing rule finds %d", len(got), len(wantFrames))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], wantFrames[i]) {
+				t.Fatalf("frame %d: reader %x, rule %x", i, got[i], wantFrames[i])
+			}
+		}
+		if bad != wantBad {
+			t.Fatalf("reader dropped %d runs, the framing rule %d", bad, wantBad)
+		}
+	})
+}

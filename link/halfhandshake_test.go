@@ -1,7 +1,6 @@
 package link
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"sync/atomic"
@@ -30,13 +29,14 @@ func (d *halfOpen) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	if err != nil || d.opens.Add(1) > 1 {
 		return t, err
 	}
-	return halfOpenConn{t, d.keyed, d.up}, nil
+	return halfOpenConn{t, d.keyed, d.up, &wireSplit{}}, nil
 }
 
 type halfOpenConn struct {
 	io.ReadWriteCloser
 	keyed bool
 	up    func() bool
+	split *wireSplit
 }
 
 func (f halfOpenConn) Write(b []byte) (int, error) {
@@ -47,15 +47,15 @@ func (f halfOpenConn) Write(b []byte) (int, error) {
 		return f.ReadWriteCloser.Write(b)
 	}
 	var keep []byte
-	for _, enc := range bytes.SplitAfter(b, []byte{0}) {
-		if dec, err := cobsDecode(nil, bytes.TrimSuffix(enc, []byte{0})); err == nil {
-			if body, err := openFrame(dec); err == nil && body[0] == frameHello {
+	for _, u := range f.split.feed(b) {
+		if u.frame != nil {
+			if body, err := openFrame(u.frame); err == nil && body[0] == frameHello {
 				if h, err := parseHello(body); err == nil && h.Echo != 0 {
 					continue
 				}
 			}
 		}
-		keep = append(keep, enc...)
+		keep = append(keep, u.enc...)
 	}
 	if _, err := f.ReadWriteCloser.Write(keep); err != nil {
 		return 0, err

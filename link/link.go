@@ -97,6 +97,7 @@ type Link struct {
 
 // outFrame is a data frame sent and not yet acknowledged.
 type outFrame struct {
+	head    []byte // room for a length-prefixed frame's header, just before raw
 	raw     []byte // type, seq, ack, payload; room for the CRC after it
 	seq     uint16
 	sentAt  time.Time

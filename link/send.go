@@ -122,7 +122,9 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 		c.helloDue = false
 		c.lastHello = now
 		h := c.ourHello()
-		return c.emit(wire, h.marshal(scratch)), 0, false, nil
+		out = c.emit(wire, h.marshal(scratch))
+		c.toldRaw = c.toldRaw || h.Flags&helloRaw != 0
+		return out, 0, false, nil
 	}
 	if a := c.auth; a != nil && !a.done && a.initiator && a.send == nil && c.authOut == nil &&
 		now.Sub(c.authLast) >= helloInterval {
@@ -415,9 +417,30 @@ func (c *conn) emitData(wire []byte, f *outFrame, now time.Time) []byte {
 	f.tx = l.txCount
 	f.sentAt = now
 	f.pending = false
-	out := c.emit(wire, f.raw)
+	var out []byte
+	if c.rawOut && c.toldRaw && c.auth == nil {
+		out = c.emitInPlace(f)
+	} else {
+		out = c.emit(wire, f.raw)
+	}
 	f.wireLen = len(out)
 	return out
+}
+
+// emitInPlace encodes data frame f as a length-prefixed frame in its own
+// buffer, which has room for the header before it and the CRC after it:
+// the payload is written to the transport from where the upper layer put
+// it, without a copy. The writer is done with the buffer before f can be
+// acknowledged and reused.
+func (c *conn) emitInPlace(f *outFrame) []byte {
+	c.lastSend = time.Now()
+	if c.trace {
+		c.l.log.Debug("frame out", "type", frameName(f.raw[0]), "len", len(f.raw))
+	}
+	frame := sealFrame(f.raw)
+	f.head[0] = 0
+	binary.BigEndian.PutUint32(f.head[1:], uint32(len(frame)))
+	return f.head[:rawHeader+len(frame)]
 }
 
 // emitFragment sends the next piece of f; the retransmission is complete
@@ -459,6 +482,9 @@ func (c *conn) emit(wire, frame []byte) []byte {
 	if c.auth.sealed(frame) {
 		frame = c.auth.seal(frame)
 	}
+	if c.rawOut && c.toldRaw {
+		return encodeRaw(wire, frame)
+	}
 	return encodeFrame(wire, frame)
 }
 
@@ -481,6 +507,9 @@ func (c *conn) ourHello() hello {
 	}
 	if l.cfg.Secret != nil {
 		h.Flags |= helloAuth
+	}
+	if l.props.Reliable {
+		h.Flags |= helloRaw
 	}
 	return h
 }
@@ -507,10 +536,11 @@ func getFrame(n int) *outFrame {
 		f.raw = f.raw[:need]
 		return f
 	}
-	return &outFrame{raw: make([]byte, need)}
+	buf := make([]byte, rawHeader+need)
+	return &outFrame{head: buf[:rawHeader], raw: buf[rawHeader:]}
 }
 
 func putFrame(f *outFrame) {
-	*f = outFrame{raw: f.raw[:0]}
+	*f = outFrame{head: f.head, raw: f.raw[:0]}
 	framePool.Put(f)
 }

@@ -1,6 +1,7 @@
 package link
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 )
@@ -16,6 +17,7 @@ type frameReader struct {
 	max    int // largest encoded frame accepted
 	out    []byte
 	skip   bool // discarding an over-long run until the next delimiter
+	raw    bool // a 0x00 where a frame starts opens a length-prefixed frame
 	onBad  func(err error)
 	onRead func(n int)
 }
@@ -36,6 +38,43 @@ var errTooLong = errors.New("no frame delimiter within the maximum frame length"
 // CRC removed). The slice is valid until the following call.
 func (fr *frameReader) next() ([]byte, error) {
 	for {
+		if fr.raw && !fr.skip && fr.end-fr.start >= rawHeader && fr.buf[fr.start] == 0 {
+			n := int(binary.BigEndian.Uint32(fr.buf[fr.start+1:]))
+			switch {
+			case n < 1+crcSize || n > fr.max:
+				fr.onBad(errRawLength)
+				fr.start++ // resynchronise on the delimiters that follow
+				continue
+			case fr.end-fr.start >= rawHeader+n:
+				frame := fr.buf[fr.start+rawHeader : fr.start+rawHeader+n]
+				fr.start += rawHeader + n
+				body, err := openFrame(frame)
+				if err != nil {
+					fr.onBad(err)
+					continue
+				}
+				return body, nil
+			}
+			if fr.start+rawHeader+n > len(fr.buf) {
+				fr.end = copy(fr.buf, fr.buf[fr.start:fr.end])
+				fr.start = 0
+			}
+			if err := fr.fill(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if fr.raw && fr.end-fr.start < rawHeader && fr.end > fr.start && fr.buf[fr.start] == 0 {
+			// Perhaps the start of a length-prefixed frame: read on.
+			if fr.start > 0 {
+				fr.end = copy(fr.buf, fr.buf[fr.start:fr.end])
+				fr.start = 0
+			}
+			if err := fr.fill(); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if i := indexZero(fr.buf[fr.start:fr.end]); i >= 0 {
 			enc := fr.buf[fr.start : fr.start+i]
 			fr.start += i + 1
@@ -74,18 +113,42 @@ func (fr *frameReader) next() ([]byte, error) {
 			fr.end = copy(fr.buf, fr.buf[fr.start:fr.end])
 			fr.start = 0
 		}
-		n, err := fr.r.Read(fr.buf[fr.end:])
-		fr.end += n
-		if n > 0 {
-			fr.onRead(n)
-		}
-		if err != nil {
-			if n > 0 {
-				continue
-			}
+		if err := fr.fill(); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// fill reads more bytes into the buffer, which has room. An error comes
+// back only when no byte came with it.
+func (fr *frameReader) fill() error {
+	n, err := fr.r.Read(fr.buf[fr.end:])
+	fr.end += n
+	if n > 0 {
+		fr.onRead(n)
+		return nil
+	}
+	if err == nil {
+		return nil
+	}
+	return err
+}
+
+// rawHeader is a length-prefixed frame's header: 0x00 and a 32-bit length.
+const rawHeader = 5
+
+// errRawLength marks a length-prefixed frame whose length no frame has.
+var errRawLength = errors.New("length-prefixed frame with an impossible length")
+
+// encodeRaw seals frame with its CRC and appends it to dst with a 0x00
+// and its 32-bit length in front: the framing both ends use on a reliable
+// transport once their hellos said so (docs/protocol.md, section 1).
+// frame must have room for the CRC at its end.
+func encodeRaw(dst, frame []byte) []byte {
+	frame = sealFrame(frame)
+	dst = append(dst, 0)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(frame)))
+	return append(dst, frame...)
 }
 
 // encodeFrame seals frame with its CRC and appends its COBS encoding and
