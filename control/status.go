@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sockmux/sockmux/forward"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
 )
@@ -143,8 +144,14 @@ func (c *Collector) Tick() {
 	c.mu.Unlock()
 }
 
-// Run samples the link five times a second until ctx ends.
+// Run samples the link five times a second until ctx ends. Meanwhile
+// the far end's link test can read the link's counters.
 func (c *Collector) Run(ctx context.Context) {
+	if c.src.Mux != nil && c.src.Link != nil {
+		st := c.src.Link.Stats()
+		forward.SetLinkCounters(c.src.Mux, func() forward.LinkCounters { return LinkCounters(st) })
+		defer forward.SetLinkCounters(c.src.Mux, nil)
+	}
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -106,14 +107,48 @@ type TestResult struct {
 	BytesOut     uint64 `json:"bytes_out"` // on the line, framing included
 	BytesIn      uint64 `json:"bytes_in"`
 	Resumes      uint64 `json:"resumes"`
+	// Preemptions are frames this end cut short for the echo round trips
+	// (or other interactive data): the far end drops them as bad.
+	Preemptions uint64 `json:"preemptions"`
+
+	// Far is the far end's counters over the test, when it tells them
+	// (a link with a control socket does).
+	Far *forward.LinkCounters `json:"far,omitempty"`
+	// The frames of each direction over the test: sent, damaged on the
+	// way (frames cut short on purpose not counted) and resent. Without
+	// Far, only what this end sees: the upload's resent and the
+	// download's damaged frames.
+	UploadFrames   Frames `json:"upload_frames"`
+	DownloadFrames Frames `json:"download_frames"`
 }
 
-// ResentRatio is frames resent per frame sent; BadRatio frames dropped
-// per frame that arrived.
-func (r *TestResult) ResentRatio() float64 { return ratio(r.FramesResent, r.FramesOut) }
+// Frames counts the frames of one direction.
+type Frames struct {
+	Sent    uint64 `json:"sent"`
+	Damaged uint64 `json:"damaged"`
+	Resent  uint64 `json:"resent"`
+}
 
-// BadRatio is the share of frames from the far end dropped as damaged.
-func (r *TestResult) BadRatio() float64 { return ratio(r.FramesBad, r.FramesIn+r.FramesBad) }
+// LossRatio is the larger of the shares of frames damaged and resent.
+func (f Frames) LossRatio() float64 { return max(ratio(f.Damaged, f.Sent), ratio(f.Resent, f.Sent)) }
+
+// sub is a-b, or 0 when b is larger.
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
+
+// frames works out each direction's frames from both ends' counters.
+func (r *TestResult) frames() {
+	r.UploadFrames = Frames{Sent: r.FramesOut, Resent: r.FramesResent}
+	r.DownloadFrames = Frames{Sent: r.FramesIn + r.FramesBad, Damaged: r.FramesBad}
+	if f := r.Far; f != nil {
+		r.UploadFrames.Damaged = sub(f.FramesBad, r.Preemptions)
+		r.DownloadFrames = Frames{Sent: f.FramesOut, Damaged: sub(r.FramesBad, f.Preemptions), Resent: f.FramesResent}
+	}
+}
 
 func ratio(a, b uint64) float64 {
 	if b == 0 {
@@ -129,17 +164,58 @@ var errDeadline = os.ErrDeadlineExceeded
 var ErrTestRunning = errors.New("a link test is already running on this link")
 
 // counters are the link counters a test reads before and after.
-type counters struct{ out, in, resent, bad, dup, bytesOut, bytesIn, resumes uint64 }
+type counters struct{ out, in, resent, bad, dup, bytesOut, bytesIn, resumes, preemptions uint64 }
 
 func readCounters(st *link.Stats) counters {
 	return counters{st.FramesOut.Load(), st.FramesIn.Load(), st.FramesResent.Load(), st.FramesBad.Load(),
-		st.FramesDup.Load(), st.BytesOut.Load(), st.BytesIn.Load(), st.Resumes.Load()}
+		st.FramesDup.Load(), st.BytesOut.Load(), st.BytesIn.Load(), st.Resumes.Load(), st.Preemptions.Load()}
+}
+
+// LinkCounters reads a link's counters for the far end's link test
+// (forward.SetLinkCounters).
+func LinkCounters(st *link.Stats) forward.LinkCounters {
+	return forward.LinkCounters{FramesOut: st.FramesOut.Load(), FramesIn: st.FramesIn.Load(),
+		FramesResent: st.FramesResent.Load(), FramesBad: st.FramesBad.Load(), FramesDup: st.FramesDup.Load(),
+		Preemptions: st.Preemptions.Load()}
+}
+
+// farCounters reads the far end's link counters, over a counters stream
+// opened on first use; nil when the far end does not tell them.
+type farCounters struct {
+	m *mux.Mux
+	s *mux.Stream
+	r *bufio.Reader
+}
+
+func (f *farCounters) read(ctx context.Context) *forward.LinkCounters {
+	if f.s == nil {
+		octx, cancel := context.WithTimeout(ctx, openTimeout)
+		s, err := forward.OpenDiag(octx, f.m, forward.DiagCounters)
+		cancel()
+		if err != nil {
+			return nil
+		}
+		f.s, f.r = s, bufio.NewReader(s)
+	}
+	c, err := forward.ReadCounters(f.s, f.r, time.Now().Add(openTimeout))
+	if err != nil {
+		return nil
+	}
+	return &c
+}
+
+func (f *farCounters) close() {
+	if f.s != nil {
+		f.s.Close()
+	}
 }
 
 // Timing of a test.
 const (
 	idlePings    = 10                     // echo round trips before the transfers, at most
-	pingEvery    = 250 * time.Millisecond // echo round trips during them
+	pingEvery    = 250 * time.Millisecond // echo round trips during them, at most this often
+	pingLineCost = 64                     // line bytes a round trip costs each way, about
+	pingShare    = 0.02                   // of a slow line the loaded round trips may take
 	pingSize     = 16
 	progressTick = 250 * time.Millisecond
 	openTimeout  = 15 * time.Second // to open a stream and hear the service
@@ -172,6 +248,9 @@ func RunTest(ctx context.Context, src Source, opts TestOptions, progress func(Te
 	}
 	defer echo.Close()
 
+	far := &farCounters{m: m}
+	defer far.close()
+	farBefore := far.read(ctx)
 	before := readCounters(l.Stats())
 	start := time.Now()
 	var pmu sync.Mutex
@@ -220,7 +299,13 @@ func RunTest(ctx context.Context, src Source, opts TestOptions, progress func(Te
 			wg.Go(func() { downErr = download(pctx, m, end, &down) })
 		}
 		pings := make(chan error, 1)
-		go func() { pings <- loadedPings(pctx, echo, end, &res.RTTLoaded) }()
+		every := pingEvery
+		if rate := l.Properties().LineRate; rate > 0 {
+			// On a slow line, round trips (and the frames they cut short)
+			// would take a share of the line the transfers should have.
+			every = max(every, time.Duration(pingLineCost/(pingShare*float64(rate))*float64(time.Second)))
+		}
+		go func() { pings <- loadedPings(pctx, echo, end, every, &res.RTTLoaded) }()
 		tick := time.NewTicker(progressTick)
 		finished := make(chan struct{})
 		go func() { wg.Wait(); close(finished) }()
@@ -253,6 +338,12 @@ func RunTest(ctx context.Context, src Source, opts TestOptions, progress func(Te
 	}
 
 	after := readCounters(l.Stats())
+	if farBefore != nil {
+		if farAfter := far.read(ctx); farAfter != nil {
+			d := farAfter.Sub(*farBefore)
+			res.Far = &d
+		}
+	}
 	res.Seconds = time.Since(start).Seconds()
 	res.LinkRTT = l.RTT().Seconds()
 	res.FramesOut = after.out - before.out
@@ -263,6 +354,8 @@ func RunTest(ctx context.Context, src Source, opts TestOptions, progress func(Te
 	res.BytesOut = after.bytesOut - before.bytesOut
 	res.BytesIn = after.bytesIn - before.bytesIn
 	res.Resumes = after.resumes - before.resumes
+	res.Preemptions = after.preemptions - before.preemptions
+	res.frames()
 	return res, nil
 }
 
@@ -412,11 +505,11 @@ func ping(s *mux.Stream, seq byte, deadline time.Time) (time.Duration, error) {
 	return time.Since(t0), nil
 }
 
-// loadedPings measures round trips every pingEvery until end. A round
+// loadedPings measures round trips every interval until end. A round
 // trip still under way at the end is waited for, up to a few seconds more,
 // so that the echo stream stays in step.
-func loadedPings(ctx context.Context, s *mux.Stream, end time.Time, st *RTTStats) error {
-	t := time.NewTicker(pingEvery)
+func loadedPings(ctx context.Context, s *mux.Stream, end time.Time, interval time.Duration, st *RTTStats) error {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for seq := byte(100); ; seq++ {
 		select {

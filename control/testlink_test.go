@@ -23,6 +23,9 @@ func serveExits(t *testing.T, e *end) {
 	t.Cleanup(cancel)
 	f := forward.New(e.m, forward.Config{Logger: quiet()})
 	go func() { _ = f.Serve(ctx) }()
+	st := e.l.Stats()
+	forward.SetLinkCounters(e.m, func() forward.LinkCounters { return LinkCounters(st) })
+	t.Cleanup(func() { forward.SetLinkCounters(e.m, nil) })
 }
 
 func TestRunTestMeasuresBothWays(t *testing.T) {
@@ -50,12 +53,17 @@ func TestRunTestMeasuresBothWays(t *testing.T) {
 	assert.LessOrEqual(t, res.RTTIdle.Avg, res.RTTIdle.Max)
 	assert.Positive(t, res.FramesOut)
 	assert.Zero(t, res.FramesResent)
+	require.NotNil(t, res.Far, "the far end tells its counters")
+	assert.Positive(t, res.Far.FramesOut)
+	assert.Equal(t, res.Far.FramesOut, res.DownloadFrames.Sent)
+	assert.Equal(t, res.FramesOut, res.UploadFrames.Sent)
+	assert.Zero(t, res.UploadFrames.Damaged+res.DownloadFrames.Damaged+res.DownloadFrames.Resent)
 	assert.InDelta(t, 1, res.Seconds, 0.5)
 	assert.Equal(t, "clean: no frame lost or damaged", Verdict(res))
 
 	var out strings.Builder
 	require.NoError(t, RenderTest(&out, res))
-	for _, want := range []string{"upload ", "download ", "rtt idle ", "rtt loaded ", "frames ", "verdict "} {
+	for _, want := range []string{"upload ", "download ", "rtt idle ", "rtt loaded ", " frames, 0 damaged (0.00%), 0 resent (0.00%)", "verdict "} {
 		assert.Contains(t, out.String(), want)
 	}
 	// The test's streams are gone at both ends.
@@ -157,6 +165,29 @@ func TestServerRunsOneTestAtATime(t *testing.T) {
 
 	_, err = cl.TestLink(TestOptions{Seconds: 0}, nil)
 	assert.ErrorContains(t, err, "want 1 to 3600")
+}
+
+func TestFramesEachWay(t *testing.T) {
+	// Frames this end cut short arrive damaged at the far end, and the far
+	// end's at this end: neither is damage.
+	r := &TestResult{FramesOut: 100, FramesIn: 90, FramesBad: 7, FramesResent: 2, Preemptions: 3,
+		Far: &forward.LinkCounters{FramesOut: 97, FramesBad: 4, FramesResent: 1, Preemptions: 5}}
+	r.frames()
+	assert.Equal(t, Frames{Sent: 100, Damaged: 1, Resent: 2}, r.UploadFrames)
+	assert.Equal(t, Frames{Sent: 97, Damaged: 2, Resent: 1}, r.DownloadFrames)
+	assert.InDelta(t, 0.0206, r.DownloadFrames.LossRatio(), 1e-3)
+	assert.Contains(t, Verdict(r), "lost or damaged")
+
+	r = &TestResult{FramesOut: 100, FramesIn: 100, FramesBad: 1, Far: &forward.LinkCounters{FramesOut: 101, Preemptions: 1}}
+	r.frames()
+	assert.Equal(t, "clean: no frame lost or damaged", Verdict(r), "a frame cut short is no damage")
+
+	r = &TestResult{FramesOut: 100, FramesIn: 90, FramesBad: 3}
+	r.frames()
+	assert.Equal(t, Frames{Sent: 93, Damaged: 3}, r.DownloadFrames, "without the far end's counters")
+	var b strings.Builder
+	require.NoError(t, RenderTest(&b, r))
+	assert.Contains(t, b.String(), "the far end did not tell its counters")
 }
 
 func TestReportRoundTrip(t *testing.T) {

@@ -22,15 +22,24 @@ func RenderTest(w io.Writer, r *TestResult) error {
 		}
 		fmt.Fprintf(&b, "line       %s: %s each way before framing\n", line, Rate(float64(r.LineRate)))
 	}
-	dir := func(label string, d Direction) {
+	far := r.Far != nil
+	dir := func(label string, d Direction, f Frames, damaged, resent bool) {
 		fmt.Fprintf(&b, "%-10s %s (%.0f B/s", label, Rate(d.Goodput), d.Goodput)
 		if r.LineRate > 0 {
 			fmt.Fprintf(&b, ", %.1f%% of the line", 100*d.Goodput/float64(r.LineRate))
 		}
 		fmt.Fprintf(&b, ")  %s in %.1f s\n", size(d.Bytes), d.Seconds)
+		fmt.Fprintf(&b, "%-10s %d frames", "", f.Sent)
+		if damaged {
+			fmt.Fprintf(&b, ", %d damaged (%.2f%%)", f.Damaged, 100*ratio(f.Damaged, f.Sent))
+		}
+		if resent {
+			fmt.Fprintf(&b, ", %d resent (%.2f%%)", f.Resent, 100*ratio(f.Resent, f.Sent))
+		}
+		b.WriteByte('\n')
 	}
-	dir("upload", r.Upload)
-	dir("download", r.Download)
+	dir("upload", r.Upload, r.UploadFrames, far, true)
+	dir("download", r.Download, r.DownloadFrames, true, far)
 	rtt := func(label string, s RTTStats) {
 		if s.Samples == 0 {
 			fmt.Fprintf(&b, "%-10s -\n", label)
@@ -40,8 +49,16 @@ func RenderTest(w io.Writer, r *TestResult) error {
 	}
 	rtt("rtt idle", r.RTTIdle)
 	rtt("rtt loaded", r.RTTLoaded)
-	fmt.Fprintf(&b, "frames     %d sent, %d resent (%.2f%%); %d received, %d damaged (%.2f%%), %d duplicate\n",
-		r.FramesOut, r.FramesResent, 100*r.ResentRatio(), r.FramesIn, r.FramesBad, 100*r.BadRatio(), r.FramesDup)
+	cut := r.Preemptions
+	if far {
+		cut += r.Far.Preemptions
+	}
+	if cut > 0 {
+		fmt.Fprintf(&b, "%-10s %d frames cut short on purpose for the round trips are not counted as damaged\n", "", cut)
+	}
+	if !far {
+		fmt.Fprintf(&b, "%-10s the far end did not tell its counters: damage upward and resends downward unknown\n", "")
+	}
 	if r.Resumes > 0 {
 		fmt.Fprintf(&b, "resumes    %d during the test\n", r.Resumes)
 	}
@@ -56,11 +73,11 @@ func Verdict(r *TestResult) string {
 	switch {
 	case r.Resumes > 0:
 		return "the transport broke and the link resumed during the test: a loose cable, a flaky adapter or connection"
-	case r.ResentRatio() > 0.01 || r.BadRatio() > 0.01:
+	case r.UploadFrames.LossRatio() > 0.01 || r.DownloadFrames.LossRatio() > 0.01:
 		return "frames are being lost or damaged: check the cable and its ground, both ends' --baud, or try a lower --baud"
 	case r.LineRate > 0 && !r.Both && slow < 0.7*float64(r.LineRate):
 		return "slower than the line's rate with no loss: check that both ends use the same --baud and --flow, and the hosts' load"
-	case r.FramesResent > 0 || r.FramesBad > 0:
+	case r.UploadFrames.Damaged+r.UploadFrames.Resent+r.DownloadFrames.Damaged+r.DownloadFrames.Resent > 0:
 		return "usable: a few frames were repaired"
 	}
 	return "clean: no frame lost or damaged"

@@ -1,8 +1,10 @@
 package forward
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,17 +26,70 @@ import (
 //	discard  read and drop everything; report what arrived (Report)
 //	source   send pseudo-random bytes until the opener ends the stream
 //	echo     send back every byte
+//	counters answer each byte read with a line of JSON: this end's link
+//	         counters (LinkCounters), where SetLinkCounters gave them
 //
 // The exit answers every diagnostic stream with DiagMagic before anything
 // else, so an opener knows it reached the service and not, at an older
 // far end, some server a catch-all rule sent the stream to.
 const (
-	DiagNetwork = "sockmux"
-	DiagDiscard = "discard"
-	DiagSource  = "source"
-	DiagEcho    = "echo"
-	DiagMagic   = "SMXDIAG1"
+	DiagNetwork  = "sockmux"
+	DiagDiscard  = "discard"
+	DiagSource   = "source"
+	DiagEcho     = "echo"
+	DiagCounters = "counters"
+	DiagMagic    = "SMXDIAG1"
 )
+
+// LinkCounters are the link counters the counters service tells.
+type LinkCounters struct {
+	FramesOut    uint64 `json:"frames_out"`
+	FramesIn     uint64 `json:"frames_in"`
+	FramesResent uint64 `json:"frames_resent"`
+	FramesBad    uint64 `json:"frames_bad"`
+	FramesDup    uint64 `json:"frames_dup"`
+	Preemptions  uint64 `json:"preemptions"`
+}
+
+// Sub is c minus an earlier reading (0 where a counter went back, as
+// after a restart).
+func (c LinkCounters) Sub(before LinkCounters) LinkCounters {
+	d := func(a, b uint64) uint64 {
+		if a < b {
+			return 0
+		}
+		return a - b
+	}
+	return LinkCounters{d(c.FramesOut, before.FramesOut), d(c.FramesIn, before.FramesIn),
+		d(c.FramesResent, before.FramesResent), d(c.FramesBad, before.FramesBad),
+		d(c.FramesDup, before.FramesDup), d(c.Preemptions, before.Preemptions)}
+}
+
+// counterSources are the link counters of each mux, for the counters
+// service: the forwarder knows its mux, not the link under it.
+var (
+	counterMu      sync.Mutex
+	counterSources = map[*mux.Mux]func() LinkCounters{}
+)
+
+// SetLinkCounters makes read the source of the counters service for the
+// streams of m; nil removes it. The control socket's collector sets it
+// for the link it watches.
+func SetLinkCounters(m *mux.Mux, read func() LinkCounters) {
+	counterMu.Lock()
+	defer counterMu.Unlock()
+	if read == nil {
+		delete(counterSources, m)
+	} else {
+		counterSources[m] = read
+	}
+}
+
+func linkCounters(m *mux.Mux) func() LinkCounters {
+	counterMu.Lock()
+	defer counterMu.Unlock()
+	return counterSources[m]
+}
 
 // DiagReportSize is the size of a discard report on the wire.
 const DiagReportSize = 24
@@ -92,15 +147,22 @@ const diagReportEvery = 200 * time.Millisecond
 // diagChunk is how much the services read or write at a time.
 const diagChunk = 16 << 10
 
-// serveDiag serves a diagnostic stream from the far end.
-func serveDiag(ctx context.Context, s *mux.Stream, log *slog.Logger) {
+// serveDiag serves a diagnostic stream from the far end over m.
+func serveDiag(ctx context.Context, m *mux.Mux, s *mux.Stream, log *slog.Logger) {
 	service := s.Info().Dest
 	log = log.With("test_service", service)
+	var counters func() LinkCounters
 	switch service {
 	case DiagDiscard, DiagSource, DiagEcho:
+	case DiagCounters:
+		if counters = linkCounters(m); counters == nil {
+			log.Debug("stream refused", "reason", "no link counters here")
+			s.Reset(mux.CodeNoRoute, "no link test counters here")
+			return
+		}
 	default:
 		log.Warn("stream refused", "reason", "no such link test service")
-		s.Reset(mux.CodeNoRoute, fmt.Sprintf("no link test service %q (want discard, source or echo)", service))
+		s.Reset(mux.CodeNoRoute, fmt.Sprintf("no link test service %q (want discard, source, echo or counters)", service))
 		return
 	}
 	if diagStreams.Add(1) > maxDiagStreams {
@@ -128,6 +190,8 @@ func serveDiag(ctx context.Context, s *mux.Stream, log *slog.Logger) {
 		if _, err = io.Copy(s, s); err == nil {
 			err = s.CloseWrite()
 		}
+	case DiagCounters:
+		err = diagCounters(s, counters)
 	}
 	log.Debug("link test stream ended", "err", err)
 }
@@ -200,6 +264,42 @@ func diagDiscard(s *mux.Stream) error {
 		return err
 	}
 	return s.CloseWrite()
+}
+
+// diagCounters answers each byte read with the link's counters.
+func diagCounters(s *mux.Stream, read func() LinkCounters) error {
+	var b [1]byte
+	for {
+		if _, err := s.Read(b[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return s.CloseWrite()
+			}
+			return err
+		}
+		line, _ := json.Marshal(read())
+		if _, err := s.Write(append(line, '\n')); err != nil {
+			return err
+		}
+	}
+}
+
+// ReadCounters asks a counters stream (OpenDiag(..., DiagCounters)) for
+// the far end's link counters once.
+func ReadCounters(s *mux.Stream, r *bufio.Reader, deadline time.Time) (LinkCounters, error) {
+	_ = s.SetDeadline(deadline)
+	defer s.SetDeadline(time.Time{})
+	var c LinkCounters
+	if _, err := s.Write([]byte{'?'}); err != nil {
+		return c, err
+	}
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(line, &c); err != nil {
+		return c, fmt.Errorf("the far end's link counters: %w", err)
+	}
+	return c, nil
 }
 
 // diagSource writes pseudo-random bytes to s until the stream fails.

@@ -386,7 +386,7 @@ func (f *Forwarder) deliver(ctx context.Context, s *mux.Stream) {
 	info := s.Info()
 	log := f.log.With("stream", s.ID(), "client", info.Client, "entrance", info.Entrance)
 	if info.Network == DiagNetwork { // sockmux test-link: served here, never routed (diag.go)
-		serveDiag(ctx, s, log)
+		serveDiag(ctx, f.m, s, log)
 		return
 	}
 	if info.Network == "udp" {
