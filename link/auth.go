@@ -204,13 +204,17 @@ func (c *conn) authenticated() {
 
 // seal encrypts frame (type + body) for the wire, under l.mu.
 func (a *authState) seal(frame []byte) []byte {
+	return a.sealTo(make([]byte, 0, len(frame)+sealOverhead+crcSize), frame)
+}
+
+// sealTo appends frame, sealed, to dst.
+func (a *authState) sealTo(dst, frame []byte) []byte {
 	n := a.sendN
 	a.sendN++
-	out := make([]byte, 0, len(frame)+sealOverhead+crcSize)
-	out = append(out, frame[0])
-	out = binary.BigEndian.AppendUint16(out, uint16(n))
-	ad := out[:3]
-	return a.send.Encrypt(out, n, ad, frame[1:])
+	start := len(dst)
+	dst = append(dst, frame[0])
+	dst = binary.BigEndian.AppendUint16(dst, uint16(n))
+	return a.send.Encrypt(dst, n, dst[start:start+3], frame[1:])
 }
 
 // open decrypts a sealed frame, under l.mu. It returns errReplay for a
@@ -223,12 +227,17 @@ func (a *authState) open(frame []byte) ([]byte, error) {
 	if n < a.recvN {
 		return nil, errReplay
 	}
-	pt, err := a.recv.Decrypt(nil, n, frame[:3], frame[3:])
+	// Decrypt in place, then put the type byte just before the
+	// plaintext: the frame is the reader's, and used up before its next.
+	var ad [3]byte
+	copy(ad[:], frame)
+	pt, err := a.recv.Decrypt(frame[3:3], n, ad[:], frame[3:])
 	if err != nil {
 		return nil, errTampered
 	}
 	a.recvN = n + 1
-	return append([]byte{frame[0]}, pt...), nil
+	frame[2] = ad[0]
+	return frame[2 : 3+len(pt)], nil
 }
 
 var errReplay = errors.New("replayed frame")

@@ -113,9 +113,11 @@ type frameTamper struct {
 func (ft *frameTamper) tamper(side int, chunk []byte) []byte {
 	ft.mu.Lock()
 	defer ft.mu.Unlock()
-	if len(chunk) == 1 && chunk[0] == 0 {
-		// A transport's first write, a lone delimiter: what was left
-		// of the previous transport's stream is gone with it.
+	if len(chunk) == 1 && chunk[0] == 0 && ft.split[side].inRaw() {
+		// A transport's first write, a lone delimiter, while a
+		// length-prefixed frame was cut off: what was left of the
+		// previous transport's stream is gone with it. (A COBS frame
+		// cut off ends at the delimiter, as on the wire.)
 		ft.split[side] = wireSplit{}
 	}
 	var out []byte

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"sync"
 	"time"
 )
@@ -479,7 +480,15 @@ func (c *conn) emit(wire, frame []byte) []byte {
 	if c.trace {
 		c.l.log.Debug("frame out", "type", frameName(frame[0]), "len", len(frame))
 	}
-	if c.auth.sealed(frame) {
+	sealed := c.auth.sealed(frame)
+	if c.rawOut && c.toldRaw && sealed {
+		// Sealed straight into the wire buffer, header room first.
+		out := c.auth.sealTo(append(wire, 0, 0, 0, 0, 0), frame)
+		out = binary.BigEndian.AppendUint32(out, crc32.Checksum(out[rawHeader:], castagnoli))
+		binary.BigEndian.PutUint32(out[1:], uint32(len(out)-rawHeader))
+		return out
+	}
+	if sealed {
 		frame = c.auth.seal(frame)
 	}
 	if c.rawOut && c.toldRaw {

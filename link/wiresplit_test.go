@@ -60,3 +60,12 @@ func (w *wireSplit) feed(chunk []byte) []wireUnit {
 	}
 	return units
 }
+
+// inRaw reports whether a length-prefixed frame is partly buffered.
+func (w *wireSplit) inRaw() bool {
+	if len(w.buf) < rawHeader || w.buf[0] != 0 {
+		return false
+	}
+	n := int(binary.BigEndian.Uint32(w.buf[1:]))
+	return n <= 70<<10 && n >= 1+crcSize
+}
