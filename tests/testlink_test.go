@@ -41,6 +41,14 @@ type testLinkResult struct {
 	RTTLoaded struct {
 		Samples int `json:"samples"`
 	} `json:"rtt_loaded"`
+	Far *struct {
+		FramesOut uint64 `json:"frames_out"`
+	} `json:"far"`
+	DownloadFrames struct {
+		Sent    uint64 `json:"sent"`
+		Damaged uint64 `json:"damaged"`
+		Resent  uint64 `json:"resent"`
+	} `json:"download_frames"`
 	FramesOut    uint64 `json:"frames_out"`
 	FramesResent uint64 `json:"frames_resent"`
 	FramesBad    uint64 `json:"frames_bad"`
@@ -210,6 +218,10 @@ func TestTestLinkOverTCP(t *testing.T) {
 	assert.Positive(t, r.FramesOut)
 	assert.Zero(t, r.FramesResent)
 	assert.Zero(t, r.FramesBad)
+	require.NotNil(t, r.Far, "the far end tells its link counters")
+	assert.Positive(t, r.Far.FramesOut)
+	assert.Equal(t, r.Far.FramesOut, r.DownloadFrames.Sent)
+	assert.Zero(t, r.DownloadFrames.Damaged+r.DownloadFrames.Resent)
 
 	both := testLinkJSON(t, sock, "--seconds", "2", "--both")
 	assert.Greater(t, both.Upload.Goodput, 1e6)
