@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -233,6 +234,18 @@ func TestTestLinkOverTCP(t *testing.T) {
 	st := status(t, sock)
 	assert.Equal(t, "up", st.State)
 	assert.Empty(t, st.Streams)
+
+	// Status tells the process's goroutines and resident memory.
+	full, err := control.Query(sock, 5*time.Second)
+	require.NoError(t, err)
+	assert.Positive(t, full.Goroutines)
+	if runtime.GOOS == "linux" {
+		assert.Greater(t, full.RSSBytes, uint64(1<<20))
+		assert.False(t, full.RSSPeak)
+	}
+	code, out := run(t, 10*time.Second, "status", "--control", sock)
+	require.Equal(t, 0, code, out)
+	assert.Regexp(t, `(?m)^process    \d+ goroutines, \S+ (KiB|MiB) resident`, out)
 }
 
 // TestTestLinkProgressBarOnATerminal: on a terminal the progress bar is
