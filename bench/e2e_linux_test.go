@@ -763,7 +763,7 @@ func (s *suite) echo(bulkAddr, echoAddr string, nominal float64) (*echoResult, e
 // ---- FIFO pair ----
 
 type fifoResult struct {
-	Cat, Sockmux []float64
+	Cat, Library, Sockmux []float64
 	CPU          cpuUse // while sockmux moved the data
 }
 
@@ -843,6 +843,11 @@ func (s *suite) runFIFO(reps int, catN, sockN int64) (*fifoResult, error) {
 		}
 		res.Cat = append(res.Cat, r.Rate())
 		s.logf("    cat     %8.1f MB/s", r.Rate()/1e6)
+		if r, err = s.fifoLibrary(a2b, b2a, sockN); err != nil {
+			return nil, fmt.Errorf("link and mux over the FIFO pair: %w", err)
+		}
+		res.Library = append(res.Library, r.Rate())
+		s.logf("    library %8.1f MB/s", r.Rate()/1e6)
 	}
 	port, err := freePort()
 	if err != nil {

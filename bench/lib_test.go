@@ -198,10 +198,22 @@ func newSockmuxStreams(secret []byte, streams int) (*sockmuxSystem, error) {
 		// admit every stream at its full window.
 		mcfg.MaxBuffered = int(min(int64(streams)*tcpStreamWindow, math.MaxInt))
 	}
+	return s, s.run(&link.TCPConnector{Addr: rec.Addr().String()}, rec, mcfg, link.Config{Secret: secret, Logger: quiet})
+}
+
+// newSockmuxOver makes a sockmux pair over two given drivers, with the
+// stream window sockmux link uses on reliable transports.
+func newSockmuxOver(da, db link.Driver) (*sockmuxSystem, error) {
+	quiet := slog.New(slog.DiscardHandler)
+	s := &sockmuxSystem{}
+	return s, s.run(da, db, mux.Config{StreamWindow: tcpStreamWindow, Logger: quiet}, link.Config{Logger: quiet})
+}
+
+// run starts both ends and waits until the link is up.
+func (s *sockmuxSystem) run(da, db link.Driver, mcfg mux.Config, lcfg link.Config) error {
 	s.ma, s.mb = mux.New(mcfg), mux.New(mcfg)
-	lcfg := link.Config{Secret: secret, Logger: quiet}
-	s.la = link.New(&link.TCPConnector{Addr: rec.Addr().String()}, s.ma, lcfg)
-	s.lb = link.New(rec, s.mb, lcfg)
+	s.la = link.New(da, s.ma, lcfg)
+	s.lb = link.New(db, s.mb, lcfg)
 	s.ma.SetNotify(s.la.Notify)
 	s.mb.SetNotify(s.lb.Notify)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -219,10 +231,10 @@ func newSockmuxStreams(secret []byte, streams int) (*sockmuxSystem, error) {
 		case <-up:
 		case <-time.After(10 * time.Second):
 			s.close()
-			return nil, errors.New("sockmux: the link did not come up in 10s")
+			return errors.New("sockmux: the link did not come up in 10s")
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func (s *sockmuxSystem) open() (net.Conn, net.Conn, error) {
@@ -250,7 +262,9 @@ func (s *sockmuxSystem) close() {
 	s.lb.Close("bench done", time.Second)
 	s.cancel()
 	s.runs.Wait()
-	s.rec.Close()
+	if s.rec != nil {
+		s.rec.Close()
+	}
 }
 
 // chunk is the size of one benchmark operation: one write of it.

@@ -381,6 +381,9 @@ func (d *Driver) openEnd(ctx context.Context, e endpoint, mode int) (int, error)
 				unix.Close(fd)
 				return -1, err
 			}
+			if e.kind == kindFIFO {
+				growFIFO(fd)
+			}
 			return fd, nil
 		}
 		var what string
