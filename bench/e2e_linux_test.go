@@ -764,7 +764,7 @@ func (s *suite) echo(bulkAddr, echoAddr string, nominal float64) (*echoResult, e
 
 type fifoResult struct {
 	Cat, Library, Sockmux []float64
-	CPU          cpuUse // while sockmux moved the data
+	CPU                   cpuUse // while sockmux moved the data
 }
 
 // cpuMeter measures the CPU time processes (and this one, which runs the

@@ -401,6 +401,7 @@ func streamWindow(p link.Properties) int {
 
 // runPlan runs a link end until SIGINT or SIGTERM.
 func runPlan(plan linkPlan) error {
+	defer startProfile()()
 	log, err := newLogger(plan.opts.logLevel)
 	if err != nil {
 		return err
