@@ -24,6 +24,7 @@ type conn struct {
 	err     error
 	pace    pacer
 	fr      *frameReader // the reader goroutine's, touched only by it
+	writing *outFrame    // a frame the writer writes from its own buffer now (l.mu)
 	rawOut  bool         // the peer reads length-prefixed frames (guarded by l.mu)
 	toldRaw bool         // our hello said we read them: the peer knows what follows
 
@@ -613,7 +614,7 @@ func (c *conn) onAck(next uint16, sack uint64, now time.Time) {
 		maxTx = max(maxTx, f.tx)
 		l.unacked[0] = nil
 		l.unacked = l.unacked[1:]
-		putFrame(f)
+		l.freeFrame(f)
 		progress = true
 	}
 	if sack != 0 {
@@ -686,7 +687,7 @@ func (c *conn) queueSample(f *outFrame, now time.Time) {
 // dropAcked forgets unacked frames before next (the peer has them).
 func (l *Link) dropAcked(next uint16) {
 	for len(l.unacked) > 0 && seqLess(l.unacked[0].seq, next) {
-		putFrame(l.unacked[0])
+		l.freeFrame(l.unacked[0])
 		l.unacked[0] = nil
 		l.unacked = l.unacked[1:]
 	}

@@ -107,6 +107,8 @@ type outFrame struct {
 	sacked  bool   // the peer holds it out of order
 	pending bool   // due for (re)transmission
 	fragOff int    // resending in fragments: the next piece's offset
+	// acknowledged while the writer wrote it: recycled after the write
+	freeLater bool
 }
 
 // New prepares a link over drv for the layer up. Call Run to start it.

@@ -25,6 +25,12 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		l.mu.Lock()
 		drain := c.drainDue
 		c.drainDue = 0
+		if f := c.writing; f != nil {
+			c.writing = nil // written: its buffer may be reused
+			if f.freeLater {
+				putFrame(f)
+			}
+		}
 		l.mu.Unlock()
 		c.pace.delay(drain)
 		if err := c.pace.ready(ctx, c.broken); err != nil {
@@ -421,6 +427,7 @@ func (c *conn) emitData(wire []byte, f *outFrame, now time.Time) []byte {
 	var out []byte
 	if c.rawOut && c.toldRaw && c.auth == nil {
 		out = c.emitInPlace(f)
+		c.writing = f
 	} else {
 		out = c.emit(wire, f.raw)
 	}
@@ -552,4 +559,17 @@ func getFrame(n int) *outFrame {
 func putFrame(f *outFrame) {
 	*f = outFrame{head: f.head, raw: f.raw[:0]}
 	framePool.Put(f)
+}
+
+// freeFrame recycles an acknowledged frame, under l.mu; one the writer is
+// still writing from its own buffer goes back once the write returned.
+// (The peer cannot acknowledge a frame before the transport took all of
+// it, but a frame buffer may serve another link in this process next, and
+// only the writer's lock orders its write before that.)
+func (l *Link) freeFrame(f *outFrame) {
+	if c := l.cur; c != nil && c.writing == f {
+		f.freeLater = true
+		return
+	}
+	putFrame(f)
 }
