@@ -1,7 +1,6 @@
 package pipe
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"testing"
@@ -41,11 +40,7 @@ func TestCommPty(t *testing.T) {
 	master, slave := openPty(t)
 	d, err := NewComm(slave, nil)
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	tr, err := d.Open(ctx)
-	require.NoError(t, err)
-	defer tr.Close()
+	tr := openWithin(t, d, 5*time.Second)
 	exchange(t, tr, master, 256<<10)
 
 	// The other end going away fails a pending Read.

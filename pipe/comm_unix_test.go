@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -108,18 +107,13 @@ func TestCommSocketRestart(t *testing.T) {
 	ch := openAsync(ctx, lis)
 	notYet(t, ch, 200*time.Millisecond, "Open while the peer is away")
 	dia2 := newComm(t, path)
-	td2, err := dia2.Open(ctx)
-	require.NoError(t, err)
-	defer td2.Close()
-	rl := within(t, ch, 2*time.Second, "Open after the peer came back")
-	require.NoError(t, rl.err)
-	defer rl.t.Close()
-	exchange(t, rl.t, td2, 64<<10)
+	tl, td2 := peerOpens(t, ctx, ch, dia2, 2*time.Second, "Open after the peer came back")
+	exchange(t, tl, td2, 64<<10)
 
 	// The listening side goes away: the other side becomes the listener
 	// and the restarted peer dials it.
 	rch = readAsync(td2, make([]byte, 10))
-	rl.t.Close()
+	tl.Close()
 	require.NoError(t, lis.Close())
 	r = within(t, rch, 2*time.Second, "Read after the listener left")
 	assert.ErrorIs(t, r.err, io.EOF)
@@ -128,14 +122,9 @@ func TestCommSocketRestart(t *testing.T) {
 	notYet(t, ch, 200*time.Millisecond, "Open while the peer is away")
 	assert.True(t, listening(dia2))
 	lis2 := newComm(t, path)
-	tl2, err := lis2.Open(ctx)
-	require.NoError(t, err)
-	defer tl2.Close()
-	r2 := within(t, ch, 2*time.Second, "Open after the peer came back")
-	require.NoError(t, r2.err)
-	defer r2.t.Close()
+	td3, tl2 := peerOpens(t, ctx, ch, lis2, 2*time.Second, "Open after the peer came back")
 	assert.False(t, listening(lis2))
-	exchange(t, r2.t, tl2, 64<<10)
+	exchange(t, td3, tl2, 64<<10)
 }
 
 // TestCommSocketListenerKilled: a listener killed with SIGKILL leaves a
@@ -160,25 +149,13 @@ func TestCommSocketListenerKilled(t *testing.T) {
 	assert.False(t, listening(d))
 	echoCheck(t, tr, 256<<10)
 
-	rch := readAsync(tr, make([]byte, 10))
-	require.NoError(t, peer.Process.Signal(syscall.SIGKILL))
-	r := within(t, rch, 2*time.Second, "Read after the peer was killed")
-	assert.ErrorIs(t, r.err, io.EOF)
-	tr.Close()
-	// Until the dying process is reaped, its other descriptors may still
-	// be open: Open could then return a transport that fails at once.
-	_ = peer.Wait()
+	killPeer(t, peer, tr)
 	_, err = os.Lstat(path)
 	require.NoError(t, err, "stale socket file left by the killed helper")
 
-	ch := openAsync(ctx, d)
-	notYet(t, ch, 300*time.Millisecond, "Open while the peer is dead")
-	assert.True(t, listening(d), "the survivor listens in place of the stale socket")
-	startHelper(t, "echo-comm", "PIPE_COMM="+path)
-	ro := within(t, ch, 5*time.Second, "Open after the peer restarted")
-	require.NoError(t, ro.err)
-	defer ro.t.Close()
-	echoCheck(t, ro.t, 256<<10)
+	reopenRestarted(t, ctx, d, func() {
+		assert.True(t, listening(d), "the survivor listens in place of the stale socket")
+	}, "echo-comm", "PIPE_COMM="+path)
 }
 
 func TestCommSocketNewPeerReplacesOld(t *testing.T) {
@@ -189,14 +166,10 @@ func TestCommSocketNewPeerReplacesOld(t *testing.T) {
 	ch := openAsync(ctx, lis)
 	notYet(t, ch, 100*time.Millisecond, "Open")
 	c1 := newComm(t, path)
-	t1, err := c1.Open(ctx)
-	require.NoError(t, err)
-	defer t1.Close()
-	rl := within(t, ch, 2*time.Second, "Open")
-	require.NoError(t, rl.err)
-	exchange(t, rl.t, t1, 1<<10)
+	tl1, t1 := peerOpens(t, ctx, ch, c1, 2*time.Second, "Open")
+	exchange(t, tl1, t1, 1<<10)
 
-	lch := readAsync(rl.t, make([]byte, 10))
+	lch := readAsync(tl1, make([]byte, 10))
 	c1ch := readAsync(t1, make([]byte, 10))
 	c2 := newComm(t, path)
 	t2, err := c2.Open(ctx)
@@ -204,7 +177,7 @@ func TestCommSocketNewPeerReplacesOld(t *testing.T) {
 	defer t2.Close()
 	assert.Error(t, within(t, lch, 2*time.Second, "the old peer's transport").err)
 	assert.ErrorIs(t, within(t, c1ch, 2*time.Second, "the old peer's Read").err, io.EOF)
-	rl.t.Close()
+	tl1.Close()
 	tl2, err := lis.Open(ctx)
 	require.NoError(t, err)
 	defer tl2.Close()

@@ -15,9 +15,11 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -109,15 +111,34 @@ func fifoPaths(t *testing.T) (a2b, b2a string) {
 	return filepath.Join(dir, "a2b"), filepath.Join(dir, "b2a")
 }
 
-// newPairs returns side A (reads b2a, writes a2b) and side B (crossed).
-func newPairs(t *testing.T) (a, b *Driver, a2b, b2a string) {
+// newSideA returns side A, which reads b2a and writes a2b.
+func newSideA(t *testing.T) (a *Driver, a2b, b2a string) {
 	t.Helper()
 	a2b, b2a = fifoPaths(t)
 	a, err := NewPair(b2a, a2b, nil)
 	require.NoError(t, err)
-	b, err = NewPair(a2b, b2a, nil)
+	return a, a2b, b2a
+}
+
+// newPairs returns side A (reads b2a, writes a2b) and side B (crossed).
+func newPairs(t *testing.T) (a, b *Driver, a2b, b2a string) {
+	t.Helper()
+	a, a2b, b2a = newSideA(t)
+	b, err := NewPair(a2b, b2a, nil)
 	require.NoError(t, err)
 	return a, b, a2b, b2a
+}
+
+// openWithin opens d, giving it at most timeout; the transport is closed
+// at cleanup.
+func openWithin(t *testing.T, d *Driver, timeout time.Duration) io.ReadWriteCloser {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	tr, err := d.Open(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { tr.Close() })
+	return tr
 }
 
 type opened struct {
@@ -168,6 +189,51 @@ func within[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
 		t.Fatalf("%s did not return within %v", what, d)
 		panic("unreachable")
 	}
+}
+
+// peerOpens opens peer while ch, the pending Open of the other side, waits
+// for it; it returns the waiting side's transport (after at most d) and
+// the peer's, both closed at cleanup.
+func peerOpens(t *testing.T, ctx context.Context, ch <-chan opened, peer *Driver, d time.Duration, what string) (waiting, other io.ReadWriteCloser) {
+	t.Helper()
+	tp, err := peer.Open(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { tp.Close() })
+	r := within(t, ch, d, what)
+	require.NoError(t, r.err)
+	t.Cleanup(func() { r.t.Close() })
+	return r.t, tp
+}
+
+// killPeer kills the helper process peer with SIGKILL while a Read on tr
+// waits: the Read ends with io.EOF. It closes tr and reaps the peer: until
+// the dying process is reaped, its other descriptors may still be open, and
+// an Open could return a transport that fails at once.
+func killPeer(t *testing.T, peer *exec.Cmd, tr io.ReadWriteCloser) {
+	t.Helper()
+	rch := readAsync(tr, make([]byte, 100))
+	require.NoError(t, peer.Process.Signal(syscall.SIGKILL))
+	r := within(t, rch, 2*time.Second, "Read after the peer was killed")
+	assert.ErrorIs(t, r.err, io.EOF)
+	require.NoError(t, tr.Close())
+	_ = peer.Wait()
+}
+
+// reopenRestarted checks that d's next Open waits while its peer is dead
+// (whileDead, if not nil, runs then) and takes the peer restarted as the
+// helper mode; the new transport echoes.
+func reopenRestarted(t *testing.T, ctx context.Context, d *Driver, whileDead func(), mode string, env ...string) {
+	t.Helper()
+	ch := openAsync(ctx, d)
+	notYet(t, ch, 300*time.Millisecond, "Open while the peer is dead")
+	if whileDead != nil {
+		whileDead()
+	}
+	startHelper(t, mode, env...)
+	r := within(t, ch, 5*time.Second, "Open after the peer restarted")
+	require.NoError(t, r.err)
+	defer r.t.Close()
+	echoCheck(t, r.t, 256<<10)
 }
 
 type readResult struct {

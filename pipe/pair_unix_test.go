@@ -111,13 +111,8 @@ func TestPairPeerClosesAndReopens(t *testing.T) {
 		defer cancel()
 		ch := openAsync(ctx, a)
 		notYet(t, ch, 300*time.Millisecond, "Open while the peer is away")
-		tb2, err := b.Open(ctx)
-		require.NoError(t, err)
-		defer tb2.Close()
-		ra := within(t, ch, 2*time.Second, "Open after the peer came back")
-		require.NoError(t, ra.err)
-		defer ra.t.Close()
-		exchange(t, ra.t, tb2, 256<<10)
+		ta2, tb2 := peerOpens(t, ctx, ch, b, 2*time.Second, "Open after the peer came back")
+		exchange(t, ta2, tb2, 256<<10)
 	})
 }
 
@@ -148,9 +143,7 @@ func TestPairCloseUnblocks(t *testing.T) {
 }
 
 func TestPairPeerKilled(t *testing.T) {
-	a2b, b2a := fifoPaths(t)
-	a, err := NewPair(b2a, a2b, nil)
-	require.NoError(t, err)
+	a, a2b, b2a := newSideA(t)
 	env := []string{"PIPE_IN=" + a2b, "PIPE_OUT=" + b2a}
 
 	peer, _ := startHelper(t, "echo-pair", env...)
@@ -160,40 +153,20 @@ func TestPairPeerKilled(t *testing.T) {
 	require.NoError(t, err)
 	echoCheck(t, ta, 256<<10)
 
-	rch := readAsync(ta, make([]byte, 100))
-	require.NoError(t, peer.Process.Signal(syscall.SIGKILL))
-	r := within(t, rch, 2*time.Second, "Read after the peer was killed")
-	assert.ErrorIs(t, r.err, io.EOF)
-	require.NoError(t, ta.Close())
-	// Until the dying process is reaped, its other descriptors may still
-	// be open: Open could then return a transport that fails at once.
-	_ = peer.Wait()
-
-	ch := openAsync(ctx, a)
-	notYet(t, ch, 300*time.Millisecond, "Open while the peer is dead")
-	startHelper(t, "echo-pair", env...)
-	ra := within(t, ch, 5*time.Second, "Open after the peer restarted")
-	require.NoError(t, ra.err)
-	defer ra.t.Close()
-	echoCheck(t, ra.t, 256<<10)
+	killPeer(t, peer, ta)
+	reopenRestarted(t, ctx, a, nil, "echo-pair", env...)
 }
 
 func TestPairPeerStopped(t *testing.T) {
-	a2b, b2a := fifoPaths(t)
-	a, err := NewPair(b2a, a2b, nil)
-	require.NoError(t, err)
+	a, a2b, b2a := newSideA(t)
 	peer, _ := startHelper(t, "echo-pair", "PIPE_IN="+a2b, "PIPE_OUT="+b2a)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	ta, err := a.Open(ctx)
-	require.NoError(t, err)
-	defer ta.Close()
+	ta := openWithin(t, a, 20*time.Second)
 	echoCheck(t, ta, 64<<10)
 
 	require.NoError(t, peer.Process.Signal(syscall.SIGSTOP))
 	defer peer.Process.Signal(syscall.SIGCONT)
 	msg := []byte("still there?")
-	_, err = ta.Write(msg)
+	_, err := ta.Write(msg)
 	require.NoError(t, err)
 	buf := make([]byte, len(msg))
 	rch := readAsync(ta, buf)
@@ -214,28 +187,18 @@ func TestPairWithCat(t *testing.T) {
 	if _, err := exec.LookPath("sh"); err != nil {
 		t.Skip("no sh")
 	}
-	a2b, b2a := fifoPaths(t)
-	a, err := NewPair(b2a, a2b, nil)
-	require.NoError(t, err)
+	a, a2b, b2a := newSideA(t)
 	cmd := exec.Command("sh", "-c", `exec cat <"$0" >"$1"`, a2b, b2a)
 	require.NoError(t, cmd.Start())
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ta, err := a.Open(ctx)
-	require.NoError(t, err)
-	defer ta.Close()
+	ta := openWithin(t, a, 10*time.Second)
 	echoCheck(t, ta, 1<<20)
 }
 
 func TestPairCharDevices(t *testing.T) {
 	d, err := NewPair("/dev/zero", "/dev/null", nil)
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	tr, err := d.Open(ctx)
-	require.NoError(t, err)
-	defer tr.Close()
+	tr := openWithin(t, d, 5*time.Second)
 	buf := []byte{1, 2, 3}
 	_, err = io.ReadFull(tr, buf)
 	require.NoError(t, err)
@@ -371,13 +334,8 @@ func TestPairFIFORemoved(t *testing.T) {
 	require.NoError(t, unix.Mkfifo(b2a, 0o600))
 	time.Sleep(300 * time.Millisecond)
 	unix.Close(fd)
-	tb2, err := b.Open(ctx)
-	require.NoError(t, err)
-	defer tb2.Close()
-	ra := within(t, ch, 5*time.Second, "Open")
-	require.NoError(t, ra.err)
-	defer ra.t.Close()
-	exchange(t, ra.t, tb2, 64<<10)
+	ta2, tb2 := peerOpens(t, ctx, ch, b, 5*time.Second, "Open")
+	exchange(t, ta2, tb2, 64<<10)
 }
 
 func TestPairReadsWhatArrivesWithTheWriter(t *testing.T) {
