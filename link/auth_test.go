@@ -18,16 +18,9 @@ func key(b byte) []byte { return bytes.Repeat([]byte{b}, KeySize) }
 // startKeyed runs a pair whose ends hold keys ka and kb.
 func startKeyed(t *testing.T, cable *cableT, ka, kb []byte, da, db []byte) *pairRun {
 	t.Helper()
-	p := &pairRun{ua: &byteUpper{send: da}, ub: &byteUpper{send: db}}
-	p.a = New(cable.end(0), p.ua, Config{Secret: ka, Logger: quietLogger(), HandshakeTimeout: 3 * time.Second})
-	p.b = New(cable.end(1), p.ub, Config{Secret: kb, Logger: quietLogger(), HandshakeTimeout: 3 * time.Second})
-	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
-	for _, l := range []*Link{p.a, p.b} {
-		p.wg.Add(1)
-		go func() { defer p.wg.Done(); _ = l.Run(ctx) }()
-	}
-	return p
+	return startPairConfigs(t, cable, da, db,
+		Config{Secret: ka, HandshakeTimeout: 3 * time.Second},
+		Config{Secret: kb, HandshakeTimeout: 3 * time.Second})
 }
 
 func TestAuthSameKey(t *testing.T) {
@@ -47,8 +40,7 @@ func TestAuthSameKey(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			p.stop()
-			checkSame(t, da, p.ub.got)
-			checkSame(t, db, p.ua.got)
+			p.checkGot(t, da, db)
 			assert.Equal(t, uint64(1), p.a.Stats().Sessions.Load())
 		})
 	}
@@ -122,7 +114,7 @@ func (ft *frameTamper) tamper(side int, chunk []byte) []byte {
 	}
 	var out []byte
 	for _, u := range ft.split[side].feed(chunk) {
-		if u.frame == nil || len(u.frame) == 0 {
+		if len(u.frame) == 0 {
 			out = append(out, u.enc...)
 			continue
 		}

@@ -98,43 +98,7 @@ func FuzzFrameReader(f *testing.F) {
 	f.Add(good(ackFrame(nil, 9, 1<<63)...), []byte{255})
 
 	f.Fuzz(func(t *testing.T, stream, sizes []byte) {
-		maxEnc := cobsMaxEncoded(fuzzMaxFrame)
-		wantFrames, wantBad := referenceFrames(stream, maxEnc)
-		var bad int
-		fr := newFrameReader(&chunkReader{data: stream, sizes: sizes}, fuzzMaxFrame, func(error) { bad++ }, func(int) {})
-		var got [][]byte
-		for {
-			body, err := fr.next()
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					t.Fatalf("unexpected error %v", err)
-				}
-				break
-			}
-			if len(body) == 0 {
-				t.Fatal("empty frame body returned")
-			}
-			if fr.end-fr.start > len(fr.buf) || len(fr.out) > maxEnc {
-				t.Fatalf("reader holds %d bytes, decoded %d: beyond its bounds", fr.end-fr.start, len(fr.out))
-			}
-			// The CRC the reader checked is really the body's.
-			sealed := fr.out[:len(body)+crcSize]
-			if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(sealed[len(body):]) {
-				t.Fatalf("frame %x returned with a bad CRC", body)
-			}
-			got = append(got, append([]byte(nil), body...))
-		}
-		if len(got) != len(wantFrames) {
-			t.Fatalf("reader returned %d frames, the framing rule finds %d", len(got), len(wantFrames))
-		}
-		for i := range got {
-			if !bytes.Equal(got[i], wantFrames[i]) {
-				t.Fatalf("frame %d: reader %x, rule %x", i, got[i], wantFrames[i])
-			}
-		}
-		if bad != wantBad {
-			t.Fatalf("reader dropped %d runs, the framing rule %d", bad, wantBad)
-		}
+		checkFrameReader(t, stream, sizes, false)
 	})
 }
 
@@ -297,38 +261,63 @@ func FuzzRawFrameReader(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0}, []byte{})
 
 	f.Fuzz(func(t *testing.T, stream, sizes []byte) {
-		maxEnc := cobsMaxEncoded(fuzzMaxFrame)
-		wantFrames, wantBad := referenceRawFrames(stream, maxEnc)
-		var bad int
-		fr := newFrameReader(&chunkReader{data: stream, sizes: sizes}, fuzzMaxFrame, func(error) { bad++ }, func(int) {})
-		fr.raw = true
-		var got [][]byte
-		for {
-			body, err := fr.next()
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					t.Fatalf("unexpected error %v", err)
-				}
-				break
-			}
-			if len(body) == 0 {
-				t.Fatal("empty frame body returned")
-			}
-			if fr.end-fr.start > len(fr.buf) {
-				t.Fatalf("reader holds %d bytes: beyond its buffer", fr.end-fr.start)
-			}
-			got = append(got, append([]byte(nil), body...))
-		}
-		if len(got) != len(wantFrames) {
-			t.Fatalf("reader returned %d frames, the framing rule finds %d", len(got), len(wantFrames))
-		}
-		for i := range got {
-			if !bytes.Equal(got[i], wantFrames[i]) {
-				t.Fatalf("frame %d: reader %x, rule %x", i, got[i], wantFrames[i])
-			}
-		}
-		if bad != wantBad {
-			t.Fatalf("reader dropped %d runs, the framing rule %d", bad, wantBad)
-		}
+		checkFrameReader(t, stream, sizes, true)
 	})
+}
+
+// checkFrameReader feeds stream, cut into reads by sizes, to a frame
+// reader (raw: one that also accepts length-prefixed frames). The reader
+// must return exactly the frames, and drop exactly as many runs, as the
+// reference rule finds; never return an empty body; never hold more than
+// its buffer; and, reading COBS frames only, never decode more than the
+// longest frame and check each body's real CRC.
+func checkFrameReader(t *testing.T, stream, sizes []byte, raw bool) {
+	t.Helper()
+	maxEnc := cobsMaxEncoded(fuzzMaxFrame)
+	reference := referenceFrames
+	if raw {
+		reference = referenceRawFrames
+	}
+	wantFrames, wantBad := reference(stream, maxEnc)
+	var bad int
+	fr := newFrameReader(&chunkReader{data: stream, sizes: sizes}, fuzzMaxFrame, func(error) { bad++ }, func(int) {})
+	fr.raw = raw
+	var got [][]byte
+	for {
+		body, err := fr.next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("unexpected error %v", err)
+			}
+			break
+		}
+		if len(body) == 0 {
+			t.Fatal("empty frame body returned")
+		}
+		if fr.end-fr.start > len(fr.buf) {
+			t.Fatalf("reader holds %d bytes: beyond its buffer", fr.end-fr.start)
+		}
+		if !raw {
+			if len(fr.out) > maxEnc {
+				t.Fatalf("reader decoded %d bytes: beyond the longest frame", len(fr.out))
+			}
+			// The CRC the reader checked is really the body's.
+			sealed := fr.out[:len(body)+crcSize]
+			if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(sealed[len(body):]) {
+				t.Fatalf("frame %x returned with a bad CRC", body)
+			}
+		}
+		got = append(got, append([]byte(nil), body...))
+	}
+	if len(got) != len(wantFrames) {
+		t.Fatalf("reader returned %d frames, the framing rule finds %d", len(got), len(wantFrames))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], wantFrames[i]) {
+			t.Fatalf("frame %d: reader %x, rule %x", i, got[i], wantFrames[i])
+		}
+	}
+	if bad != wantBad {
+		t.Fatalf("reader dropped %d runs, the framing rule %d", bad, wantBad)
+	}
 }

@@ -105,12 +105,21 @@ type pairRun struct {
 	wg     sync.WaitGroup
 }
 
+// startPair runs a pair of links with the same configuration on cable's
+// two ends, side a sending dataA and side b dataB.
 func startPair(t *testing.T, cable *cableT, dataA, dataB []byte, cfg Config) *pairRun {
 	t.Helper()
-	cfg.Logger = quietLogger()
+	return startPairConfigs(t, cable, dataA, dataB, cfg, cfg)
+}
+
+// startPairConfigs is startPair with a configuration for each side; both
+// log nowhere.
+func startPairConfigs(t *testing.T, cable *cableT, dataA, dataB []byte, cfgA, cfgB Config) *pairRun {
+	t.Helper()
+	cfgA.Logger, cfgB.Logger = quietLogger(), quietLogger()
 	p := &pairRun{ua: &byteUpper{send: dataA}, ub: &byteUpper{send: dataB}}
-	p.a = New(cable.end(0), p.ua, cfg)
-	p.b = New(cable.end(1), p.ub, cfg)
+	p.a = New(cable.end(0), p.ua, cfgA)
+	p.b = New(cable.end(1), p.ub, cfgB)
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	for _, l := range []*Link{p.a, p.b} {
@@ -143,6 +152,31 @@ func checkSame(t *testing.T, want, got []byte) {
 	require.Equal(t, sha256.Sum256(want), sha256.Sum256(got), "sha256")
 }
 
+// checkGot checks that b received dataA and a received dataB.
+func (p *pairRun) checkGot(t *testing.T, dataA, dataB []byte) {
+	t.Helper()
+	checkSame(t, dataA, p.ub.got)
+	checkSame(t, dataB, p.ua.got)
+}
+
+// replaceB runs a new link, sending "again", in place of b (which has
+// gone) until a has received aWants bytes in all; then it stops that link
+// and the pair.
+func (p *pairRun) replaceB(cable *cableT, aWants int) {
+	ctxB, cancelB := context.WithCancel(context.Background())
+	ub2 := &byteUpper{send: []byte("again")}
+	b2 := New(cable.end(1), ub2, Config{Logger: quietLogger()})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = b2.Run(ctxB) }()
+	for p.ua.received() < aWants {
+		p.a.Notify()
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancelB()
+	<-done
+	p.stop()
+}
+
 func TestTransferReliable(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cable := newCable(Properties{Reliable: true}, 1)
@@ -150,8 +184,7 @@ func TestTransferReliable(t *testing.T) {
 		p := startPair(t, cable, da, db, Config{})
 		p.waitFor(t, len(db), len(da), time.Minute)
 		p.stop()
-		checkSame(t, da, p.ub.got)
-		checkSame(t, db, p.ua.got)
+		p.checkGot(t, da, db)
 		assert.Equal(t, uint64(0), p.a.Stats().FramesResent.Load())
 	})
 }
@@ -177,8 +210,7 @@ func TestTransferNoisySerial(t *testing.T) {
 				p := startPair(t, cable, da, db, Config{})
 				p.waitFor(t, len(db), len(da), 10*time.Minute)
 				p.stop()
-				checkSame(t, da, p.ub.got)
-				checkSame(t, db, p.ua.got)
+				p.checkGot(t, da, db)
 				assert.Equal(t, uint64(1), p.a.Stats().Sessions.Load(), "one session, never restarted")
 				if tc.ber >= 1e-4 || tc.drop > 0 || tc.ins > 0 {
 					assert.NotZero(t, p.a.Stats().FramesBad.Load()+p.b.Stats().FramesBad.Load(), "faults were injected")
@@ -214,8 +246,7 @@ func TestResumeAfterCuts(t *testing.T) {
 				}
 				p.waitFor(t, len(db), len(da), 10*time.Minute)
 				p.stop()
-				checkSame(t, da, p.ub.got)
-				checkSame(t, db, p.ua.got)
+				p.checkGot(t, da, db)
 				assert.Equal(t, uint64(1), p.a.Stats().Sessions.Load())
 				assert.GreaterOrEqual(t, p.a.Stats().Resumes.Load(), uint64(5))
 				assert.Empty(t, p.ua.ends)
@@ -231,19 +262,8 @@ func TestPeerRestartEndsSession(t *testing.T) {
 		p.waitFor(t, 5, 5, time.Minute)
 
 		// Stop b, and start a new process in its place.
-		ctxB, cancelB := context.WithCancel(context.Background())
 		p.b.Close("test restart", time.Second)
-		ub2 := &byteUpper{send: []byte("again")}
-		b2 := New(cable.end(1), ub2, Config{Logger: quietLogger()})
-		done := make(chan struct{})
-		go func() { defer close(done); _ = b2.Run(ctxB) }()
-		for p.ua.received() < 10 {
-			p.a.Notify()
-			time.Sleep(10 * time.Millisecond)
-		}
-		cancelB()
-		<-done
-		p.stop()
+		p.replaceB(cable, 10)
 		require.Len(t, p.ua.ends, 1, "a was told the old session ended, once")
 		// Usually by b's CLOSE; when the in-memory cable's teardown wins
 		// the race with it, by b2's new session id. Either way the old
@@ -261,21 +281,10 @@ func TestPeerCrashEndsSession(t *testing.T) {
 		p := startPair(t, cable, []byte("hello"), []byte("world"), Config{})
 		p.waitFor(t, 5, 5, time.Minute)
 		// b dies without a word: its transport just breaks.
-		ctxB, cancelB := context.WithCancel(context.Background())
 		bCancel := p.b.cancel
 		bCancel()
 		<-p.b.done
-		ub2 := &byteUpper{send: []byte("again")}
-		b2 := New(cable.end(1), ub2, Config{Logger: quietLogger()})
-		done := make(chan struct{})
-		go func() { defer close(done); _ = b2.Run(ctxB) }()
-		for p.ua.received() < 10 {
-			p.a.Notify()
-			time.Sleep(10 * time.Millisecond)
-		}
-		cancelB()
-		<-done
-		p.stop()
+		p.replaceB(cable, 10)
 		require.Len(t, p.ua.ends, 1)
 		assert.ErrorIs(t, p.ua.ends[0], error(&PeerRestartedError{}))
 	})
