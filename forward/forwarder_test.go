@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/proxy"
 
+	"github.com/sockmux/sockmux/internal/testutil"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
 )
@@ -278,45 +279,8 @@ func TestExitProxyServesEntranceClients(t *testing.T) {
 	c.Close()
 }
 
-// udpEcho answers every datagram with prefix + datagram.
-func udpEcho(t *testing.T, prefix string) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, maxDatagram)
-		for {
-			n, addr, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(append([]byte(prefix), buf[:n]...), addr)
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
-func exchange(t *testing.T, c net.Conn, msg, want string) {
-	t.Helper()
-	buf := make([]byte, maxDatagram)
-	for try := 0; ; try++ {
-		_, err := c.Write([]byte(msg))
-		require.NoError(t, err)
-		_ = c.SetReadDeadline(time.Now().Add(time.Second))
-		n, err := c.Read(buf)
-		if err == nil {
-			assert.Equal(t, want, string(buf[:n]))
-			return
-		}
-		if try == 3 {
-			t.Fatalf("no answer to %q: %v", msg, err)
-		}
-	}
-}
-
 func TestUDPKeepsDatagramBoundariesPerClient(t *testing.T) {
-	echo := udpEcho(t, "re:")
+	echo := testutil.UDPReplyServer(t, "re:")
 	r, err := ParseDest(echo + "/udp")
 	require.NoError(t, err)
 	a, _ := linkedPair(t, Config{}, Config{Rules: []Rule{r}})
@@ -328,11 +292,11 @@ func TestUDPKeepsDatagramBoundariesPerClient(t *testing.T) {
 	c2, err := net.Dial("udp", entrance)
 	require.NoError(t, err)
 	defer c2.Close()
-	exchange(t, c1, "one", "re:one")
-	exchange(t, c2, "two", "re:two")
+	testutil.UDPRoundTrip(t, c1, "one", "re:one", 3)
+	testutil.UDPRoundTrip(t, c2, "two", "re:two", 3)
 	big := strings.Repeat("x", 60000)
-	exchange(t, c1, big, "re:"+big)
-	exchange(t, c1, "", "re:")
+	testutil.UDPRoundTrip(t, c1, big, "re:"+big, 3)
+	testutil.UDPRoundTrip(t, c1, "", "re:", 3)
 	a.f.mu.Lock()
 	require.Len(t, a.f.active, 1)
 	e := a.f.active[0].lns[0].(*udpEntrance)
@@ -344,7 +308,7 @@ func TestUDPKeepsDatagramBoundariesPerClient(t *testing.T) {
 
 func TestUDPSessionsEndWhenIdleAndAtTheLimit(t *testing.T) {
 	a, b := linkedPair(t, Config{UDPTimeout: 300 * time.Millisecond, UDPMaxSessions: 2}, Config{UDPTimeout: 300 * time.Millisecond})
-	echo := udpEcho(t, "")
+	echo := testutil.UDPReplyServer(t, "")
 	fw, err := ParseForward(Local, portText(free(t, "udp"))+":"+echo+"/udp")
 	require.NoError(t, err)
 	require.NoError(t, a.f.Add(fw))
@@ -361,7 +325,7 @@ func TestUDPSessionsEndWhenIdleAndAtTheLimit(t *testing.T) {
 		require.NoError(t, err)
 		defer c.Close()
 		conns = append(conns, c)
-		exchange(t, c, fmt.Sprint(i), fmt.Sprint(i))
+		testutil.UDPRoundTrip(t, c, fmt.Sprint(i), fmt.Sprint(i), 3)
 		assert.LessOrEqual(t, sessions(), 2)
 	}
 	a.log.waitFor(t, "UDP session limit reached")
@@ -371,7 +335,7 @@ func TestUDPSessionsEndWhenIdleAndAtTheLimit(t *testing.T) {
 	}
 	assert.Zero(t, sessions(), "idle sessions end")
 	// A client that comes back after its session ended gets a new one.
-	exchange(t, conns[0], "again", "again")
+	testutil.UDPRoundTrip(t, conns[0], "again", "again", 3)
 	deadline = time.Now().Add(5 * time.Second)
 	for b.m.NumStreams() > 1 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)

@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/proxy"
 
+	"github.com/sockmux/sockmux/internal/testutil"
 	"github.com/sockmux/sockmux/mux"
 )
 
@@ -34,20 +35,7 @@ func echoServer(t *testing.T, network, greeting string) string {
 	if err != nil {
 		t.Skipf("no %s loopback: %v", network, err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.WriteString(c, greeting)
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
+	testutil.Serve(t, ln, testutil.GreetThenEcho(greeting))
 	return ln.Addr().String()
 }
 
@@ -69,20 +57,11 @@ func proxyServer(t *testing.T, kind ProxyKind, connect connectFunc) (addr string
 		f := New(nil, Config{DialTimeout: 3 * time.Second, Logger: quiet()})
 		connect = f.dialConnect
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
 	accepted = new(atomic.Int32)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			go serveProxy(context.Background(), c, kind, connect, quiet())
-		}
-	}()
+	ln := testutil.ServeLoopback(t, func(c net.Conn) {
+		accepted.Add(1)
+		serveProxy(context.Background(), c, kind, connect, quiet())
+	})
 	return ln.Addr().String(), accepted
 }
 
