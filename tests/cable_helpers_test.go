@@ -17,6 +17,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sockmux/sockmux/internal/testutil"
 )
 
 // Helpers for the serial (virtual cable) and pipe end-to-end tests.
@@ -120,44 +122,21 @@ func transferTimed(addr string, up, down int64, seed uint64, d time.Duration) (t
 // echoServer echoes every byte it reads, on each connection.
 func echoServer(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testutil.Port(testutil.ServeLoopback(t, testutil.Echo))
 }
 
 // holdServer accepts connections, reads and discards what they send and
 // never answers: a stream to it stays open until something ends it.
 func holdServer(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testutil.Port(testutil.ServeLoopback(t, hold))
+}
+
+// hold reads and discards what c sends until the client is done, then
+// closes c.
+func hold(c net.Conn) {
+	defer c.Close()
+	_, _ = io.Copy(io.Discard, c)
 }
 
 // echoProbe sends one byte on c and returns how long the echo took.

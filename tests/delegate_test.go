@@ -12,12 +12,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sockmux/sockmux/internal/testutil"
 )
 
 // The examples of DeleGate's SockMux manual, each run in DeleGate's own
@@ -27,23 +28,7 @@ import (
 // greeterServer answers each connection with greeting, then echoes.
 func greeterServer(t *testing.T, greeting string) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.WriteString(c, greeting)
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testutil.Port(testutil.ServeLoopback(t, testutil.GreetThenEcho(greeting)))
 }
 
 // checkGreeting connects through to a greeterServer and checks that it is
@@ -76,6 +61,22 @@ func dialGreeting(t *testing.T, address, greeting string) {
 type exampleEnd struct {
 	name          string
 	delegate, lnk []string
+}
+
+// listenEnd is hostX of an example over a TCP tunnel: it listens for the
+// tunnel at tunnel, with the further arguments delegate or lnk.
+func listenEnd(tunnel string, delegate, lnk []string) exampleEnd {
+	return exampleEnd{"hostX",
+		append([]string{"SERVER=sockmux", "-P" + tunnel}, delegate...),
+		append([]string{"--listen", tunnel}, lnk...)}
+}
+
+// connectEnd is hostY of an example over a TCP tunnel: it connects to the
+// tunnel at tunnel, with the further arguments delegate or lnk.
+func connectEnd(tunnel string, delegate, lnk []string) exampleEnd {
+	return exampleEnd{"hostY",
+		append([]string{"SERVER=sockmux://" + tunnel}, delegate...),
+		append([]string{"--connect", tunnel}, lnk...)}
 }
 
 // startExample starts each end in the syntax asked for and waits until every
@@ -120,12 +121,12 @@ func TestDelegateExampleBidirectional(t *testing.T) {
 		telnetX, telnetY := greeterServer(t, "telnetd on X\r\n"), greeterServer(t, "telnetd on Y\r\n")
 		tunnel, portX, portY := addr(freePort(t)), freePort(t), freePort(t)
 		startExample(t, syntax,
-			exampleEnd{"hostX",
-				[]string{"SERVER=sockmux", "-P" + tunnel, "PORT=" + strPort(portX), "SERVER=telnet://127.0.0.1:" + strPort(telnetX) + ",-in"},
-				[]string{"--listen", tunnel, "--port", strPort(portX), "--server", "telnet://127.0.0.1:" + strPort(telnetX)}},
-			exampleEnd{"hostY",
-				[]string{"SERVER=sockmux://" + tunnel, "PORT=" + strPort(portY), "SERVER=telnet://127.0.0.1:" + strPort(telnetY) + ",-in"},
-				[]string{"--connect", tunnel, "--port", strPort(portY), "--server", "telnet://127.0.0.1:" + strPort(telnetY)}})
+			listenEnd(tunnel,
+				[]string{"PORT=" + strPort(portX), "SERVER=telnet://127.0.0.1:" + strPort(telnetX) + ",-in"},
+				[]string{"--port", strPort(portX), "--server", "telnet://127.0.0.1:" + strPort(telnetX)}),
+			connectEnd(tunnel,
+				[]string{"PORT=" + strPort(portY), "SERVER=telnet://127.0.0.1:" + strPort(telnetY) + ",-in"},
+				[]string{"--port", strPort(portY), "--server", "telnet://127.0.0.1:" + strPort(telnetY)}))
 		dialGreeting(t, addr(portX), "telnetd on Y\r\n")
 		dialGreeting(t, addr(portY), "telnetd on X\r\n")
 	})
@@ -138,12 +139,12 @@ func TestDelegateExampleUnidirectional(t *testing.T) {
 		telnetX := greeterServer(t, "telnetd on X\r\n")
 		tunnel, portY := addr(freePort(t)), freePort(t)
 		startExample(t, syntax,
-			exampleEnd{"hostX",
-				[]string{"SERVER=sockmux", "-P" + tunnel, "SERVER=telnet://127.0.0.1:" + strPort(telnetX) + ",-in"},
-				[]string{"--listen", tunnel, "--server", "telnet://127.0.0.1:" + strPort(telnetX)}},
-			exampleEnd{"hostY",
-				[]string{"SERVER=sockmux://" + tunnel, "PORT=127.0.0.1:" + strPort(portY)},
-				[]string{"--connect", tunnel, "--port", "127.0.0.1:" + strPort(portY)}})
+			listenEnd(tunnel,
+				[]string{"SERVER=telnet://127.0.0.1:" + strPort(telnetX) + ",-in"},
+				[]string{"--server", "telnet://127.0.0.1:" + strPort(telnetX)}),
+			connectEnd(tunnel,
+				[]string{"PORT=127.0.0.1:" + strPort(portY)},
+				[]string{"--port", "127.0.0.1:" + strPort(portY)}))
 		dialGreeting(t, addr(portY), "telnetd on X\r\n")
 	})
 }
@@ -155,12 +156,12 @@ func TestDelegateExampleToProxyTelnet(t *testing.T) {
 		telnetZ := greeterServer(t, "telnetd on Z\r\n")
 		tunnel, portX := addr(freePort(t)), freePort(t)
 		startExample(t, syntax,
-			exampleEnd{"hostX",
-				[]string{"SERVER=sockmux", "-P" + tunnel, "PORT=127.0.0.1:" + strPort(portX)},
-				[]string{"--listen", tunnel, "--port", "127.0.0.1:" + strPort(portX)}},
-			exampleEnd{"hostY",
-				[]string{"SERVER=sockmux://" + tunnel, "SERVER=telnet,-in"},
-				[]string{"--connect", tunnel, "--server", "telnet"}})
+			listenEnd(tunnel,
+				[]string{"PORT=127.0.0.1:" + strPort(portX)},
+				[]string{"--port", "127.0.0.1:" + strPort(portX)}),
+			connectEnd(tunnel,
+				[]string{"SERVER=telnet,-in"},
+				[]string{"--server", "telnet"}))
 		c, err := net.Dial("tcp", addr(portX))
 		require.NoError(t, err)
 		defer c.Close()
@@ -192,12 +193,12 @@ func TestDelegateExampleTCPRelay(t *testing.T) {
 		hostT := transferServer(t)
 		tunnel, portX := addr(freePort(t)), freePort(t)
 		startExample(t, syntax,
-			exampleEnd{"hostX",
-				[]string{"SERVER=sockmux", "-P" + tunnel, "PORT=127.0.0.1:" + strPort(portX)},
-				[]string{"--listen", tunnel, "--port", "127.0.0.1:" + strPort(portX)}},
-			exampleEnd{"hostY",
-				[]string{"SERVER=sockmux://" + tunnel, "DEST=" + addr(hostT)},
-				[]string{"--connect", tunnel, "--dest", addr(hostT)}})
+			listenEnd(tunnel,
+				[]string{"PORT=127.0.0.1:" + strPort(portX)},
+				[]string{"--port", "127.0.0.1:" + strPort(portX)}),
+			connectEnd(tunnel,
+				[]string{"DEST=" + addr(hostT)},
+				[]string{"--dest", addr(hostT)}))
 		require.NoError(t, transfer(addr(portX), 1<<20, 1<<20, 9))
 	})
 }
@@ -206,20 +207,20 @@ func TestDelegateExampleTCPRelay(t *testing.T) {
 // hostY% delegated SERVER=sockmux://hostX:9000 DEST=hostU:53/udp
 func TestDelegateExampleUDPRelay(t *testing.T) {
 	bothSyntaxes(t, func(t *testing.T, syntax string) {
-		hostU := udpReplyServer(t, "dns says ")
+		hostU := testutil.UDPReplyServer(t, "dns says ")
 		tunnel, portX := addr(freePort(t)), freeUDPPort(t)
 		startExample(t, syntax,
-			exampleEnd{"hostX",
-				[]string{"SERVER=sockmux", "-P" + tunnel, "PORT=127.0.0.1:" + strPort(portX) + "/udp"},
-				[]string{"--listen", tunnel, "--port", "127.0.0.1:" + strPort(portX) + "/udp"}},
-			exampleEnd{"hostY",
-				[]string{"SERVER=sockmux://" + tunnel, "DEST=" + hostU + "/udp"},
-				[]string{"--connect", tunnel, "--dest", hostU + "/udp"}})
+			listenEnd(tunnel,
+				[]string{"PORT=127.0.0.1:" + strPort(portX) + "/udp"},
+				[]string{"--port", "127.0.0.1:" + strPort(portX) + "/udp"}),
+			connectEnd(tunnel,
+				[]string{"DEST=" + hostU + "/udp"},
+				[]string{"--dest", hostU + "/udp"}))
 		for i := range 2 {
 			c, err := net.Dial("udp", addr(portX))
 			require.NoError(t, err)
 			defer c.Close()
-			udpRoundTrip(t, c, fmt.Sprintf("query %d", i), fmt.Sprintf("dns says query %d", i))
+			testutil.UDPRoundTrip(t, c, fmt.Sprintf("query %d", i), fmt.Sprintf("dns says query %d", i), 5)
 		}
 	})
 }
@@ -229,10 +230,8 @@ func TestDelegateExampleUDPRelay(t *testing.T) {
 // % delegated SERVER=sockmux:commin@fifo2 SERVER=sockmux:commout@fifo1 SERVER=telnet://host,-in
 func TestDelegateExampleFIFOOnOneHost(t *testing.T) {
 	bothSyntaxes(t, func(t *testing.T, syntax string) {
-		dir := t.TempDir()
-		fifo1, fifo2 := filepath.Join(dir, "fifo1"), filepath.Join(dir, "fifo2")
-		require.NoError(t, syscall.Mkfifo(fifo1, 0o600))
-		require.NoError(t, syscall.Mkfifo(fifo2, 0o600))
+		fifos := mkfifos(t, "fifo1", "fifo2")
+		fifo1, fifo2 := fifos[0], fifos[1]
 		telnetd := greeterServer(t, "telnetd\r\n")
 		port := freePort(t)
 		startExample(t, syntax,
@@ -286,16 +285,14 @@ func TestDelegateExampleMultiplePorts(t *testing.T) {
 		httpY := wln.Addr().(*net.TCPAddr).Port
 		tunnel, pTelnet, pHTTP := addr(freePort(t)), freePort(t), freePort(t)
 		startExample(t, syntax,
-			exampleEnd{"hostX",
-				[]string{"SERVER=sockmux", "-P" + tunnel, fmt.Sprintf("PORT=%d,%d", pTelnet, pHTTP)},
-				[]string{"--listen", tunnel, "--port", fmt.Sprintf("%d,%d", pTelnet, pHTTP)}},
-			exampleEnd{"hostY",
-				[]string{"SERVER=sockmux://" + tunnel,
-					fmt.Sprintf("SERVER=telnet://127.0.0.1:%d,-in:-:-P%d", telnetY, pTelnet),
+			listenEnd(tunnel,
+				[]string{fmt.Sprintf("PORT=%d,%d", pTelnet, pHTTP)},
+				[]string{"--port", fmt.Sprintf("%d,%d", pTelnet, pHTTP)}),
+			connectEnd(tunnel,
+				[]string{fmt.Sprintf("SERVER=telnet://127.0.0.1:%d,-in:-:-P%d", telnetY, pTelnet),
 					fmt.Sprintf("SERVER=http://127.0.0.1:%d,-in:-:-P%d", httpY, pHTTP)},
-				[]string{"--connect", tunnel,
-					"--server", fmt.Sprintf("telnet://127.0.0.1:%d:-:-P%d", telnetY, pTelnet),
-					"--server", fmt.Sprintf("http://127.0.0.1:%d:-:-P%d", httpY, pHTTP)}})
+				[]string{"--server", fmt.Sprintf("telnet://127.0.0.1:%d:-:-P%d", telnetY, pTelnet),
+					"--server", fmt.Sprintf("http://127.0.0.1:%d:-:-P%d", httpY, pHTTP)}))
 		dialGreeting(t, addr(pTelnet), "telnetd on Y\r\n")
 		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + addr(pHTTP) + "/")
 		require.NoError(t, err)

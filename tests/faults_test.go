@@ -26,6 +26,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sockmux/sockmux/internal/testutil"
+
 	"github.com/sockmux/sockmux/internal/memline"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
@@ -225,18 +227,7 @@ func streamFate(err error) string {
 // until the client half-closes.
 func faultServer(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveFault(c.(*net.TCPConn))
-		}
-	}()
+	ln := testutil.ServeLoopback(t, func(c net.Conn) { serveFault(c.(*net.TCPConn)) })
 	return ln.Addr().String()
 }
 
@@ -294,15 +285,7 @@ func faultTransfer(addr string, up, down int64, seed uint64, deadline time.Time)
 	if _, err := c.Write(hdr); err != nil {
 		return 0, err
 	}
-	upHash := sha256.New()
-	upErr := make(chan error, 1)
-	go func() {
-		_, err := io.CopyN(io.MultiWriter(c, upHash), newPattern(seed+1), up)
-		if err == nil {
-			err = c.(*net.TCPConn).CloseWrite()
-		}
-		upErr <- err
-	}()
+	upHash, upErr := sendUpload(c, up, seed+1)
 	want := newPattern(seed)
 	got, exp := make([]byte, 16<<10), make([]byte, 16<<10)
 	var n int64
@@ -441,7 +424,7 @@ func startCell(t *testing.T, f fault) *cellEnv {
 		linkAddr := addr(freePort(t))
 		e.bArgs = append([]string{"link", "--listen", linkAddr}, fwdB...)
 		e.b = start(t, "end-B", e.bArgs...)
-		rl := newPacedRelay(t, linkAddr, f.tcpRate)
+		rl := newRelay(t, linkAddr, f.tcpRate)
 		e.a = start(t, "end-A", append([]string{"link", "--connect", rl.addr()}, fwdA...)...)
 		if f.cutEvery > 0 {
 			stop := make(chan struct{})
@@ -689,81 +672,6 @@ func (e *cellEnv) short(ctx context.Context) {
 		}()
 	}
 	wg.Wait()
-}
-
-// pacedRelay is a TCP relay between the two ends that carries at most
-// rate bytes per second each way, like a network path, and can cut every
-// connection through it.
-type pacedRelay struct {
-	ln    net.Listener
-	rate  int
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newPacedRelay(t *testing.T, to string, rate int) *pacedRelay {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	r := &pacedRelay{ln: ln, rate: rate}
-	t.Cleanup(func() { ln.Close(); r.cut() })
-	go func() {
-		for {
-			a, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b, err := net.Dial("tcp", to)
-			if err != nil {
-				a.Close()
-				continue
-			}
-			r.mu.Lock()
-			r.conns = append(r.conns, a, b)
-			r.mu.Unlock()
-			go r.pipe(a, b)
-			go r.pipe(b, a)
-		}
-	}()
-	return r
-}
-
-func (r *pacedRelay) addr() string { return r.ln.Addr().String() }
-
-// pipe copies src to dst no faster than the rate.
-func (r *pacedRelay) pipe(dst, src net.Conn) {
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 16<<10)
-	begin, sent := time.Now(), 0
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-			sent += n
-			if r.rate > 0 {
-				if ahead := time.Duration(sent)*time.Second/time.Duration(r.rate) - time.Since(begin); ahead > 0 {
-					time.Sleep(ahead)
-				}
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// cut breaks every connection through the relay at once, both directions.
-func (r *pacedRelay) cut() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range r.conns {
-		_ = c.(*net.TCPConn).SetLinger(0)
-		c.Close()
-	}
-	r.conns = nil
 }
 
 // memlineDriver is a link.Driver over an in-memory line.

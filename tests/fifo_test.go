@@ -5,7 +5,6 @@ package tests
 import (
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,11 +189,7 @@ func TestFIFOPeerKilledAndRestarted(t *testing.T) {
 			dead.waitLog("link up", 10*time.Second)
 
 			// An idle stream and a busy one.
-			idle, err := net.Dial("tcp", addr(hport))
-			require.NoError(t, err)
-			defer idle.Close()
-			_, err = idle.Write([]byte("hello"))
-			require.NoError(t, err)
+			idle := idleStream(t, addr(hport))
 			busy := make(chan error, 1)
 			go func() { busy <- transfer(addr(lport), 200<<20, 200<<20, 400) }()
 			time.Sleep(500 * time.Millisecond)
@@ -220,7 +215,7 @@ func TestFIFOPeerKilledAndRestarted(t *testing.T) {
 				t.Fatal("the busy client's connection hangs after the peer restarted")
 			}
 			_ = idle.SetReadDeadline(time.Now().Add(5 * time.Second))
-			_, err = idle.Read(make([]byte, 1))
+			_, err := idle.Read(make([]byte, 1))
 			require.Error(t, err)
 			assert.ErrorIs(t, err, syscall.ECONNRESET, "the idle connection is reset, not left hanging or closed as if complete")
 			// New connections work.

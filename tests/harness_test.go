@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -26,6 +27,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sockmux/sockmux/internal/testutil"
 )
 
 // bin is the sockmux binary under test, built once by TestMain.
@@ -180,19 +183,7 @@ func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 // upload's sha256.
 func transferServer(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveTransfer(c)
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
+	return testutil.Port(testutil.ServeLoopback(t, serveTransfer))
 }
 
 func serveTransfer(c net.Conn) {
@@ -240,15 +231,7 @@ func transfer(addr string, up, down int64, seed uint64) error {
 	if _, err := c.Write(hdr[:]); err != nil {
 		return err
 	}
-	upHash := sha256.New()
-	upErr := make(chan error, 1)
-	go func() {
-		_, err := io.CopyN(io.MultiWriter(c, upHash), newPattern(seed+1), up)
-		if err == nil {
-			err = c.(*net.TCPConn).CloseWrite()
-		}
-		upErr <- err
-	}()
+	upHash, upErr := sendUpload(c, up, seed+1)
 	got := sha256.New()
 	if n, err := io.CopyN(got, c, down); err != nil {
 		return fmt.Errorf("download: %d of %d bytes: %w", n, down, err)
@@ -269,6 +252,34 @@ func transfer(addr string, up, down int64, seed uint64) error {
 		return fmt.Errorf("upload of %d bytes arrived corrupted", up)
 	}
 	return nil
+}
+
+// sendUpload writes up bytes of the pattern from seed to c in the
+// background, then half-closes c. The channel tells how that went; the
+// hash, of the bytes written, is whole once it has.
+func sendUpload(c net.Conn, up int64, seed uint64) (hash.Hash, <-chan error) {
+	upHash := sha256.New()
+	upErr := make(chan error, 1)
+	go func() {
+		_, err := io.CopyN(io.MultiWriter(c, upHash), newPattern(seed), up)
+		if err == nil {
+			err = c.(*net.TCPConn).CloseWrite()
+		}
+		upErr <- err
+	}()
+	return upHash, upErr
+}
+
+// idleStream connects to address, sends a few bytes and leaves the
+// connection idle; it is closed when the test ends.
+func idleStream(t *testing.T, address string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", address)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	_, err = c.Write([]byte("hello"))
+	require.NoError(t, err)
+	return c
 }
 
 // waitListening waits until something accepts connections at addr.

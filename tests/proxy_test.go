@@ -31,6 +31,17 @@ func webServer(t *testing.T, name string) *httptest.Server {
 	return srv
 }
 
+// socksClient is an HTTP client that goes through the SOCKS5 proxy at
+// proxyAddr; its idle connections are closed when the test ends.
+func socksClient(t *testing.T, proxyAddr string) *http.Client {
+	t.Helper()
+	d, err := proxy.SOCKS5("tcp", proxyAddr, nil, proxy.Direct)
+	require.NoError(t, err)
+	tr := &http.Transport{DialContext: d.(proxy.ContextDialer).DialContext}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
 func proxiedClient(proxyURL string) *http.Client {
 	u, _ := url.Parse(proxyURL)
 	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(u)}, Timeout: 10 * time.Second}
@@ -56,11 +67,7 @@ func TestDynamicProxyWithRealClients(t *testing.T) {
 	proxyAddr := addr(socksPort)
 
 	t.Run("SOCKS5 client (golang.org/x/net/proxy)", func(t *testing.T) {
-		d, err := proxy.SOCKS5("tcp", proxyAddr, nil, proxy.Direct)
-		require.NoError(t, err)
-		tr := &http.Transport{DialContext: d.(proxy.ContextDialer).DialContext}
-		defer tr.CloseIdleConnections()
-		status, body := get(t, &http.Client{Transport: tr, Timeout: 10 * time.Second}, web.URL+"/via-socks")
+		status, body := get(t, socksClient(t, proxyAddr), web.URL+"/via-socks")
 		assert.Equal(t, 200, status)
 		assert.Equal(t, "web: GET /via-socks ", body)
 	})
@@ -145,34 +152,20 @@ func curl(t *testing.T, args ...string) (body, status string) {
 // through the SOCKS dialer d, so that transfer() can run through it.
 func socksRelay(t *testing.T, d proxy.Dialer, dest string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				up, err := d.Dial("tcp", dest)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				done := make(chan struct{})
-				go func() {
-					_, _ = io.Copy(up, c)
-					_ = up.(*net.TCPConn).CloseWrite()
-					close(done)
-				}()
-				_, _ = io.Copy(c, up)
-				_ = c.(*net.TCPConn).CloseWrite()
-				<-done
-			}()
-		}
-	}()
+	dial := func() (net.Conn, error) { return d.Dial("tcp", dest) }
+	ln := relayLoopback(t, dial, func(c, up net.Conn) {
+		defer c.Close()
+		defer up.Close()
+		done := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(up, c)
+			_ = up.(*net.TCPConn).CloseWrite()
+			close(done)
+		}()
+		_, _ = io.Copy(c, up)
+		_ = c.(*net.TCPConn).CloseWrite()
+		<-done
+	})
 	return ln.Addr().String()
 }
 
@@ -186,11 +179,7 @@ func TestExitProxiesBehindEntrances(t *testing.T) {
 	tcpPair(t,
 		[]string{"--port", fmt.Sprintf("%d,%d", socksEntrance, httpEntrance)},
 		[]string{"--server", fmt.Sprintf("socks:-:-P%d", socksEntrance), "--server", fmt.Sprintf("http,-in:-:-P%d", httpEntrance)})
-	d, err := proxy.SOCKS5("tcp", addr(socksEntrance), nil, proxy.Direct)
-	require.NoError(t, err)
-	tr := &http.Transport{DialContext: d.(proxy.ContextDialer).DialContext}
-	defer tr.CloseIdleConnections()
-	status, body := get(t, &http.Client{Transport: tr, Timeout: 10 * time.Second}, web.URL+"/s")
+	status, body := get(t, socksClient(t, addr(socksEntrance)), web.URL+"/s")
 	assert.Equal(t, 200, status)
 	assert.Equal(t, "far web: GET /s ", body)
 

@@ -140,53 +140,37 @@ type flipRelay struct {
 }
 
 func newFlipRelay(t *testing.T, to string, every int) *flipRelay {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	r := &flipRelay{ln: ln, every: every}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	r := &flipRelay{every: every}
+	r.ln = relayLoopback(t, dialTCP(to), func(a, b net.Conn) {
+		go func() { _, _ = io.Copy(a, b); a.Close(); b.Close() }()
+		defer a.Close()
+		defer b.Close()
+		buf := make([]byte, 4096)
+		total := 0
 		for {
-			a, err := ln.Accept()
+			n, err := a.Read(buf)
+			if n > 0 {
+				r.mu.Lock()
+				if len(r.record) < 4096 {
+					r.record = append(r.record, buf[:min(n, 4096-len(r.record))]...)
+				}
+				for i := range n {
+					total++
+					if r.every > 0 && total%r.every == 0 {
+						buf[i] ^= 0x10
+						r.flipped++
+					}
+				}
+				r.mu.Unlock()
+				if _, err := b.Write(buf[:n]); err != nil {
+					return
+				}
+			}
 			if err != nil {
 				return
 			}
-			b, err := net.Dial("tcp", to)
-			if err != nil {
-				a.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(a, b); a.Close(); b.Close() }()
-			go func() {
-				defer a.Close()
-				defer b.Close()
-				buf := make([]byte, 4096)
-				total := 0
-				for {
-					n, err := a.Read(buf)
-					if n > 0 {
-						r.mu.Lock()
-						if len(r.record) < 4096 {
-							r.record = append(r.record, buf[:min(n, 4096-len(r.record))]...)
-						}
-						for i := range n {
-							total++
-							if r.every > 0 && total%r.every == 0 {
-								buf[i] ^= 0x10
-								r.flipped++
-							}
-						}
-						r.mu.Unlock()
-						if _, err := b.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
+	})
 	return r
 }
 

@@ -4,7 +4,6 @@ package tests
 
 import (
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/sockmux/sockmux/internal/testutil"
 )
 
 // tcpPair starts a receptor and a connector over loopback TCP with the
@@ -73,62 +74,12 @@ func TestTCPRefusedDestinationClosesClientPromptly(t *testing.T) {
 	rec.waitLog(fmt.Sprintf("connection refused by 127.0.0.1:%d", dead), 5*time.Second)
 }
 
-// relay is a TCP relay between the two link ends that can cut every
-// connection through it, as a flaky network would.
-type relay struct {
-	ln    net.Listener
-	to    string
-	mu    sync.Mutex
-	conns []net.Conn
-	cuts  int
-}
-
-func newRelay(t *testing.T, to string) *relay {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	r := &relay{ln: ln, to: to}
-	t.Cleanup(func() { ln.Close(); r.cut() })
-	go func() {
-		for {
-			a, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b, err := net.Dial("tcp", to)
-			if err != nil {
-				a.Close()
-				continue
-			}
-			r.mu.Lock()
-			r.conns = append(r.conns, a, b)
-			r.mu.Unlock()
-			go func() { _, _ = io.Copy(a, b); a.Close(); b.Close() }()
-			go func() { _, _ = io.Copy(b, a); a.Close(); b.Close() }()
-		}
-	}()
-	return r
-}
-
-func (r *relay) addr() string { return r.ln.Addr().String() }
-
-func (r *relay) cut() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, c := range r.conns {
-		c.(*net.TCPConn).SetLinger(0)
-		c.Close()
-	}
-	r.conns = nil
-	r.cuts++
-}
-
 func TestTCPConnectionCutMidTransferLosesNothing(t *testing.T) {
 	srv := transferServer(t)
 	lport := freePort(t)
 	linkAddr := addr(freePort(t))
 	rec := start(t, "receptor", "link", "--listen", linkAddr)
-	rl := newRelay(t, linkAddr)
+	rl := newRelay(t, linkAddr, 0)
 	con := start(t, "connector", "link", "--connect", rl.addr(), "-L", fmt.Sprintf("%d:127.0.0.1:%d", lport, srv))
 	con.waitLog("link up", 10*time.Second)
 
@@ -155,30 +106,15 @@ func TestTCPConnectionCutMidTransferLosesNothing(t *testing.T) {
 
 func TestTCPPeerRestartResetsOldStreamsAndServesNewOnes(t *testing.T) {
 	// A destination that accepts and never answers keeps a stream open.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(io.Discard, c) }()
-		}
-	}()
+	hold := holdServer(t)
 	linkAddr := addr(freePort(t))
 	lport, lport2 := freePort(t), freePort(t)
 	srv := transferServer(t)
 	rec := start(t, "receptor", "link", "--listen", linkAddr)
-	con := start(t, "connector", "link", "--connect", linkAddr, "-L", fmt.Sprintf("%d:%s", lport, ln.Addr()),
+	con := start(t, "connector", "link", "--connect", linkAddr, "-L", fmt.Sprintf("%d:127.0.0.1:%d", lport, hold),
 		"-L", fmt.Sprintf("%d:127.0.0.1:%d", lport2, srv))
 	con.waitLog("link up", 10*time.Second)
-	c, err := net.Dial("tcp", addr(lport))
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = c.Write([]byte("hello"))
-	require.NoError(t, err)
+	c := idleStream(t, addr(lport))
 	time.Sleep(200 * time.Millisecond)
 
 	rec.signal(syscall.SIGKILL)
@@ -189,7 +125,7 @@ func TestTCPPeerRestartResetsOldStreamsAndServesNewOnes(t *testing.T) {
 
 	// The old client is told: its connection is reset.
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err = c.Read(make([]byte, 1))
+	_, err := c.Read(make([]byte, 1))
 	require.Error(t, err)
 	var ne net.Error
 	if errorAs(err, &ne) {
@@ -276,22 +212,10 @@ func TestNonSockmuxPeer(t *testing.T) {
 	rec.waitLog("not sockmux frames", 5*time.Second)
 
 	// A connector that reaches a server speaking something else.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.2\r\n"))
-				_, _ = io.Copy(io.Discard, c)
-			}()
-		}
-	}()
+	ln := testutil.ServeLoopback(t, func(c net.Conn) {
+		_, _ = c.Write([]byte("SSH-2.0-OpenSSH_9.2\r\n"))
+		hold(c)
+	})
 	con := start(t, "connector", "link", "--connect", ln.Addr().String(), "--handshake-timeout", "1s")
 	con.waitLog("link handshake failed", 5*time.Second)
 	assert.NotContains(t, con.logText(), "panic")

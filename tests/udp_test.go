@@ -12,27 +12,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-)
 
-// udpReplyServer answers each datagram with prefix + the datagram, to the
-// address it came from.
-func udpReplyServer(t *testing.T, prefix string) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(append([]byte(prefix), buf[:n]...), from)
-		}
-	}()
-	return pc.LocalAddr().String()
-}
+	"github.com/sockmux/sockmux/internal/testutil"
+)
 
 // freeUDPPort returns a loopback UDP port nothing uses right now.
 func freeUDPPort(t *testing.T) int {
@@ -43,33 +25,12 @@ func freeUDPPort(t *testing.T) int {
 	return pc.LocalAddr().(*net.UDPAddr).Port
 }
 
-// udpRoundTrip sends msg on c until an answer comes (the first datagrams
-// may be sent before the link's far end is ready, and UDP may lose them)
-// and checks that the answer is want, whole.
-func udpRoundTrip(t *testing.T, c net.Conn, msg, want string) {
-	t.Helper()
-	buf := make([]byte, 65535)
-	for try := 0; ; try++ {
-		_, err := c.Write([]byte(msg))
-		require.NoError(t, err)
-		_ = c.SetReadDeadline(time.Now().Add(time.Second))
-		n, err := c.Read(buf)
-		if err == nil {
-			require.Equal(t, want, string(buf[:n]))
-			return
-		}
-		if try == 5 {
-			t.Fatalf("no answer to a %d-byte datagram: %v", len(msg), err)
-		}
-	}
-}
-
 // -L and -R with /udp carry datagrams both ways with their boundaries:
 // several clients at once, each answered at its own address, datagrams of
 // every size up to 60000 bytes.
 func TestUDPLocalAndRemoteForwards(t *testing.T) {
 	t.Parallel()
-	nearServer, farServer := udpReplyServer(t, "near:"), udpReplyServer(t, "far:")
+	nearServer, farServer := testutil.UDPReplyServer(t, "near:"), testutil.UDPReplyServer(t, "far:")
 	lport, rport := freeUDPPort(t), freeUDPPort(t)
 	rec, con, _ := tcpPair(t,
 		[]string{"-R", fmt.Sprintf("%d:%s/udp", rport, nearServer)},
@@ -93,9 +54,9 @@ func TestUDPLocalAndRemoteForwards(t *testing.T) {
 				defer c.Close()
 				for _, size := range []int{1, 100, 1400, 60000} {
 					msg := fmt.Sprintf("client %d:", i) + strings.Repeat("d", size)
-					udpRoundTrip(t, c, msg, tc.prefix+msg)
+					testutil.UDPRoundTrip(t, c, msg, tc.prefix+msg, 5)
 				}
-				udpRoundTrip(t, c, "", tc.prefix)
+				testutil.UDPRoundTrip(t, c, "", tc.prefix, 5)
 			}()
 		}
 	}
@@ -106,7 +67,7 @@ func TestUDPLocalAndRemoteForwards(t *testing.T) {
 // client's next datagram starts a new one.
 func TestUDPIdleTimeout(t *testing.T) {
 	t.Parallel()
-	server := udpReplyServer(t, "")
+	server := testutil.UDPReplyServer(t, "")
 	lport := freeUDPPort(t)
 	rec, con, _ := tcpPair(t,
 		[]string{"--udp-timeout", "400ms", "--log-level", "debug"},
@@ -114,10 +75,10 @@ func TestUDPIdleTimeout(t *testing.T) {
 	c, err := net.Dial("udp", addr(lport))
 	require.NoError(t, err)
 	defer c.Close()
-	udpRoundTrip(t, c, "first", "first")
+	testutil.UDPRoundTrip(t, c, "first", "first", 5)
 	con.waitLog("UDP session idle", 5*time.Second)
 	rec.waitLog("UDP session idle", 5*time.Second)
-	udpRoundTrip(t, c, "second", "second")
+	testutil.UDPRoundTrip(t, c, "second", "second", 5)
 	assert.Equal(t, 2, con.countLog("UDP session opened"), "a new session after the idle one")
 }
 

@@ -39,13 +39,18 @@ func ServeLoopback(t testing.TB, handle func(net.Conn)) net.Listener {
 // Port returns the port a TCP listener listens on.
 func Port(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
 
-// GreetThenEcho is a handler that writes greeting, then echoes every byte
-// it reads until the client is done, then closes the connection.
+// Echo is a handler that echoes every byte it reads until the client is
+// done, then closes the connection.
+func Echo(c net.Conn) {
+	defer c.Close()
+	_, _ = io.Copy(c, c)
+}
+
+// GreetThenEcho is a handler that writes greeting, then Echoes.
 func GreetThenEcho(greeting string) func(net.Conn) {
 	return func(c net.Conn) {
-		defer c.Close()
 		_, _ = io.WriteString(c, greeting)
-		_, _ = io.Copy(c, c)
+		Echo(c)
 	}
 }
 
