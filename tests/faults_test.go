@@ -704,7 +704,7 @@ func (l *lockedLog) String() string {
 // in-memory 115200-baud line with bit errors, in virtual time, for many
 // seeds: three bulk streams and three interactive ones, each echoed and
 // checked byte for byte. At BER 1e-3 and 3e-3 every stream must arrive
-// whole within five virtual minutes and the session must hold; at 1e-2
+// whole within five (ten) virtual minutes and the session must hold; at 1e-2
 // (where the link stops making progress: one frame in 60 arrives) whatever
 // arrives must still be exact, a reset the only other outcome.
 func TestFaultsVirtualTime(t *testing.T) {
@@ -804,7 +804,11 @@ func noisyLineRun(t *testing.T, ber float64, seed uint64) {
 	if tl.corrupted.Load()+tl.lost.Load() > 0 {
 		t.Errorf("BER %g seed %d: %d corrupted, %d silently lost: %v", ber, seed, tl.corrupted.Load(), tl.lost.Load(), tl.samples)
 	}
-	if ber <= 3e-3 && (tl.ok.Load() != tl.streams.Load() || sessions > 0 || elapsed > 5*time.Minute) {
+	limit := 5 * time.Minute // 1e-3: 13-27 s measured
+	if ber > 1e-3 {
+		limit = 10 * time.Minute // 3e-3: 48 s to 4 min measured
+	}
+	if ber <= 3e-3 && (tl.ok.Load() != tl.streams.Load() || sessions > 0 || elapsed > limit) {
 		t.Errorf("BER %g seed %d: %d of %d streams whole, %d new sessions, %v: %v", ber, seed, tl.ok.Load(), tl.streams.Load(), sessions, elapsed, tl.samples)
 	}
 }
