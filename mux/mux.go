@@ -91,10 +91,38 @@ const (
 // that becomes ready with no more than this goes to the head of the line.
 const sparseLimit = 512
 
-// sparseIdle is how long a stream must have been quiet for a small write
-// to count as interactive; a stream writing small pieces back to back is
-// bulk and batched as such.
-const sparseIdle = 20 * time.Millisecond
+// A small write counts as interactive while its stream's recent volume
+// is low. Each stream has a bucket of sparseBucket bytes, refilled at
+// sparseRate bytes a second, from which every write takes its size. An
+// echo or a shell session (a few bytes every few milliseconds) never
+// empties it, however close together its writes come. A stream that
+// empties it, or writes more than sparseLimit at once, is bulk (batched
+// with the rest) until its bucket is full again: half a second of
+// writing less than the refill rate.
+const (
+	sparseBucket = 1024
+	sparseRate   = 2048
+)
+
+// interactive reports whether a write of n bytes on s counts as
+// interactive, and takes n from s's bucket, under m.mu.
+func (s *Stream) interactive(n int, now time.Time) bool {
+	if s.sparseAt.IsZero() {
+		s.sparse = sparseBucket
+	} else {
+		s.sparse = min(sparseBucket, s.sparse+now.Sub(s.sparseAt).Seconds()*sparseRate)
+	}
+	s.sparseAt = now
+	if s.bulky && s.sparse >= sparseBucket {
+		s.bulky = false
+	}
+	ok := n <= sparseLimit && !s.bulky && s.sparse >= float64(n)
+	s.sparse = max(0, s.sparse-float64(n))
+	if !ok {
+		s.bulky = true
+	}
+	return ok
+}
 
 // Mux multiplexes streams over a link.
 type Mux struct {
@@ -677,7 +705,6 @@ func (m *Mux) fillData(p []byte, n int, urgentOnly, ahead bool) int {
 		s.wbuf = s.wbuf[take:]
 		s.credit -= take
 		s.bytesOut += uint64(take)
-		s.lastTake = time.Now()
 		if !ahead {
 			m.inflight = append(m.inflight, s.id)
 		}

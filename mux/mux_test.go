@@ -216,7 +216,7 @@ func TestInteractiveOvertakesBulk(t *testing.T) {
 		for range 5 {
 			require.Equal(t, len(buf), shuttle(a, b), "bulk fills whole payloads")
 		}
-		time.Sleep(sparseIdle + 5*time.Millisecond) // a keystroke, some time after the last
+		time.Sleep(time.Millisecond) // a keystroke right after the last: interactive all the same
 		done := make(chan struct{})
 		go func() { defer close(done); _, _ = inter.Write([]byte("PING")) }()
 		waitReady(inter)
@@ -372,3 +372,33 @@ func TestDeadlines(t *testing.T) {
 }
 
 func errDeadline() error { return os.ErrDeadlineExceeded }
+
+// TestInteractiveBucket: small writes count as interactive however close
+// together while a stream's volume is low (an echo, a shell), and as bulk
+// once it writes at a real rate, whatever the size of its writes.
+func TestInteractiveBucket(t *testing.T) {
+	var s Stream
+	now := time.Unix(0, 0)
+	for i := range 200 { // one byte every 5 ms: 200 B/s
+		assert.True(t, s.interactive(1, now), "echo write %d", i)
+		now = now.Add(5 * time.Millisecond)
+	}
+	assert.False(t, s.interactive(sparseLimit+1, now), "a large write is bulk")
+	n := 0
+	for s.interactive(100, now) { // 100-byte writes back to back
+		n++
+		now = now.Add(100 * time.Microsecond)
+	}
+	assert.LessOrEqual(t, n, sparseBucket/100+1, "a stream writing back to back empties its bucket")
+	for range 100 {
+		assert.False(t, s.interactive(100, now), "and stays bulk while it keeps writing")
+		now = now.Add(time.Millisecond)
+	}
+	now = now.Add(time.Second)
+	assert.True(t, s.interactive(100, now), "after a quiet second it is interactive again")
+	assert.False(t, s.interactive(4096, now), "a paste is bulk")
+	now = now.Add(100 * time.Millisecond)
+	assert.False(t, s.interactive(1, now), "and the keystroke right after it too")
+	now = now.Add(time.Second)
+	assert.True(t, s.interactive(1, now), "until the stream was quiet for a while")
+}

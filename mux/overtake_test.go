@@ -142,7 +142,6 @@ func TestUrgentDataNeverSplitsAMessage(t *testing.T) {
 	first = first[:a.Fill(first)] // ends inside the long OPEN
 	held := make([]byte, 1024)
 	held = held[:a.Fill(held)] // starts with the OPEN's rest
-	time.Sleep(sparseIdle + 5*time.Millisecond)
 	writeUrgent(t, a, inter, "k")
 	urgent := make([]byte, 256)
 	urgent = urgent[:a.FillUrgent(urgent)]
@@ -167,7 +166,6 @@ func TestUrgentDataOvertakesBulk(t *testing.T) {
 	ri := acceptID(t, b, inter.ID())
 	held := make([]byte, 1024)
 	held = held[:a.Fill(held)]
-	time.Sleep(sparseIdle + 5*time.Millisecond)
 	writeUrgent(t, a, inter, "k")
 	require.True(t, a.Urgent())
 	urgent := make([]byte, 256)
@@ -230,7 +228,7 @@ func TestOvertakingKeepsEveryStreamInOrder(t *testing.T) {
 				defer wg.Done()
 				for _, c := range chunks {
 					if pauses {
-						time.Sleep(sparseIdle + time.Millisecond)
+						time.Sleep(20 * time.Millisecond)
 					}
 					_, _ = s.Write(c)
 				}

@@ -103,7 +103,9 @@ type Stream struct {
 	inReady    bool
 	urgent     bool      // made ready by an interactive write
 	openFill   uint64    // the Fill whose payload ends our OPEN; 0 while it waits
-	lastTake   time.Time // when the scheduler last took data from it
+	sparse     float64   // bytes left in its interactive bucket (see interactive)
+	sparseAt   time.Time // when the bucket was last filled up
+	bulky      bool      // emptied its bucket: bulk until it is full again
 	err        error     // set when reset
 	closed     bool      // Close called
 	readCh     chan struct{}
@@ -189,7 +191,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	s.wbuf = p
-	m.makeReady(s, len(p) <= sparseLimit && time.Since(s.lastTake) > sparseIdle)
+	m.makeReady(s, s.interactive(len(p), time.Now()))
 	for {
 		if len(s.wbuf) == 0 {
 			m.mu.Unlock()

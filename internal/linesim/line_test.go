@@ -56,6 +56,11 @@ type lineResult struct {
 // bulk stream from b to a for dur, and (when echo) a 1-byte echo from a
 // through b and back, every 20-57 ms.
 func runLine(t *testing.T, rate int, ber float64, dur time.Duration, echo, reportQueue bool) lineResult {
+	return runLinePaced(t, rate, ber, dur, echo, reportQueue, func(i int) time.Duration { return time.Duration(20+i%37) * time.Millisecond })
+}
+
+// runLinePaced is runLine with the echo's pause after round trip i.
+func runLinePaced(t *testing.T, rate int, ber float64, dur time.Duration, echo, reportQueue bool, pause func(i int) time.Duration) lineResult {
 	var res lineResult
 	synctest.Test(t, func(t *testing.T) {
 		cable := memline.New(1)
@@ -116,7 +121,7 @@ func runLine(t *testing.T, rate int, ber float64, dur time.Duration, echo, repor
 				_, err = io.ReadFull(e, one)
 				require.NoError(t, err)
 				res.echo = append(res.echo, time.Since(t0))
-				time.Sleep(time.Duration(20+i%37) * time.Millisecond)
+				time.Sleep(pause(i))
 			}
 		} else {
 			time.Sleep(dur)
@@ -192,4 +197,10 @@ func TestInteractiveUnderBulk(t *testing.T) {
 		assert.LessOrEqual(t, p99, 60*time.Millisecond)
 		assert.GreaterOrEqual(t, r.goodput/11520, 0.90, "bulk keeps the line busy meanwhile")
 	}
+	// Echoes back to back (5-25 ms apart): still interactive.
+	r := runLinePaced(t, 11520, 0, 30*time.Second, true, false, func(i int) time.Duration { return time.Duration(5+i%21) * time.Millisecond })
+	p50, p99 := pct(r.echo, 0.5), pct(r.echo, 0.99)
+	t.Logf("115200 baud, echoes 5-25 ms apart: p50 %v p99 %v over %d samples; bulk %.3f of the line", p50, p99, len(r.echo), r.goodput/11520)
+	assert.LessOrEqual(t, p99, 60*time.Millisecond)
+	assert.GreaterOrEqual(t, r.goodput/11520, 0.85, "bulk keeps the line busy meanwhile")
 }
