@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/sockmux/sockmux/serialport"
+
+	"golang.org/x/sys/unix"
 )
 
 // proc is a running process with its output in a log file.
@@ -905,6 +907,13 @@ func (s *suite) catRelay(a2b, b2a string, n int64) (transferResult, error) {
 	w := <-wch
 	if w.err != nil {
 		return transferResult{}, w.err
+	}
+	// The same pipe buffers the pipe driver asks for (1 MiB), so that cat
+	// is not held back by the default 64 KiB where sockmux is not.
+	for _, f := range []*os.File{w.f, r} {
+		if _, err := unix.FcntlInt(f.Fd(), unix.F_SETPIPE_SZ, 1<<20); err != nil {
+			return transferResult{}, fmt.Errorf("F_SETPIPE_SZ: %w", err)
+		}
 	}
 	start := time.Now()
 	go func() {
