@@ -58,10 +58,11 @@ frames resent and dropped, resumes, and the streams open now.`,
 	}
 }
 
-func printJSON(st *control.Status) error {
+// printJSON writes v to standard output as indented JSON.
+func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(st)
+	return enc.Encode(v)
 }
 
 // watchStatus redraws the status once a second: cursor home, the new

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -73,7 +72,7 @@ choose a baud rate (the highest whose test is clean) or to spot a bad cable.`,
 				return err
 			}
 			if c.Bool("json") {
-				return printJSONValue(res)
+				return printJSON(res)
 			}
 			return control.RenderTest(os.Stdout, res)
 		},
@@ -136,11 +135,4 @@ func (p *progressBar) done() {
 	if p.tty && p.drawn {
 		fmt.Fprint(p.w, "\r\x1b[K")
 	}
-}
-
-// printJSONValue prints v as indented JSON.
-func printJSONValue(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
