@@ -1071,14 +1071,22 @@ func (m *Mux) listenOp(op func() error, req ListenRequest, closing bool) {
 			return // the session that asked is gone, and its listeners with it
 		}
 		why := ""
-		if err := op(); err != nil {
+		err := op()
+		if err != nil {
 			why = err.Error()
 		}
 		m.mu.Lock()
-		if m.sessionGen == gen {
+		stale = m.sessionGen != gen
+		if !stale {
 			m.queueReply(listenResult(req, why, closing))
 		}
 		m.mu.Unlock()
+		if stale && !closing && err == nil && m.cfg.OnUnlisten != nil {
+			// The session ended while the listener opened: OnSessionEnd
+			// may have run before it existed. Close it now, before any
+			// request of the next session runs.
+			_ = m.cfg.OnUnlisten(req)
+		}
 	})
 	if !m.listenBusy {
 		m.listenBusy = true

@@ -85,3 +85,25 @@ func TestHostileUnlisten(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	assert.Equal(t, []string{"close 127.0.0.1:0 1000", "listen 127.0.0.1:0 5000"}, log.get()[2:])
 }
+
+// A listener that opens while its session ends is closed again: the
+// session's end cannot have closed a listener that did not exist yet.
+func TestListenRacingSessionEnd(t *testing.T) {
+	var log listenLog
+	opening, release := make(chan struct{}), make(chan struct{})
+	cfg := Config{
+		OnListen: func(r ListenRequest) error {
+			close(opening)
+			<-release // the listener is being opened while the session ends
+			return log.add("listen", r)
+		},
+		OnUnlisten: func(r ListenRequest) error { return log.add("close", r) },
+	}
+	a, b, _ := newPair(t, 4096, cfg)
+	a.ListenRemote(ListenRequest{Network: "tcp", Bind: "127.0.0.1:8080", Tag: 1})
+	<-opening
+	b.SessionEnd(nil)
+	close(release)
+	require.Eventually(t, func() bool { return len(log.get()) == 2 }, 5*time.Second, time.Millisecond)
+	assert.Equal(t, []string{"listen 127.0.0.1:8080 1", "close 127.0.0.1:8080 1"}, log.get())
+}
