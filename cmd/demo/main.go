@@ -234,7 +234,8 @@ func rate(bps float64) string {
 func freePort() int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		panic(err)
+		fmt.Fprintln(os.Stderr, "demo: no free port on 127.0.0.1:", err)
+		os.Exit(1)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
