@@ -250,13 +250,9 @@ func (cl *Client) Status(timeout time.Duration) (*Status, error) {
 	if err := cl.enc.Encode(Request{Cmd: "status"}); err != nil {
 		return nil, err
 	}
-	line, err := cl.r.ReadBytes('\n')
+	resp, err := cl.read()
 	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	var resp Response
-	if err := json.Unmarshal(line, &resp); err != nil {
-		return nil, fmt.Errorf("control socket: bad answer: %w", err)
+		return nil, err
 	}
 	if resp.Error != "" {
 		return nil, errors.New(resp.Error)
@@ -265,6 +261,19 @@ func (cl *Client) Status(timeout time.Duration) (*Status, error) {
 		return nil, errors.New("control socket: an answer without a status")
 	}
 	return resp.Status, nil
+}
+
+// read reads one answer line.
+func (cl *Client) read() (Response, error) {
+	var resp Response
+	line, err := cl.r.ReadBytes('\n')
+	if err != nil {
+		return resp, fmt.Errorf("control socket: %w", err)
+	}
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return resp, fmt.Errorf("control socket: bad answer: %w", err)
+	}
+	return resp, nil
 }
 
 // TestLink asks the link to test itself end to end; progress is called
@@ -281,13 +290,9 @@ func (cl *Client) TestLink(opts TestOptions, progress func(TestProgress)) (*Test
 		// The test sends progress several times a second; silence for a
 		// minute means the link process is stuck or gone.
 		_ = cl.c.SetDeadline(time.Now().Add(time.Minute))
-		line, err := cl.r.ReadBytes('\n')
+		resp, err := cl.read()
 		if err != nil {
-			return nil, fmt.Errorf("control socket: %w", err)
-		}
-		var resp Response
-		if err := json.Unmarshal(line, &resp); err != nil {
-			return nil, fmt.Errorf("control socket: bad answer: %w", err)
+			return nil, err
 		}
 		switch {
 		case resp.Error != "":

@@ -397,18 +397,27 @@ func (x *rate) result() Direction {
 	return Direction{Bytes: x.r.Total - x.r.First, Seconds: x.r.Span.Seconds(), Goodput: x.r.Rate()}
 }
 
+// openService opens a stream to the far end's diagnostic service svc,
+// closed when ctx ends; done closes it.
+func openService(ctx context.Context, m *mux.Mux, svc string) (*mux.Stream, func(), error) {
+	octx, cancel := context.WithTimeout(ctx, openTimeout)
+	s, err := forward.OpenDiag(octx, m, svc)
+	cancel()
+	if err != nil {
+		return nil, nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { s.Close() })
+	return s, func() { stop(); s.Close() }, nil
+}
+
 // upload writes to the far end's discard service until end, following its
 // reports of what arrived.
 func upload(ctx context.Context, m *mux.Mux, end time.Time, x *rate) error {
-	octx, cancel := context.WithTimeout(ctx, openTimeout)
-	s, err := forward.OpenDiag(octx, m, forward.DiagDiscard)
-	cancel()
+	s, done, err := openService(ctx, m, forward.DiagDiscard)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	stop := context.AfterFunc(ctx, func() { s.Close() })
-	defer stop()
+	defer done()
 	reports := make(chan error, 1)
 	go func() {
 		buf := make([]byte, forward.DiagReportSize)
@@ -451,15 +460,11 @@ func upload(ctx context.Context, m *mux.Mux, end time.Time, x *rate) error {
 
 // download reads from the far end's source service until end.
 func download(ctx context.Context, m *mux.Mux, end time.Time, x *rate) error {
-	octx, cancel := context.WithTimeout(ctx, openTimeout)
-	s, err := forward.OpenDiag(octx, m, forward.DiagSource)
-	cancel()
+	s, done, err := openService(ctx, m, forward.DiagSource)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	stop := context.AfterFunc(ctx, func() { s.Close() })
-	defer stop()
+	defer done()
 	_ = s.SetReadDeadline(end)
 	buf := make([]byte, 32<<10)
 	var r forward.Report
