@@ -28,20 +28,14 @@ func statusCommand() *cli.Command {
 		Description: `Asks a running sockmux link, through its control socket, how it is doing:
 its state, session, transport, round-trip time, bytes and goodput each way,
 frames resent and dropped, resumes, and the streams open now.`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "name", Usage: "the --name the link was started with", Value: control.DefaultName},
-			&cli.StringFlag{Name: "control", Usage: "the link's control socket at `PATH` (instead of --name)"},
+		Flags: append(controlFlags(),
 			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON"},
 			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "redraw the status every second until interrupted"},
-		},
+		),
 		Action: func(c *cli.Context) error {
-			path := c.String("control")
-			if path == "" {
-				p, err := control.SocketPath(c.String("name"))
-				if err != nil {
-					return err
-				}
-				path = p
+			path, err := socketPath(c.String("control"), c.String("name"))
+			if err != nil {
+				return err
 			}
 			if c.Bool("watch") {
 				return watchStatus(c.Context, path, c.Bool("json"))
@@ -59,6 +53,23 @@ frames resent and dropped, resumes, and the streams open now.`,
 }
 
 // printJSON writes v to standard output as indented JSON.
+// controlFlags choose the running link a command talks to.
+func controlFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "name", Usage: "the --name the link was started with", Value: control.DefaultName},
+		&cli.StringFlag{Name: "control", Usage: "the link's control socket at `PATH` (instead of --name)"},
+	}
+}
+
+// socketPath is the control socket at path if given, else the one of the
+// link called name.
+func socketPath(path, name string) (string, error) {
+	if path != "" {
+		return path, nil
+	}
+	return control.SocketPath(name)
+}
+
 func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
@@ -122,13 +133,9 @@ func startOps(ctx context.Context, plan linkPlan, drv link.Driver, l *link.Link,
 	col := control.NewCollector(control.Source{Name: name, Version: version, Line: line, Link: l, Mux: m, Driver: drv}, os.Getpid())
 	done := make(chan struct{})
 	explicit := plan.ops.name != "" || plan.ops.control != ""
-	path := plan.ops.control
-	if path == "" {
-		p, err := control.SocketPath(name)
-		if err != nil {
-			return nil, err
-		}
-		path = p
+	path, err := socketPath(plan.ops.control, name)
+	if err != nil {
+		return nil, err
 	}
 	srv, err := control.Listen(path, col, log)
 	var inUse *control.ErrInUse

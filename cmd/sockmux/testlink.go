@@ -29,14 +29,12 @@ and the share of the line's rate on a serial line), round-trip times idle
 and under load, and this end's frame counters over the test: frames resent
 (lost or damaged on the way out) and frames damaged on the way in. Use it to
 choose a baud rate (the highest whose test is clean) or to spot a bad cable.`,
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "name", Usage: "the --name the link was started with", Value: control.DefaultName},
-			&cli.StringFlag{Name: "control", Usage: "the link's control socket at `PATH` (instead of --name)"},
+		Flags: append(controlFlags(),
 			&cli.Float64Flag{Name: "seconds", Aliases: []string{"s"}, Value: control.DefaultTestSeconds,
 				Usage: fmt.Sprintf("how long the test runs in all (%d to %d)", control.MinTestSeconds, control.MaxTestSeconds)},
 			&cli.BoolFlag{Name: "both", Usage: "measure upload and download at the same time instead of one after the other"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON (and no progress)"},
-		},
+		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return fmt.Errorf("unexpected argument %q", c.Args().First())
@@ -45,13 +43,9 @@ choose a baud rate (the highest whose test is clean) or to spot a bad cable.`,
 			if err := opts.Check(); err != nil {
 				return err
 			}
-			path := c.String("control")
-			if path == "" {
-				p, err := control.SocketPath(c.String("name"))
-				if err != nil {
-					return err
-				}
-				path = p
+			path, err := socketPath(c.String("control"), c.String("name"))
+			if err != nil {
+				return err
 			}
 			cl, err := control.Dial(path, 5*time.Second)
 			if err != nil {
