@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"sync"
 	"time"
 )
@@ -228,18 +227,27 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 // and numbers it as the next data frame. nil when there is nothing.
 func (c *conn) pull() *outFrame {
 	l := c.l
-	gen := l.gen
 	limit := min(l.payloadLimit(), l.sizeCap)
+	return c.fillFrame(func(room []byte) int {
+		if c.preempter != nil && l.props.LineRate > 0 && c.preempter.Interactive() {
+			limit = min(limit, c.shortFrame())
+		}
+		return l.up.Fill(room[:limit])
+	})
+}
+
+// fillFrame has fill put a payload into a new data frame, with l.mu
+// released meanwhile, and numbers it as the next one; nil when fill put
+// nothing or the session ended while it ran (what it took belonged to
+// streams that no longer exist).
+func (c *conn) fillFrame(fill func(room []byte) int) *outFrame {
+	l := c.l
+	gen := l.gen
 	f := getFrame(l.cfg.MaxPayload)
 	l.mu.Unlock()
-	if c.preempter != nil && l.props.LineRate > 0 && c.preempter.Interactive() {
-		limit = min(limit, c.shortFrame())
-	}
-	n := l.up.Fill(f.raw[dataHeader : dataHeader+limit])
+	n := fill(f.raw[dataHeader : len(f.raw)-crcSize])
 	l.mu.Lock()
 	if n == 0 || gen != l.gen || !l.established {
-		// Nothing, or the session ended while we asked: what was
-		// pulled belonged to streams that no longer exist.
 		putFrame(f)
 		return nil
 	}
@@ -261,20 +269,11 @@ func (l *Link) sequence(f *outFrame) {
 // the held frame, with l.mu released meanwhile, and numbers it in the held
 // frame's place.
 func (c *conn) pullUrgent() *outFrame {
-	l := c.l
-	gen := l.gen
-	f := getFrame(l.cfg.MaxPayload)
-	l.mu.Unlock()
-	n := c.preempter.FillUrgent(f.raw[dataHeader : dataHeader+min(l.payloadLimit(), 256)])
-	l.mu.Lock()
-	if n == 0 || gen != l.gen || !l.established {
-		putFrame(f)
-		return nil
+	limit := min(c.l.payloadLimit(), 256)
+	f := c.fillFrame(func(room []byte) int { return c.preempter.FillUrgent(room[:limit]) })
+	if f != nil {
+		c.l.stats.Preemptions.Add(1)
 	}
-	f.raw = f.raw[:dataHeader+n]
-	f.raw[0] = frameData
-	l.sequence(f)
-	l.stats.Preemptions.Add(1)
 	return f
 }
 
@@ -425,7 +424,7 @@ func (c *conn) emitData(wire []byte, f *outFrame, now time.Time) []byte {
 	f.sentAt = now
 	f.pending = false
 	var out []byte
-	if c.rawOut && c.toldRaw && c.auth == nil {
+	if c.raw() && c.auth == nil {
 		out = c.emitInPlace(f)
 		c.writing = f
 	} else {
@@ -441,14 +440,8 @@ func (c *conn) emitData(wire []byte, f *outFrame, now time.Time) []byte {
 // it, without a copy. The writer is done with the buffer before f can be
 // acknowledged and reused.
 func (c *conn) emitInPlace(f *outFrame) []byte {
-	c.lastSend = time.Now()
-	if c.trace {
-		c.l.log.Debug("frame out", "type", frameName(f.raw[0]), "len", len(f.raw))
-	}
-	frame := sealFrame(f.raw)
-	f.head[0] = 0
-	binary.BigEndian.PutUint32(f.head[1:], uint32(len(frame)))
-	return f.head[:rawHeader+len(frame)]
+	c.note(f.raw)
+	return sealRaw(f.head[:rawHeader+len(f.raw)], 0)
 }
 
 // emitFragment sends the next piece of f; the retransmission is complete
@@ -483,26 +476,33 @@ func (c *conn) emitAck(wire, scratch []byte, sack uint64) []byte {
 
 // emit encodes one frame for the wire, sealed once keys exist.
 func (c *conn) emit(wire, frame []byte) []byte {
-	c.lastSend = time.Now()
-	if c.trace {
-		c.l.log.Debug("frame out", "type", frameName(frame[0]), "len", len(frame))
-	}
+	c.note(frame)
 	sealed := c.auth.sealed(frame)
-	if c.rawOut && c.toldRaw && sealed {
-		// Sealed straight into the wire buffer, header room first.
-		out := c.auth.sealTo(append(wire, 0, 0, 0, 0, 0), frame)
-		out = binary.BigEndian.AppendUint32(out, crc32.Checksum(out[rawHeader:], castagnoli))
-		binary.BigEndian.PutUint32(out[1:], uint32(len(out)-rawHeader))
-		return out
+	if c.raw() {
+		if !sealed {
+			return encodeRaw(wire, frame)
+		}
+		// Sealed straight into the wire buffer, after the header's room.
+		start := len(wire)
+		return sealRaw(c.auth.sealTo(append(wire, 0, 0, 0, 0, 0), frame), start)
 	}
 	if sealed {
 		frame = c.auth.seal(frame)
 	}
-	if c.rawOut && c.toldRaw {
-		return encodeRaw(wire, frame)
-	}
 	return encodeFrame(wire, frame)
 }
+
+// note records that frame goes out now, and logs it at debug level.
+func (c *conn) note(frame []byte) {
+	c.lastSend = time.Now()
+	if c.trace {
+		c.l.log.Debug("frame out", "type", frameName(frame[0]), "len", len(frame))
+	}
+}
+
+// raw reports whether frames go out length-prefixed: the peer reads them
+// and our hello saying so went out before, under l.mu.
+func (c *conn) raw() bool { return c.rawOut && c.toldRaw }
 
 // ourHello is the hello we send now.
 func (c *conn) ourHello() hello {

@@ -3,6 +3,7 @@ package link
 import (
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io"
 )
 
@@ -38,7 +39,14 @@ var errTooLong = errors.New("no frame delimiter within the maximum frame length"
 // CRC removed). The slice is valid until the following call.
 func (fr *frameReader) next() ([]byte, error) {
 	for {
-		if fr.raw && !fr.skip && fr.end-fr.start >= rawHeader && fr.buf[fr.start] == 0 {
+		if fr.raw && !fr.skip && fr.start < fr.end && fr.buf[fr.start] == 0 {
+			if fr.end-fr.start < rawHeader {
+				// Perhaps the start of a length-prefixed frame: read on.
+				if err := fr.more(rawHeader); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			n := int(binary.BigEndian.Uint32(fr.buf[fr.start+1:]))
 			switch {
 			case n < 1+crcSize || n > fr.max:
@@ -55,22 +63,7 @@ func (fr *frameReader) next() ([]byte, error) {
 				}
 				return body, nil
 			}
-			if fr.start+rawHeader+n > len(fr.buf) {
-				fr.end = copy(fr.buf, fr.buf[fr.start:fr.end])
-				fr.start = 0
-			}
-			if err := fr.fill(); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		if fr.raw && fr.end-fr.start < rawHeader && fr.end > fr.start && fr.buf[fr.start] == 0 {
-			// Perhaps the start of a length-prefixed frame: read on.
-			if fr.start > 0 {
-				fr.end = copy(fr.buf, fr.buf[fr.start:fr.end])
-				fr.start = 0
-			}
-			if err := fr.fill(); err != nil {
+			if err := fr.more(rawHeader + n); err != nil {
 				return nil, err
 			}
 			continue
@@ -109,14 +102,21 @@ func (fr *frameReader) next() ([]byte, error) {
 			fr.skip = true
 			fr.start, fr.end = 0, 0
 		}
-		if fr.start > 0 && (fr.end == len(fr.buf) || fr.start == fr.end) {
-			fr.end = copy(fr.buf, fr.buf[fr.start:fr.end])
-			fr.start = 0
-		}
-		if err := fr.fill(); err != nil {
+		if err := fr.more(fr.end - fr.start + 1); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// more reads on, first moving what is buffered to the front when the
+// buffer could not otherwise hold need bytes from fr.start (or holds
+// nothing).
+func (fr *frameReader) more(need int) error {
+	if fr.start > 0 && (fr.start+need > len(fr.buf) || fr.start == fr.end) {
+		fr.end = copy(fr.buf, fr.buf[fr.start:fr.end])
+		fr.start = 0
+	}
+	return fr.fill()
 }
 
 // fill reads more bytes into the buffer, which has room. An error comes
@@ -140,15 +140,23 @@ const rawHeader = 5
 // errRawLength marks a length-prefixed frame whose length no frame has.
 var errRawLength = errors.New("length-prefixed frame with an impossible length")
 
-// encodeRaw seals frame with its CRC and appends it to dst with a 0x00
-// and its 32-bit length in front: the framing both ends use on a reliable
-// transport once their hellos said so (docs/protocol.md, section 1).
-// frame must have room for the CRC at its end.
+// encodeRaw appends frame to dst as a length-prefixed frame: 0x00, its
+// 32-bit length and the frame with its CRC, the framing both ends use on
+// a reliable transport once their hellos said so (docs/protocol.md,
+// section 1).
 func encodeRaw(dst, frame []byte) []byte {
-	frame = sealFrame(frame)
-	dst = append(dst, 0)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(frame)))
-	return append(dst, frame...)
+	start := len(dst)
+	return sealRaw(append(append(dst, 0, 0, 0, 0, 0), frame...), start)
+}
+
+// sealRaw completes the length-prefixed frame at out[start:], header room
+// followed by the frame: it appends the frame's CRC and fills in the
+// header.
+func sealRaw(out []byte, start int) []byte {
+	out = binary.BigEndian.AppendUint32(out, crc32.Checksum(out[start+rawHeader:], castagnoli))
+	out[start] = 0
+	binary.BigEndian.PutUint32(out[start+1:], uint32(len(out)-start-rawHeader))
+	return out
 }
 
 // encodeFrame seals frame with its CRC and appends its COBS encoding and
