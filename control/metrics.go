@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/sockmux/sockmux/link"
 )
 
 // WriteMetrics writes the status in the Prometheus text exposition format
@@ -24,7 +26,10 @@ func WriteMetrics(w io.Writer, s *Status) error {
 	}
 	metric("sockmux_link_up", "gauge", "1 while the link's session is up, else 0.", up)
 	fmt.Fprintf(&b, "# HELP sockmux_link_state The link's state: 1 for the state it is in.\n# TYPE sockmux_link_state gauge\n")
-	states := []string{"waiting", "handshake", "authenticating", "resuming", "up", "closed"}
+	var states []string
+	for _, st := range link.States {
+		states = append(states, st.String())
+	}
 	if s.State != "" && !slices.Contains(states, s.State) {
 		states = append(states, s.State) // a state this list does not know yet
 	}

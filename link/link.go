@@ -26,6 +26,9 @@ const (
 	StateAuthenticating              // hellos done, proving the shared key
 )
 
+// States lists every state a link can be in, in the order it meets them.
+var States = []State{StateWaiting, StateHandshake, StateAuthenticating, StateResuming, StateUp, StateClosed}
+
 func (s State) String() string {
 	switch s {
 	case StateWaiting:
