@@ -3,7 +3,12 @@ GO       ?= go
 BIN      := bin/sockmux
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
-PLATFORMS := linux/amd64 linux/arm64 linux/arm darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64
+# Every platform sockmux is built for. An entry may carry the ARM version
+# after a second slash (linux/arm/6: a Raspberry Pi Zero or 1). The small
+# devices of the far end (routers, gateways) are the mips, mipsle, riscv64
+# and ARMv6 entries.
+PLATFORMS := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6 linux/mips linux/mipsle linux/riscv64 \
+	darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
 .PHONY: all build demo test unit vet fmt-check staticcheck cross clean bench man
@@ -39,10 +44,23 @@ staticcheck:
 # Cross-compile and vet every package for every supported platform.
 cross:
 	@set -e; for p in $(PLATFORMS); do \
-		os=$${p%/*}; arch=$${p#*/}; \
-		echo "build+vet $$os/$$arch"; \
-		GOOS=$$os GOARCH=$$arch CGO_ENABLED=0 $(GO) build ./... ; \
-		GOOS=$$os GOARCH=$$arch CGO_ENABLED=0 $(GO) vet ./... ; \
+		os=$${p%%/*}; rest=$${p#*/}; arch=$${rest%%/*}; arm=""; \
+		[ "$$rest" = "$$arch" ] || arm=$${rest#*/}; \
+		echo "build+vet $$p"; \
+		GOOS=$$os GOARCH=$$arch GOARM=$$arm CGO_ENABLED=0 $(GO) build ./... ; \
+		GOOS=$$os GOARCH=$$arch GOARM=$$arm CGO_ENABLED=0 $(GO) vet ./... ; \
+	done
+
+# The sockmux binary for every platform, stripped as a release would be,
+# in bin/<os>-<arch>[v<arm>]/, with a table of their sizes.
+.PHONY: sizes
+sizes:
+	@set -e; printf '%-20s %10s\n' platform bytes; for p in $(PLATFORMS); do \
+		os=$${p%%/*}; rest=$${p#*/}; arch=$${rest%%/*}; arm=""; \
+		[ "$$rest" = "$$arch" ] || arm=$${rest#*/}; \
+		dir=bin/$$os-$$arch$${arm:+v$$arm}; ext=""; [ $$os = windows ] && ext=.exe; \
+		GOOS=$$os GOARCH=$$arch GOARM=$$arm CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $$dir/sockmux$$ext ./cmd/sockmux; \
+		printf '%-20s %10s\n' $$p $$(wc -c < $$dir/sockmux$$ext); \
 	done
 
 # The benchmark suite (issue 6): sockmux against its baselines, each
