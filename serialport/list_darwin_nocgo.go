@@ -9,7 +9,7 @@ import (
 )
 
 // listPorts lists names only: USB details on macOS need cgo (IOKit).
-func listPorts() ([]PortInfo, error) {
+func (System) listPorts() ([]PortInfo, error) {
 	names, err := serial.GetPortsList()
 	if err != nil {
 		return nil, fmt.Errorf("listing serial ports: %w", err)

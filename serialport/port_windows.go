@@ -23,6 +23,9 @@ var comPort = regexp.MustCompile(`(?i)^(\\\\\.\\)?COM[0-9]+$`)
 // IsSerial reports whether path names a serial port: COM1, COM23,
 // \\.\COM23 (in any case).
 func IsSerial(path string) bool {
+	if IsIdentity(path) {
+		return true
+	}
 	return comPort.MatchString(path)
 }
 
