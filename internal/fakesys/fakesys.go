@@ -235,6 +235,9 @@ func (t *Tree) stableLinks(name string, u USB, port string) error {
 		byPath += "-" + port
 	}
 	for _, l := range []string{filepath.Join(t.Dev, "serial", "by-id", id), filepath.Join(t.Dev, "serial", "by-path", byPath)} {
+		if _, err := os.Lstat(l); err == nil {
+			continue // two adapters alike without serial numbers: udev links one
+		}
 		if err := os.Symlink("../../"+name, l); err != nil {
 			return err
 		}
