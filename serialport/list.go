@@ -41,22 +41,8 @@ type PortInfo struct {
 type System struct {
 	// SysRoot is where sysfs is mounted, "/sys" if empty (Linux).
 	SysRoot string
-	// DevRoot is the device directory, "/dev" if empty (Unix).
+	// DevRoot is the device directory, "/dev" if empty (Linux, the BSDs).
 	DevRoot string
-}
-
-func (s System) sysRoot() string {
-	if s.SysRoot == "" {
-		return "/sys"
-	}
-	return s.SysRoot
-}
-
-func (s System) devRoot() string {
-	if s.DevRoot == "" {
-		return "/dev"
-	}
-	return s.DevRoot
 }
 
 // List returns the serial ports of this machine, sorted by name; see

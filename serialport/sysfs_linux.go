@@ -8,6 +8,13 @@ import (
 	"strings"
 )
 
+func (s System) sysRoot() string {
+	if s.SysRoot == "" {
+		return "/sys"
+	}
+	return s.SysRoot
+}
+
 // uartTypes names the UART types of Linux's serial core (the "type"
 // attribute of a serial-core tty: PORT_* in linux/serial_core.h) that
 // built-in and plug-in-card ports commonly have.
