@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,7 +24,8 @@ func portsCommand() *cli.Command {
 		Usage: "list the serial ports of this machine, to find the one to pass to --comm",
 		Description: `Lists serial ports with their driver, description (USB manufacturer and
 product, or a built-in port's UART type), the running sockmux links that use
-them, and what to pass to --comm: a USB adapter's identity
+them (found through the control sockets in the user's directory and in
+/run/sockmux), and what to pass to --comm: a USB adapter's identity
 (usb:VID:PID:SERIAL), which sockmux follows to whatever name the adapter gets
 when it is plugged in again, or the device path. --json adds the USB IDs,
 serial number and, on Linux, the /dev/serial/by-id and by-path links.
@@ -34,7 +36,7 @@ settings and boards behind them are not reset.`,
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON array instead of a table"},
 		},
 		Action: func(c *cli.Context) error {
-			ports, err := listPorts(serialport.System{}, "")
+			ports, err := listPorts(serialport.System{}, controlDirs())
 			if err != nil {
 				return err
 			}
@@ -65,14 +67,30 @@ type portHolder struct {
 	PID  int    `json:"pid"`
 }
 
+// controlDirs are where sockmux ports looks for running links: the user's
+// control socket directory and, on Linux, /run/sockmux, where the systemd
+// unit in dist/ puts its socket.
+func controlDirs() []string {
+	dirs := []string{control.SocketDir()}
+	if runtime.GOOS == "linux" && dirs[0] != runDir {
+		dirs = append(dirs, runDir)
+	}
+	return dirs
+}
+
+const runDir = "/run/sockmux"
+
 // listPorts lists the ports of sys and the links, answering on the control
-// sockets in sockDir (control.SocketDir if empty), that use them.
-func listPorts(sys serialport.System, sockDir string) ([]portRow, error) {
+// sockets in sockDirs, that use them.
+func listPorts(sys serialport.System, sockDirs []string) ([]portRow, error) {
 	ports, err := sys.List()
 	if err != nil {
 		return nil, err
 	}
-	links := control.Running(sockDir, time.Second)
+	var links []control.Status
+	for _, d := range sockDirs {
+		links = append(links, control.Running(d, time.Second)...)
+	}
 	rows := make([]portRow, len(ports))
 	for i, p := range ports {
 		rows[i] = portRow{PortInfo: p, Comm: commFor(ports, p)}

@@ -85,7 +85,7 @@ func TestPortsListing(t *testing.T) {
 	_, err = unix.InotifyAddWatch(ino, slave.Name(), unix.IN_OPEN)
 	require.NoError(t, err)
 
-	rows, err := listPorts(serialport.System{SysRoot: tree.Sys, DevRoot: tree.Dev}, sockDir)
+	rows, err := listPorts(serialport.System{SysRoot: tree.Sys, DevRoot: tree.Dev}, []string{sockDir, filepath.Join(sockDir, "missing")})
 	require.NoError(t, err)
 
 	buf := make([]byte, 4096)
@@ -124,7 +124,7 @@ func TestPortsListing(t *testing.T) {
 func TestPortsListingEmpty(t *testing.T) {
 	tree, err := fakesys.New(t.TempDir())
 	require.NoError(t, err)
-	rows, err := listPorts(serialport.System{SysRoot: tree.Sys, DevRoot: tree.Dev}, t.TempDir())
+	rows, err := listPorts(serialport.System{SysRoot: tree.Sys, DevRoot: tree.Dev}, []string{t.TempDir()})
 	require.NoError(t, err)
 	var out bytes.Buffer
 	require.NoError(t, printPortsTable(&out, rows))
