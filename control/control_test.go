@@ -244,3 +244,44 @@ func TestMetricsExposition(t *testing.T) {
 	resp2.Body.Close()
 	assert.Equal(t, http.StatusNotFound, resp2.StatusCode)
 }
+
+// deviceDriver is a driver that reports a device node, as serialport's
+// does.
+type deviceDriver struct {
+	link.Driver
+	dev string
+}
+
+func (d deviceDriver) Device() string { return d.dev }
+
+func TestRunningListsLinksWithTheirDevice(t *testing.T) {
+	a, b := pair(t)
+	dir := shortDir(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	serve := func(name string, drv link.Driver, l *link.Link, m *mux.Mux) {
+		col := NewCollector(Source{Name: name, Link: l, Mux: m, Driver: drv}, os.Getpid())
+		srv, err := Listen(filepath.Join(dir, name+".sock"), col, quiet())
+		require.NoError(t, err)
+		go srv.Serve(ctx)
+	}
+	serve("lab", deviceDriver{a.drv, "/dev/ttyUSB1"}, a.l, a.m)
+	serve("net", b.drv, b.l, b.m)
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "gone.sock"), Net: "unix"})
+	require.NoError(t, err)
+	stale.SetUnlinkOnClose(false)
+	stale.Close()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.txt"), nil, 0o600))
+
+	got := Running(dir, 2*time.Second)
+	require.Len(t, got, 2, "the stale socket and the other file are skipped")
+	assert.Equal(t, "lab", got[0].Name)
+	assert.Equal(t, "/dev/ttyUSB1", got[0].Device)
+	assert.Equal(t, "net", got[1].Name)
+	assert.Empty(t, got[1].Device)
+
+	var out strings.Builder
+	require.NoError(t, Render(&out, &got[0]))
+	assert.Contains(t, out.String(), "(device /dev/ttyUSB1)\n")
+	assert.Empty(t, Running(filepath.Join(dir, "missing"), time.Second))
+}

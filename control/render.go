@@ -30,7 +30,11 @@ func Render(w io.Writer, s *Status) error {
 	}
 	fmt.Fprintf(&b, "process    %d goroutines, %s resident\n", s.Goroutines, mem)
 	fmt.Fprintf(&b, "session    local %s  peer %s\n", s.Local, peer)
-	fmt.Fprintf(&b, "transport  %s\n", s.Transport)
+	fmt.Fprintf(&b, "transport  %s", s.Transport)
+	if s.Device != "" && !strings.Contains(s.Transport, s.Device) {
+		fmt.Fprintf(&b, " (device %s)", s.Device)
+	}
+	b.WriteString("\n")
 	if s.Line != "" {
 		fmt.Fprintf(&b, "line       %s\n", s.Line)
 	}

@@ -23,12 +23,16 @@ type Status struct {
 	Version string `json:"version"`
 	// State is the link's state as link.State names it: up, waiting,
 	// handshake, closed, and whatever else the link comes to tell apart.
-	State     string    `json:"state"`
-	Local     string    `json:"local_session"`
-	Peer      string    `json:"peer_session"` // empty while no session
-	Transport string    `json:"transport"`
-	Line      string    `json:"line"` // line settings, e.g. "115200 8N1 flow none"
-	Started   time.Time `json:"started"`
+	State     string `json:"state"`
+	Local     string `json:"local_session"`
+	Peer      string `json:"peer_session"` // empty while no session
+	Transport string `json:"transport"`
+	// Device is the device node a serial transport opened last, e.g.
+	// /dev/ttyUSB1 for --comm usb:0403:6001:A10K3ZP; empty for other
+	// transports.
+	Device  string    `json:"device,omitempty"`
+	Line    string    `json:"line"` // line settings, e.g. "115200 8N1 flow none"
+	Started time.Time `json:"started"`
 	// UptimeSeconds is how long the process has run; UpSeconds how long
 	// the link has been up without a break (0 while it is not).
 	UptimeSeconds float64 `json:"uptime_seconds"`
@@ -203,6 +207,9 @@ func (c *Collector) Snapshot() Status {
 	s.RSSBytes, s.RSSPeak = rss()
 	if peer != 0 {
 		s.Peer = fmt.Sprintf("%016x", peer)
+	}
+	if dv, ok := c.src.Driver.(interface{ Device() string }); ok {
+		s.Device = dv.Device()
 	}
 	c.mu.Lock()
 	c.sampleLocked(now, state == link.StateUp)

@@ -8,8 +8,9 @@ import (
 	"go.bug.st/serial"
 )
 
-// listPorts lists names only: USB details on macOS need cgo (IOKit).
-func listPorts() ([]PortInfo, error) {
+// listPorts lists names only: USB details on macOS need cgo (IOKit). It
+// opens none of the ports (go.bug.st/serial probes only Linux ttyS names).
+func (System) listPorts() ([]PortInfo, error) {
 	names, err := serial.GetPortsList()
 	if err != nil {
 		return nil, fmt.Errorf("listing serial ports: %w", err)

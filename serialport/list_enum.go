@@ -1,4 +1,4 @@
-//go:build !darwin || cgo
+//go:build windows || (darwin && cgo)
 
 package serialport
 
@@ -8,7 +8,10 @@ import (
 	"go.bug.st/serial/enumerator"
 )
 
-func listPorts() ([]PortInfo, error) {
+// listPorts asks the operating system's device registry (SetupAPI on
+// Windows, IOKit on macOS); without probe filters the enumerator reads
+// properties only and opens neither the ports nor the USB devices.
+func (System) listPorts() ([]PortInfo, error) {
 	details, err := enumerator.GetDetailedPortsList()
 	if err != nil {
 		return nil, fmt.Errorf("listing serial ports: %w", err)
@@ -24,6 +27,7 @@ func listPorts() ([]PortInfo, error) {
 			VID:          d.VID,
 			PID:          d.PID,
 			SerialNumber: d.SerialNumber,
+			Manufacturer: d.Manufacturer,
 			Product:      d.Product,
 		})
 	}

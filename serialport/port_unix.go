@@ -301,8 +301,12 @@ func (p *Port) ioError(op string, err error) error {
 // pipe or a regular file. It does not open the device. A path that does not
 // exist counts as serial when it is named like one (/dev/tty*, /dev/cu*,
 // /dev/serial/..., /dev/rfcomm*), so that an unplugged adapter gets a clear
-// "no such device" from New rather than being taken for a pipe.
+// "no such device" from New rather than being taken for a pipe. A USB
+// adapter's identity (usb:..., serial:..., see Identity) counts as serial.
 func IsSerial(path string) bool {
+	if IsIdentity(path) {
+		return true
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return errors.Is(err, fs.ErrNotExist) && namedLikeSerial(path)

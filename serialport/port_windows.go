@@ -21,8 +21,11 @@ type portSys struct {
 var comPort = regexp.MustCompile(`(?i)^(\\\\\.\\)?COM[0-9]+$`)
 
 // IsSerial reports whether path names a serial port: COM1, COM23,
-// \\.\COM23 (in any case).
+// \\.\COM23 (in any case), or a USB adapter's identity (see Identity).
 func IsSerial(path string) bool {
+	if IsIdentity(path) {
+		return true
+	}
 	return comPort.MatchString(path)
 }
 

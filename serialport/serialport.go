@@ -5,7 +5,10 @@
 // New opens and configures the device at once so that mistakes (a wrong
 // path, a busy device, missing permissions, a refused baud rate) are
 // reported at start-up in one clear line. The Driver then reopens the same
-// path whenever the link asks, waiting for an unplugged adapter to come back.
+// path whenever the link asks, waiting for an unplugged adapter to come back;
+// given a USB adapter's identity (see Identity) it finds the adapter again
+// under whatever name it comes back with. List describes the machine's
+// ports without opening any.
 package serialport
 
 import (
@@ -42,9 +45,18 @@ type Driver struct {
 	openMu   sync.Mutex // serializes Open; guards lastOpen and wait
 	lastOpen time.Time
 	wait     time.Duration // delay before the next quick reopen
+
+	sys   System    // where an identity or a path's adapter is looked up
+	ident *Identity // the adapter path names, when it is an identity
+	track tracking  // guarded by openMu
 }
 
 var _ link.Driver = (*Driver)(nil)
+
+// New is System{}.New: the driver for a device of this machine.
+func New(path string, mode Mode, log *slog.Logger) (*Driver, error) {
+	return System{}.New(path, mode, log)
+}
 
 // New validates mode and opens the device at path once, so that start-up
 // errors are immediate; the open port is what the first Open returns. The
@@ -52,7 +64,13 @@ var _ link.Driver = (*Driver)(nil)
 // that says what to do, e.g. for a missing device, a path that is not a
 // serial device, a device in use, missing permissions or a refused baud
 // rate. A nil log discards log messages.
-func New(path string, mode Mode, log *slog.Logger) (*Driver, error) {
+//
+// path may also be a USB adapter's identity (see Identity), which is
+// looked up in s at every open, so that the driver follows the adapter to
+// whatever name it gets when it is plugged in again. At a path, the driver
+// remembers the identity of the USB adapter it first opened and does not
+// open another adapter that appears there later.
+func (s System) New(path string, mode Mode, log *slog.Logger) (*Driver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -62,11 +80,20 @@ func New(path string, mode Mode, log *slog.Logger) (*Driver, error) {
 	if n := mode.normalized().DataBits; n != 8 {
 		return nil, newError(path, ErrUnsupported, fmt.Sprintf("%d data bits cannot carry sockmux's binary frames: use 8", n), nil)
 	}
-	p, err := OpenPort(path, mode)
+	d := &Driver{path: path, mode: mode, log: log, sys: s, wait: reopenMinWait}
+	if IsIdentity(path) {
+		id, err := ParseIdentity(path)
+		if err != nil {
+			return nil, err
+		}
+		d.ident = &id
+	}
+	p, err := d.openDevice()
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{path: path, mode: p.mode, log: log, first: p, lastOpen: time.Now(), wait: reopenMinWait}, nil
+	d.mode, d.first, d.lastOpen = p.mode, p, time.Now()
+	return d, nil
 }
 
 // Open returns the port opened by New the first time, and afterwards opens
@@ -103,10 +130,10 @@ func (d *Driver) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	lost := false
 	var lastMsg string
 	for {
-		p, err := OpenPort(d.path, d.mode)
+		p, err := d.openDevice()
 		if err == nil {
 			if lost {
-				d.log.Info(fmt.Sprintf("serial %s reopened", d.path))
+				d.log.Info(fmt.Sprintf("serial %s reopened%s", d.path, d.where()))
 			}
 			d.lastOpen = time.Now()
 			return transport(p), nil
@@ -130,6 +157,9 @@ func (d *Driver) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 func lostReason(err error) string {
 	if errors.Is(err, ErrNotFound) {
 		return ErrNotFound.Error()
+	}
+	if errors.Is(err, ErrOtherDevice) {
+		return "a different adapter is plugged in"
 	}
 	return errMsg(err)
 }
@@ -167,7 +197,7 @@ func (d *Driver) String() string {
 	return "serial " + d.path + " " + d.mode.String()
 }
 
-// Path returns the device path.
+// Path returns the device path or identity the driver was made with.
 func (d *Driver) Path() string { return d.path }
 
 // Mode returns the line settings, with defaults filled in.

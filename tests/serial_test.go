@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -309,6 +310,8 @@ func TestSerialBadInput(t *testing.T) {
 	}{
 		{[]string{"--comm", missing}, "serial " + missing + ": no such device"},
 		{[]string{"--comm", "/dev/serial/by-id/usb-sockmux-test-missing"}, "no such device"},
+		{[]string{"--comm", "usb:0403"}, `device identity "usb:0403": want a vendor and a product ID`},
+		{[]string{"--comm", "usb:0403:60x1:A10K3ZP"}, `the product ID "60x1" is not 4 hexadecimal digits`},
 		{[]string{"--comm", file}, file + " is a regular file; want a serial device"},
 		{[]string{"--comm", "/dev/null"}, "/dev/null is /dev/null, which reaches no peer"},
 		{[]string{"--comm", dir}, dir + " is a directory"},
@@ -331,6 +334,24 @@ func TestSerialBadInput(t *testing.T) {
 		oneLineError(t, code, out, "1.5 stop bits are not supported on Linux", args)
 	}
 	assert.False(t, holder.exited(), "the link holding the device is undisturbed")
+}
+
+// TestSerialStatusReportsDevice: a serial link's status names the device
+// it holds, which is how sockmux ports tells which ports are in use.
+func TestSerialStatusReportsDevice(t *testing.T) {
+	skipWithoutPtys(t)
+	t.Parallel()
+	_, pathA, _ := startCable(t)
+	sock := filepath.Join(controlDir(t), "a.sock")
+	a := start(t, "link A", "link", "--comm", pathA, "--control", sock)
+	a.waitLog("sockmux link started", 5*time.Second)
+	code, out := run(t, 10*time.Second, "status", "--json", "--control", sock)
+	require.Equal(t, 0, code, out)
+	var st struct {
+		Device string `json:"device"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &st), out)
+	assert.Equal(t, pathA, st.Device)
 }
 
 func ignoreNotExist(err error) error {

@@ -108,7 +108,7 @@ func transportFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "listen", Usage: "be the receptor: listen for the other end on `ADDR` (host:port)", Category: "Transport"},
 		&cli.StringFlag{Name: "connect", Usage: "be the connector: dial the other end at `ADDR` (host:port), again whenever it drops", Category: "Transport"},
-		&cli.StringFlag{Name: "comm", Usage: "one bidirectional channel: a serial port (/dev/ttyUSB0, COM3), a character device, a Unix socket or a Windows named pipe at `PATH`", Category: "Transport"},
+		&cli.StringFlag{Name: "comm", Usage: "one bidirectional channel: a serial port (/dev/ttyUSB0, COM3, or a USB adapter by identity, usb:VID:PID:SERIAL as sockmux ports prints it), a character device, a Unix socket or a Windows named pipe at `PATH`", Category: "Transport"},
 		&cli.StringFlag{Name: "commin", Usage: "read the link from the named pipe (FIFO) at `PATH`; created if missing", Category: "Transport"},
 		&cli.StringFlag{Name: "commout", Usage: "write the link to the named pipe (FIFO) at `PATH`; created if missing", Category: "Transport"},
 		&cli.BoolFlag{Name: "stdio", Usage: "the link on standard input and output (the far end runs e.g. ssh host sockmux link --stdio); sockmux exits when they end", Category: "Transport"},
