@@ -122,7 +122,7 @@ func transportFlags() []cli.Flag {
 func opsFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "name", Usage: "the link's `NAME` on this host: its control socket is named after it (sockmux status --name NAME)", Category: "Operations"},
-		&cli.StringFlag{Name: "control", Usage: "serve the control socket at `PATH` (default: $XDG_RUNTIME_DIR/sockmux/NAME.sock, or /tmp/sockmux-UID/NAME.sock)", Category: "Operations"},
+		&cli.StringFlag{Name: "control", Usage: "serve the control socket at `PATH` (default: " + defaultControlHelp() + ")", Category: "Operations"},
 		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics (host:port)", Category: "Operations"},
 	}
 }
