@@ -3,6 +3,7 @@ package control
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -210,18 +212,48 @@ func TestListenReplacesStaleSocketOnly(t *testing.T) {
 
 func TestSocketPath(t *testing.T) {
 	t.Setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+	dir := "/run/user/1000/sockmux"
+	if runtime.GOOS == "windows" {
+		dir = filepath.ToSlash(filepath.Join(os.TempDir(), "sockmux")) // XDG_RUNTIME_DIR is not looked at
+	}
 	p, err := SocketPath("")
 	require.NoError(t, err)
-	assert.Equal(t, "/run/user/1000/sockmux/default.sock", filepath.ToSlash(p))
+	assert.Equal(t, dir+"/default.sock", filepath.ToSlash(p))
 	p, err = SocketPath("lab-3")
 	require.NoError(t, err)
-	assert.Equal(t, "/run/user/1000/sockmux/lab-3.sock", filepath.ToSlash(p))
+	assert.Equal(t, dir+"/lab-3.sock", filepath.ToSlash(p))
 	_, err = SocketPath("../etc/x")
 	assert.Error(t, err)
 	t.Setenv("XDG_RUNTIME_DIR", "")
 	p, err = SocketPath("b")
 	require.NoError(t, err)
-	assert.Equal(t, filepath.Join(runtimeBase(), "b.sock"), p)
+	if runtime.GOOS == "windows" {
+		assert.Equal(t, filepath.Join(os.TempDir(), "sockmux", "b.sock"), p)
+	} else {
+		assert.Equal(t, fmt.Sprintf("/tmp/sockmux-%d/b.sock", os.Getuid()), p)
+	}
+}
+
+// The directory of control sockets on each system, and the help text that
+// describes it, come from the same socketDir.
+func TestSocketDirPerPlatform(t *testing.T) {
+	env := func(vars map[string]string) func(string) string {
+		return func(k string) string { return vars[k] }
+	}
+	xdg := env(map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000"})
+	none := env(nil)
+	assert.Equal(t, "/run/user/1000/sockmux", socketDir("linux", xdg, "/var/tmp", "1000"))
+	assert.Equal(t, "/tmp/sockmux-1000", socketDir("linux", none, "/var/tmp", "1000"))
+	assert.Equal(t, "/tmp/sockmux-501", socketDir("darwin", none, "/var/folders/x/T", "501"))
+	winTemp := `C:\Users\me\AppData\Local\Temp`
+	assert.Equal(t, winTemp+`\sockmux`, socketDir("windows", none, winTemp, "-1"))
+	assert.Equal(t, winTemp+`\sockmux`, socketDir("windows", xdg, winTemp+`\`, "-1"),
+		"Windows ignores XDG_RUNTIME_DIR, so that every shell finds the same socket")
+
+	assert.Equal(t, "$XDG_RUNTIME_DIR/sockmux/NAME.sock, or /tmp/sockmux-UID/NAME.sock when $XDG_RUNTIME_DIR is unset",
+		DefaultSocketHelp("linux"))
+	assert.Equal(t, DefaultSocketHelp("linux"), DefaultSocketHelp("freebsd"))
+	assert.Equal(t, `%TEMP%\sockmux\NAME.sock`, DefaultSocketHelp("windows"))
 }
 
 func TestMetricsExposition(t *testing.T) {

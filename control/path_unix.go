@@ -2,13 +2,6 @@
 
 package control
 
-import (
-	"fmt"
-	"io/fs"
-	"os"
-)
-
-// runtimeBase is /tmp/sockmux-UID, private to the user.
-func runtimeBase() string { return fmt.Sprintf("/tmp/sockmux-%d", os.Getuid()) }
+import "io/fs"
 
 func isSocketFile(fs.FileInfo) bool { return false }

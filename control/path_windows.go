@@ -1,13 +1,6 @@
 package control
 
-import (
-	"io/fs"
-	"os"
-	"path/filepath"
-)
-
-// runtimeBase is sockmux under the user's temporary directory.
-func runtimeBase() string { return filepath.Join(os.TempDir(), "sockmux") }
+import "io/fs"
 
 // isSocketFile accepts what Windows reports for an AF_UNIX socket file,
 // an irregular file (a reparse point).

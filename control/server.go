@@ -38,9 +38,9 @@ const DefaultName = "default"
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// SocketPath returns the control socket of the link called name: under
-// $XDG_RUNTIME_DIR/sockmux when that is set, else under a directory of
-// the user's own in the temporary directory (runtimeBase).
+// SocketPath returns the control socket of the link called name, NAME.sock
+// in the directory socketDir gives for this system (DefaultSocketHelp
+// describes it).
 func SocketPath(name string) (string, error) {
 	if name == "" {
 		name = DefaultName
@@ -48,11 +48,7 @@ func SocketPath(name string) (string, error) {
 	if !validName.MatchString(name) {
 		return "", fmt.Errorf("--name %q: use letters, digits, '.', '_' and '-' (up to 64)", name)
 	}
-	dir := filepath.Join(os.Getenv("XDG_RUNTIME_DIR"), "sockmux")
-	if os.Getenv("XDG_RUNTIME_DIR") == "" {
-		dir = runtimeBase()
-	}
-	return filepath.Join(dir, name+".sock"), nil
+	return filepath.Join(realSocketDir(), name+".sock"), nil
 }
 
 // ErrInUse is returned by Listen when a live link holds the socket.

@@ -30,13 +30,26 @@ func FuzzParseRule(f *testing.F) {
 }
 
 func FuzzParseEntrances(f *testing.F) {
-	for _, s := range []string{"9023,9080", "*:1-3/udp", "[::1]:80", "h:53/udp", "::"} {
+	for _, s := range []string{"9023,9080", "*:1-3/udp", "[::1]:80", "h:53/udp", "::",
+		"127.0.0.1:9011,127.0.0.1:9012", "9011,127.0.0.1:9012,[::1]:9013/udp", "h:1-4,5"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		fs, err := ParseEntrances(s)
-		if err == nil && len(fs) > maxEntrances {
+		if err != nil {
+			return
+		}
+		if len(fs) > maxEntrances {
 			t.Fatalf("%d entrances", len(fs))
+		}
+		for _, e := range fs {
+			_, port, err := net.SplitHostPort(e.Bind)
+			if err != nil {
+				t.Fatalf("%q gives bind %q: %v", s, e.Bind, err)
+			}
+			if _, err := ParsePort(port, false); err != nil {
+				t.Fatalf("%q gives bind %q: %v", s, e.Bind, err)
+			}
 		}
 	})
 }

@@ -275,11 +275,16 @@ func (r *Rule) parseConditions(s string) error {
 			case item == "":
 				return fmt.Errorf("empty item in condition %q", part)
 			case strings.HasPrefix(item, "-P"):
+				if i := strings.LastIndex(item, ":"); i >= 0 {
+					return fmt.Errorf("entrance port %q: give the port alone, -P%s (a rule sees only the port a connection entered on at the far end)", item, item[i+1:])
+				}
 				pr, err := parsePortRange(item[2:])
 				if err != nil {
 					return fmt.Errorf("entrance port %q: %v", item, err)
 				}
 				r.Entrances = append(r.Entrances, pr)
+			case isPortText(item):
+				return fmt.Errorf("condition %q is a port, not a client host: each entrance port needs its -P (-P9011,-P9012, or a range -P9011-9012)", item)
 			default:
 				hosts = append(hosts, item)
 			}
@@ -293,6 +298,16 @@ func (r *Rule) parseConditions(s string) error {
 		r.Clients = hl
 	}
 	return nil
+}
+
+// isPortText reports whether s is digits, or digits-digits: a port or a
+// range, which no client host name or address is.
+func isPortText(s string) bool {
+	lo, hi, isRange := strings.Cut(s, "-")
+	digits := func(t string) bool {
+		return t != "" && strings.Trim(t, "0123456789") == ""
+	}
+	return digits(lo) && (!isRange || digits(hi))
 }
 
 // parsePortRange parses PORT or LO-HI.

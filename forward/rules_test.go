@@ -2,6 +2,7 @@ package forward
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -35,6 +36,7 @@ func TestParseRule(t *testing.T) {
 		{"telnet://hostY:23:-:-P9023,-in", "tcp://hostY:23:-:-P9023"},
 		{"http://hostY,-in:-:-P9080", "tcp://hostY:80:-:-P9080"},
 		{"tcp://h:22:-:-P9000-9009", "tcp://h:22:-:-P9000-9009"},
+		{"tcp://h:22:-:-P9011,-P9012", "tcp://h:22:-:-P9011,-P9012"},
 		{"tcp://h:22:-:10.0.0.0/8,hostA", "tcp://h:22:-:10.0.0.0/8,hostA"},
 		{"tcp://h:22:-:{10.0.0.0/8,!10.1.0.0/16}", "tcp://h:22:-:10.0.0.0/8,!10.1.0.0/16"},
 		{"tcp://h:22:-:-P22,127.0.0.1", "tcp://h:22:-:-P22,127.0.0.1"},
@@ -71,6 +73,10 @@ func TestParseRuleErrors(t *testing.T) {
 		{"tcp://h:22:-:a,,b", "empty item"},
 		{"tcp://h:22:-:-Pabc", "entrance port \"-Pabc\""},
 		{"tcp://h:22:-:-P90-80", "backwards"},
+		{"tcp://h:22:-:-P9011,9012", `condition "9012" is a port, not a client host: each entrance port needs its -P`},
+		{"tcp://h:22,-in:-:-P9011,9012-9015", `condition "9012-9015" is a port`},
+		{"tcp://h:22:-:-P127.0.0.1:9011", `entrance port "-P127.0.0.1:9011": give the port alone, -P9011`},
+		{"tcp://h:22:-:-P[::1]:9011", `give the port alone, -P9011`},
 		{"tcp://h:22:-:10.0.0.0/99", "host \"10.0.0.0/99\""},
 		{"tcp://h:22:-:bad host", "not a host name"},
 		{"socks/udp", "TCP only"},
@@ -214,18 +220,77 @@ func TestParseEntrances(t *testing.T) {
 	assert.Equal(t, "[::1]:8080", fs[0].Bind)
 
 	for _, tc := range []struct{ in, want string }{
-		{"", "not a port number"},
+		{"", "no port (want [HOST:]PORT[/udp][,...])"},
 		{"x", "not a port number"},
 		{"0", "not a port number"},
 		{":80", "empty address"},
 		{"::1:80", "brackets"},
 		{"1-70000", "not a port number"},
-		{"1-2000", "more than 1024 ports"},
-		{"9,,10", "not a port number"},
+		{"1-2000", "1-2000 is 2000 ports; one --port opens at most 1024"},
+		{"9,,10", "an empty item between commas"},
 	} {
 		_, err := ParseEntrances(tc.in)
 		if assert.Error(t, err, tc.in) {
 			assert.Contains(t, err.Error(), tc.want, tc.in)
 		}
 	}
+}
+
+// Each item of a --port list may carry its own host and /udp, as in
+// DeleGate's PORT=127.0.0.1:17411,127.0.0.1:17412; an item without a
+// host takes the one before it.
+func TestParseEntrancesHostOnEachItem(t *testing.T) {
+	binds := func(fs []Forward) []string {
+		var out []string
+		for _, f := range fs {
+			out = append(out, strings.TrimPrefix(f.String(), "--port "))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"127.0.0.1:9011,127.0.0.1:9012", []string{"127.0.0.1:9011", "127.0.0.1:9012"}},
+		{"9011,127.0.0.2:9012,[::1]:9013/udp", []string{"127.0.0.1:9011", "127.0.0.2:9012", "[::1]:9013/udp"}},
+		{"127.0.0.2:9011,9012", []string{"127.0.0.2:9011", "127.0.0.2:9012"}},
+		{"*:9011,127.0.0.1:9012,9013/udp", []string{":9011", "127.0.0.1:9012", "127.0.0.1:9013/udp"}},
+		{"127.0.0.1:9000-9002", []string{"127.0.0.1:9000", "127.0.0.1:9001", "127.0.0.1:9002"}},
+		{"9000-9001,[::1]:9005-9006/udp", []string{"127.0.0.1:9000", "127.0.0.1:9001", "[::1]:9005/udp", "[::1]:9006/udp"}},
+		{"hostX:53/udp,hostY:53", []string{"hostX:53/udp", "hostY:53"}},
+		{"9011/udp,9011", []string{"127.0.0.1:9011/udp", "127.0.0.1:9011"}},
+		{"9011, 9012", []string{"127.0.0.1:9011", "127.0.0.1:9012"}},
+		{"[fe80::1%eth0]:80", []string{"[fe80::1%eth0]:80"}},
+	} {
+		fs, err := ParseEntrances(tc.in)
+		if assert.NoError(t, err, tc.in) {
+			assert.Equal(t, tc.want, binds(fs), tc.in)
+		}
+	}
+
+	// A mistake names its item.
+	for _, tc := range []struct{ in, want string }{
+		{"127.0.0.1:9011,127.0.0.1:x", `port "127.0.0.1:9011,127.0.0.1:x": item "127.0.0.1:x": "x" is not a port number`},
+		{"9011,::1:9012", `item "::1:9012": put an IPv6 address in brackets`},
+		{"9011,:9012", `item ":9012": empty address before ':'`},
+		{"9011,[::1]9012", `item "[::1]9012": want [IPv6]:PORT`},
+		{"9011,[::1:9012", `item "[::1:9012": '[' without ']'`},
+		{"9011,::1]:9012", `item "::1]:9012": '[' and ']' go around an IPv6 address`},
+		{"9011,[]:9012", `item "[]:9012": empty address in '[]'`},
+		{"9011,127.0.0.1:9020-9010", `item "127.0.0.1:9020-9010": range 9020-9010 is backwards`},
+		{"9011,9011", `item "9011": 127.0.0.1:9011 is in the list twice`},
+		{"127.0.0.1:9011,9011", `127.0.0.1:9011 is in the list twice`},
+		{"9011,", "an empty item between commas"},
+		{"9011,127.0.0.1:1-5000", `item "127.0.0.1:1-5000": 1-5000 is 5000 ports; one --port opens at most 1024`},
+		{"1-1000,2001-2100", `item "2001-2100": the list reaches 1100 ports; one --port opens at most 1024`},
+		{"127.0.0.1:x", `port "127.0.0.1:x": "x" is not a port number`},
+	} {
+		_, err := ParseEntrances(tc.in)
+		if assert.Error(t, err, tc.in) {
+			assert.Contains(t, err.Error(), tc.want, tc.in)
+		}
+	}
+	fs, err := ParseEntrances("1-1024")
+	require.NoError(t, err)
+	assert.Len(t, fs, maxEntrances, "a full range of the cap is allowed")
 }

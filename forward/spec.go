@@ -115,52 +115,120 @@ func ParseForward(kind Kind, spec string) (Forward, error) {
 	return f, nil
 }
 
-// maxEntrances bounds the ports one --port spec may open.
+// maxEntrances bounds the ports one --port spec may open, ranges
+// included: each is a listener.
 const maxEntrances = 1024
 
-// ParseEntrances parses a --port spec (DeleGate's PORT=):
-// [BIND:]PORT[/udp][,PORT[/udp]...], where a PORT may be a range LO-HI.
+// ParseEntrances parses a --port spec (DeleGate's PORT=): a list of
+// items separated by commas, each [HOST:]PORT[/udp] where PORT may be a
+// range LO-HI:
+//
+//	9023,9080  127.0.0.1:9011,127.0.0.1:9012  9011,[::1]:9013/udp  *:9000-9010
+//
 // Each port becomes an Entrance forward: connections to it cross the
-// link with no destination, and the far end's rules route them. A "/udp"
-// suffix applies to the port it follows. BIND defaults to DefaultBind;
-// "*" means every address.
+// link with no destination, and the far end's rules route them. "/udp"
+// applies to the item it ends. HOST is a name, an address (IPv6 in
+// brackets) or "*" for every address; an item without one takes the
+// HOST of the item before it, and the first defaults to DefaultBind. An
+// error names the item at fault.
 func ParseEntrances(spec string) ([]Forward, error) {
-	bind, list := DefaultBind, spec
-	if i := strings.LastIndex(spec, ":"); i >= 0 {
-		b := spec[:i]
-		if strings.HasPrefix(b, "[") && strings.HasSuffix(b, "]") {
-			b = b[1 : len(b)-1]
-		} else if strings.ContainsAny(b, "[]") || strings.Contains(b, ":") {
-			return nil, fmt.Errorf("port %q: put an IPv6 address in brackets, [::1]:8080", spec)
-		}
-		bind, list = b, spec[i+1:]
-	}
-	switch bind {
-	case "":
-		return nil, fmt.Errorf("port %q: empty address before ':' (use * for every address)", spec)
-	case "*":
-		bind = ""
-	}
+	items := strings.Split(spec, ",")
+	bind := DefaultBind
 	var out []Forward
-	for item := range strings.SplitSeq(list, ",") {
-		network := "tcp"
-		if b, ok := strings.CutSuffix(item, "/udp"); ok {
-			item, network = b, "udp"
-		} else if b, ok := strings.CutSuffix(item, "/tcp"); ok {
-			item = b
+	seen := make(map[string]bool)
+	for _, item := range items {
+		item = strings.TrimSpace(item)
+		fail := func(format string, args ...any) error {
+			msg := fmt.Sprintf(format, args...)
+			if len(items) > 1 {
+				return fmt.Errorf("port %q: item %q: %s", spec, item, msg)
+			}
+			return fmt.Errorf("port %q: %s", spec, msg)
 		}
-		pr, err := parsePortRange(item)
+		if item == "" {
+			if len(items) == 1 {
+				return nil, fail("no port (want [HOST:]PORT[/udp][,...])")
+			}
+			return nil, fmt.Errorf("port %q: an empty item between commas", spec)
+		}
+		e, err := parseEntranceItem(item)
 		if err != nil {
-			return nil, fmt.Errorf("port %q: %v", spec, err)
+			return nil, fail("%v", err)
 		}
-		if len(out)+pr.Hi-pr.Lo+1 > maxEntrances {
-			return nil, fmt.Errorf("port %q: more than %d ports", spec, maxEntrances)
+		if e.hasHost {
+			bind = e.host
 		}
-		for p := pr.Lo; p <= pr.Hi; p++ {
-			out = append(out, Forward{Kind: Entrance, Network: network, Bind: net.JoinHostPort(bind, strconv.Itoa(p))})
+		n := e.ports.Hi - e.ports.Lo + 1
+		if n > maxEntrances {
+			return nil, fail("%s is %d ports; one --port opens at most %d (give several --port flags for more)", e.ports, n, maxEntrances)
+		}
+		if len(out)+n > maxEntrances {
+			return nil, fail("the list reaches %d ports; one --port opens at most %d (give several --port flags for more)", len(out)+n, maxEntrances)
+		}
+		for p := e.ports.Lo; p <= e.ports.Hi; p++ {
+			f := Forward{Kind: Entrance, Network: e.network, Bind: net.JoinHostPort(bind, strconv.Itoa(p))}
+			key := f.Network + " " + f.Bind
+			if seen[key] {
+				return nil, fail("%s is in the list twice", strings.TrimPrefix(f.String(), "--port "))
+			}
+			seen[key] = true
+			out = append(out, f)
 		}
 	}
 	return out, nil
+}
+
+// entranceItem is one item of a --port list.
+type entranceItem struct {
+	hasHost bool
+	host    string // "" for every address ("*")
+	ports   PortRange
+	network string
+}
+
+// parseEntranceItem parses [HOST:]PORT[/udp] with PORT a port or a range.
+func parseEntranceItem(item string) (entranceItem, error) {
+	e := entranceItem{network: "tcp"}
+	if b, ok := strings.CutSuffix(item, "/udp"); ok {
+		item, e.network = b, "udp"
+	} else if b, ok := strings.CutSuffix(item, "/tcp"); ok {
+		item = b
+	}
+	ports := item
+	switch {
+	case strings.HasPrefix(item, "["):
+		end := strings.Index(item, "]")
+		if end < 0 {
+			return e, fmt.Errorf("'[' without ']'")
+		}
+		rest, ok := strings.CutPrefix(item[end+1:], ":")
+		if !ok {
+			return e, fmt.Errorf("want [IPv6]:PORT, e.g. [::1]:8080")
+		}
+		e.hasHost, e.host, ports = true, item[1:end], rest
+		if e.host == "" {
+			return e, fmt.Errorf("empty address in '[]' (use * for every address)")
+		}
+	case strings.ContainsAny(item, "[]"):
+		return e, fmt.Errorf("'[' and ']' go around an IPv6 address, as in [::1]:8080")
+	case strings.Count(item, ":") > 1:
+		return e, fmt.Errorf("put an IPv6 address in brackets, [::1]:8080")
+	case strings.Contains(item, ":"):
+		e.host, ports, _ = strings.Cut(item, ":")
+		e.hasHost = true
+		if e.host == "" {
+			return e, fmt.Errorf("empty address before ':' (use * for every address)")
+		}
+	}
+	if e.host == "*" {
+		e.host = ""
+	}
+	pr, err := parsePortRange(ports)
+	if err != nil {
+		return e, err
+	}
+	e.ports = pr
+	return e, nil
 }
 
 // ParsePort parses a port number; zero is allowed only when zeroOK (a

@@ -36,7 +36,7 @@ func TestKeygenAndSecretFileChecks(t *testing.T) {
 	require.NoError(t, os.Chmod(k, 0o644))
 	code, out = run(t, 10*time.Second, "link", "--connect", "127.0.0.1:1", "--secret-file", k)
 	assert.Equal(t, 1, code)
-	assert.Contains(t, out, "can be read by others")
+	assert.Contains(t, out, "can be read by others (mode 0644); make it private with: chmod 600 "+k)
 	bad := filepath.Join(t.TempDir(), "bad")
 	require.NoError(t, os.WriteFile(bad, []byte("not a key\n"), 0o600))
 	code, out = run(t, 10*time.Second, "link", "--connect", "127.0.0.1:1", "--secret-file", bad)

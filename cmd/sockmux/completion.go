@@ -79,18 +79,28 @@ or install it with
 			if c.NArg() > 0 {
 				return fmt.Errorf("unexpected argument %q", c.Args().First())
 			}
-			// A fresh app: the one running has grown a help subcommand
-			// under "man", which the page would list.
-			app := newApp()
-			app.Setup()
-			page, err := app.ToManWithSection(1)
+			page, err := manPage()
 			if err != nil {
-				return fmt.Errorf("man: %w", err)
+				return err
 			}
 			_, err = io.WriteString(os.Stdout, page)
 			return err
 		},
 	}
+}
+
+// manPage is sockmux's manual page in roff, section 1, for helpGOOS.
+func manPage() (string, error) {
+	// A fresh app: the one running has grown a help subcommand under
+	// "man", which the page would list.
+	app := newApp()
+	app.Setup()
+	manUsage(app.Commands)
+	page, err := app.ToManWithSection(1)
+	if err != nil {
+		return "", fmt.Errorf("man: %w", err)
+	}
+	return page, nil
 }
 
 // completeLeaves gives every command without subcommands a completion

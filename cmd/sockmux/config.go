@@ -40,7 +40,8 @@ func configFlag() cli.Flag {
 // withEnv gives each flag its environment variable. The flags whose
 // values append to a specList (--port, --server, --dest) are read from
 // the environment by specEnv instead, so that the command line replaces
-// the environment's value rather than adding to it.
+// the environment's value rather than adding to it (help shows their
+// variables too: flagEnvVars).
 func withEnv(flags []cli.Flag) {
 	for _, f := range flags {
 		name := f.Names()[0]
@@ -62,8 +63,6 @@ func withEnv(flags []cli.Flag) {
 			f.EnvVars = addEnv(f.EnvVars, env)
 		case *cli.UintFlag:
 			f.EnvVars = addEnv(f.EnvVars, env)
-		case *cli.GenericFlag:
-			f.Usage += " [$" + env + "]"
 		}
 	}
 }

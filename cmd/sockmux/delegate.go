@@ -28,7 +28,7 @@ as the equivalent "sockmux link" (which it logs, or prints with --print):
   SERVER=sockmux:comm@PATH         --comm PATH              a serial port or other two-way channel
   SERVER=sockmux:commin@PATH       --commin PATH            read the link from a FIFO
   SERVER=sockmux:commout@PATH      --commout PATH           write the link to a FIFO
-  PORT=[host:]port[,port...]       --port ...               entrances, routed by the far end
+  PORT=[host:]port[,...]           --port ...               entrances, routed by the far end
   SERVER=URL,-in[:-:COND]          --server URL[:-:COND]    exit for connections from the far end
   SERVER=telnet,-in (http, socks)  --server telnet          exit to a built-in proxy
   DEST=host:port[/udp]             --dest host:port[/udp]   relay exit
@@ -37,10 +37,10 @@ as the equivalent "sockmux link" (which it logs, or prints with --print):
 
 COND is -Pport (the entrance port at the far end) or a list of client hosts.
 A -P port without a host listens on every address, as DeleGate does; a PORT
-without a host listens on 127.0.0.1 only (write PORT=*:9023 for every
-address). Any other parameter is an error that names it. The link options
-below (e.g. --baud 9600 for comm@, --log-level debug) may come before or among
-the parameters.`,
+item without a host takes the host of the item before it, and the first
+listens on 127.0.0.1 only (write PORT=*:9023 for every address). Any other
+parameter is an error that names it. The link options below (e.g. --baud 9600
+for comm@, --log-level debug) may come before or among the parameters.`,
 		SkipFlagParsing: true,
 		Flags:           optionFlags(),
 		Action:          runDelegate,

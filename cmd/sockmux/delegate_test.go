@@ -119,3 +119,28 @@ func TestDelegateErrorsNameTheParameter(t *testing.T) {
 		}
 	}
 }
+
+// The issue's commands: a host on each item of a port list, in both
+// syntaxes, gives one entrance per item on its own address.
+func TestPortListWithAHostOnEachItem(t *testing.T) {
+	clearEnv(t)
+	want := []forward.Forward{
+		{Kind: forward.Entrance, Network: "tcp", Bind: "127.0.0.1:9011"},
+		{Kind: forward.Entrance, Network: "tcp", Bind: "127.0.0.2:9012"},
+		{Kind: forward.Entrance, Network: "udp", Bind: "[::1]:9013"},
+		{Kind: forward.Entrance, Network: "tcp", Bind: "[::1]:9020"},
+		{Kind: forward.Entrance, Network: "tcp", Bind: "[::1]:9021"},
+	}
+	list := "127.0.0.1:9011,127.0.0.2:9012,[::1]:9013/udp,9020-9021"
+	plan, err := planFromArgs([]string{"--listen", "127.0.0.1:9000", "--port", list})
+	require.NoError(t, err)
+	assert.Equal(t, want, plan.forwards)
+
+	plan, _, err = planFromDelegate([]string{"-P127.0.0.1:9000", "SERVER=sockmux", "PORT=" + list})
+	require.NoError(t, err)
+	assert.Equal(t, want, plan.forwards)
+	assert.Equal(t, "sockmux link --listen 127.0.0.1:9000 --port '"+list+"'", plan.equivalent)
+
+	_, _, err = planFromDelegate([]string{"-P127.0.0.1:9000", "SERVER=sockmux", "PORT=127.0.0.1:9011,127.0.0.1:90x"})
+	assert.EqualError(t, err, `--port: port "127.0.0.1:9011,127.0.0.1:90x": item "127.0.0.1:90x": "90x" is not a port number (1-65535)`)
+}

@@ -58,7 +58,9 @@ Entrances (connections accepted here cross the link):
                                       (DeleGate's PORT=)
   -R [BIND:]PORT:HOST:HOSTPORT[/udp]  the far end listens on BIND:PORT; this end
                                       connects to HOST:HOSTPORT
-BIND defaults to 127.0.0.1; * means every address.
+BIND defaults to 127.0.0.1; * means every address. Each item of a --port list
+may have its own BIND (an item without one takes the one before it), and its
+PORT may be a range LO-HI: --port 9011,127.0.0.2:9012,[::1]:9013-9015/udp.
 
 Exits (where connections from the far end go), tried in this order:
   1. this end's own -R forwards, by the listener they came from;
@@ -120,7 +122,7 @@ func transportFlags() []cli.Flag {
 func opsFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "name", Usage: "the link's `NAME` on this host: its control socket is named after it (sockmux status --name NAME)", Category: "Operations"},
-		&cli.StringFlag{Name: "control", Usage: "serve the control socket at `PATH` (default: $XDG_RUNTIME_DIR/sockmux/NAME.sock, or /tmp/sockmux-UID/NAME.sock)", Category: "Operations"},
+		&cli.StringFlag{Name: "control", Usage: "serve the control socket at `PATH` (default: " + defaultControlHelp() + ")", Category: "Operations"},
 		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics (host:port)", Category: "Operations"},
 	}
 }
@@ -182,7 +184,7 @@ func (fw *forwardFlags) flags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "local", Aliases: []string{"L"}, Usage: "forward `SPEC` = [BIND:]PORT:HOST:HOSTPORT[/udp] from here to the far end (repeatable)", Category: "Forwarding"},
 		&cli.StringSliceFlag{Name: "remote", Aliases: []string{"R"}, Usage: "forward `SPEC` = [BIND:]PORT:HOST:HOSTPORT[/udp] from the far end to here (repeatable)", Category: "Forwarding"},
 		&cli.StringSliceFlag{Name: "dynamic", Aliases: []string{"D"}, Usage: "a local SOCKS5/SOCKS4a/HTTP proxy on `PORT` ([BIND:]PORT); the far end connects where each client asks (repeatable)", Category: "Forwarding"},
-		&cli.GenericFlag{Name: "port", Value: &specValue{&fw.ports, "port"}, Usage: "entrances `PORTS` = [BIND:]PORT[/udp][,...] whose connections the far end's rules route (repeatable; DeleGate's PORT=)", Category: "Forwarding"},
+		&cli.GenericFlag{Name: "port", Value: &specValue{&fw.ports, "port"}, Usage: "entrances `PORTS` = [BIND:]PORT[-PORT][/udp][,...] whose connections the far end's rules route (repeatable; DeleGate's PORT=)", Category: "Forwarding"},
 		&cli.GenericFlag{Name: "server", Value: &specValue{&fw.rules, "server"}, Usage: "exit `RULE` for connections from the far end: tcp://HOST:PORT, HOST:PORT, telnet://HOST, http://HOST, or socks, http, telnet for a built-in proxy; :-:-PPORT and :-:HOSTLIST limit it (repeatable; DeleGate's SERVER=...,-in)", Category: "Forwarding"},
 		&cli.GenericFlag{Name: "dest", Value: &specValue{&fw.rules, "dest"}, Usage: "exit `DEST` = HOST:PORT[/udp] for connections from the far end (repeatable; DeleGate's DEST=)", Category: "Forwarding"},
 	}

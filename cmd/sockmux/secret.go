@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"runtime"
 	"strings"
+	"unicode/utf16"
 
 	"github.com/urfave/cli/v2"
 
@@ -24,7 +28,11 @@ func keygenCommand() *cli.Command {
 		Description: `Writes 32 random bytes, hex-encoded, to FILE with mode 0600. Give the same file
 to both ends of a link with --secret-file (copy it over a channel you trust,
 e.g. scp). To rotate a key, write a new one, copy it to both ends, and restart
-them; see docs/security.md.`,
+them; see docs/security.md.
+
+On Windows the mode does not apply: the file gets the permissions of its
+folder, and keygen prints the icacls command that lets only you read it. A
+key copied to a POSIX host needs chmod 600 there.`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "force", Usage: "overwrite FILE if it exists"},
 		},
@@ -60,13 +68,46 @@ them; see docs/security.md.`,
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "wrote a new key to %s; give both ends of the link the same file with --secret-file\n", path)
+			if note := keygenNote(runtime.GOOS, path, currentUser()); note != "" {
+				fmt.Fprintln(c.App.Writer, note)
+			}
 			return nil
 		},
 	}
 }
 
+// keygenNote is what keygen adds on goos after writing the key at path
+// for the account named account: on Windows the mode it asks for does not make
+// the file private (Go sets no ACL; the file takes its folder's), so it
+// says how to.
+func keygenNote(goos, path, account string) string {
+	if goos != "windows" {
+		return ""
+	}
+	return fmt.Sprintf("the file has the permissions of its folder; to let only you read it: icacls %s /inheritance:r /grant:r %s", windowsQuote(path), windowsQuote(account+":F"))
+}
+
+// currentUser is the user's account name as icacls takes it (DOMAIN\user
+// on Windows), or %USERNAME% if it cannot be had.
+func currentUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "%USERNAME%"
+}
+
+// windowsQuote quotes a path for cmd and PowerShell when it needs it.
+func windowsQuote(s string) string {
+	if s != "" && !strings.ContainsAny(s, " \t&()[]{}^=;!'+,`~%$@#") {
+		return s
+	}
+	return `"` + s + `"`
+}
+
 // readSecret loads a key written by keygen: 64 hex digits (or 32 bytes in
-// base64), '#' comment lines ignored. A file others may read is refused.
+// base64), '#' comment lines ignored, in ASCII or UTF-8 (a byte order
+// mark and CRLF line ends allowed) or UTF-16 with a byte order mark, as
+// Windows tools write. A file others may read is refused.
 func readSecret(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -76,14 +117,14 @@ func readSecret(path string) ([]byte, error) {
 		return nil, fmt.Errorf("secret file %s is not a regular file", path)
 	}
 	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("secret file %s can be read by others (mode %04o); run chmod 600 %s", path, fi.Mode().Perm(), path)
+		return nil, fmt.Errorf("secret file %s can be read by others (mode %04o); make it private with: chmod 600 %s", path, fi.Mode().Perm(), shellQuote(path))
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("secret file: %w", err)
 	}
 	var text strings.Builder
-	for _, line := range strings.Split(string(b), "\n") {
+	for _, line := range strings.Split(decodeText(b), "\n") {
 		line = strings.TrimSpace(line)
 		if line != "" && !strings.HasPrefix(line, "#") {
 			text.WriteString(line)
@@ -97,4 +138,27 @@ func readSecret(path string) ([]byte, error) {
 		return key, nil
 	}
 	return nil, fmt.Errorf("secret file %s does not hold a %d-byte key in hex or base64 (make one with: sockmux keygen FILE)", path, link.KeySize)
+}
+
+// decodeText is the text of a file as Windows tools may write it: UTF-8
+// with or without a byte order mark, or UTF-16 (PowerShell 5's > and
+// Out-File) with one.
+func decodeText(b []byte) string {
+	var order binary.ByteOrder
+	switch {
+	case bytes.HasPrefix(b, []byte{0xEF, 0xBB, 0xBF}):
+		return string(b[3:])
+	case bytes.HasPrefix(b, []byte{0xFF, 0xFE}):
+		order = binary.LittleEndian
+	case bytes.HasPrefix(b, []byte{0xFE, 0xFF}):
+		order = binary.BigEndian
+	default:
+		return string(b)
+	}
+	b = b[2:]
+	units := make([]uint16, len(b)/2)
+	for i := range units {
+		units[i] = order.Uint16(b[2*i:])
+	}
+	return string(utf16.Decode(units))
 }
