@@ -42,6 +42,8 @@ type Driver struct {
 	openMu   sync.Mutex // serializes Open; guards lastOpen and wait
 	lastOpen time.Time
 	wait     time.Duration // delay before the next quick reopen
+
+	ext driverExt // control lines and error counters (driver_lines.go)
 }
 
 var _ link.Driver = (*Driver)(nil)
@@ -53,6 +55,10 @@ var _ link.Driver = (*Driver)(nil)
 // serial device, a device in use, missing permissions or a refused baud
 // rate. A nil log discards log messages.
 func New(path string, mode Mode, log *slog.Logger) (*Driver, error) {
+	return newDriver(path, mode, Options{}, log)
+}
+
+func newDriver(path string, mode Mode, opts Options, log *slog.Logger) (*Driver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -62,11 +68,11 @@ func New(path string, mode Mode, log *slog.Logger) (*Driver, error) {
 	if n := mode.normalized().DataBits; n != 8 {
 		return nil, newError(path, ErrUnsupported, fmt.Sprintf("%d data bits cannot carry sockmux's binary frames: use 8", n), nil)
 	}
-	p, err := OpenPort(path, mode)
+	p, err := OpenPortWith(path, mode, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{path: path, mode: p.mode, log: log, first: p, lastOpen: time.Now(), wait: reopenMinWait}, nil
+	return &Driver{path: path, mode: p.mode, log: log, first: p, lastOpen: time.Now(), wait: reopenMinWait, ext: driverExt{opts: opts}}, nil
 }
 
 // Open returns the port opened by New the first time, and afterwards opens
@@ -86,7 +92,14 @@ func (d *Driver) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	d.first = nil
 	d.mu.Unlock()
 	if p != nil {
-		return transport(p), nil
+		err := d.ready(ctx, p)
+		if err == nil {
+			return transport(p), nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		// The device went away while waiting for the carrier: reopen.
 	}
 	d.openMu.Lock()
 	defer d.openMu.Unlock()
@@ -103,13 +116,18 @@ func (d *Driver) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	lost := false
 	var lastMsg string
 	for {
-		p, err := OpenPort(d.path, d.mode)
+		p, err := OpenPortWith(d.path, d.mode, d.ext.opts)
 		if err == nil {
 			if lost {
 				d.log.Info(fmt.Sprintf("serial %s reopened", d.path))
 			}
 			d.lastOpen = time.Now()
-			return transport(p), nil
+			if err = d.ready(ctx, p); err == nil {
+				return transport(p), nil
+			}
+			if ctx.Err() != nil {
+				return nil, err
+			}
 		}
 		switch msg := lostReason(err); {
 		case !lost:
