@@ -14,6 +14,7 @@ import (
 	"github.com/sockmux/sockmux/forward"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
+	"github.com/sockmux/sockmux/serialport"
 )
 
 // Status is a snapshot of a link end, as `sockmux status --json` prints it.
@@ -28,6 +29,10 @@ type Status struct {
 	Peer      string    `json:"peer_session"` // empty while no session
 	Transport string    `json:"transport"`
 	Line      string    `json:"line"` // line settings, e.g. "115200 8N1 flow none"
+	// Serial is a serial port's modem lines and receive error counts;
+	// absent on other transports. A part that is not available is nil,
+	// with a note saying why, rather than zeros.
+	Serial *serialport.LineStatus `json:"serial,omitempty"`
 	Started   time.Time `json:"started"`
 	// UptimeSeconds is how long the process has run; UpSeconds how long
 	// the link has been up without a break (0 while it is not).
@@ -82,6 +87,8 @@ type Source struct {
 	Name    string
 	Version string
 	Line    string // line settings to show; empty on transports without any
+	// Serial, on a serial transport, reads its lines and error counts.
+	Serial func() serialport.LineStatus
 	Link    *link.Link
 	Mux     *mux.Mux
 	Driver  link.Driver
@@ -198,6 +205,10 @@ func (c *Collector) Snapshot() Status {
 		AuthFailures:   st.AuthFailures.Load(),
 		Preemptions:    st.Preemptions.Load(),
 		Streams:        []Stream{},
+	}
+	if c.src.Serial != nil {
+		ls := c.src.Serial()
+		s.Serial = &ls
 	}
 	s.Goroutines = runtime.NumGoroutine()
 	s.RSSBytes, s.RSSPeak = rss()
