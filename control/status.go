@@ -24,16 +24,12 @@ type Status struct {
 	Version string `json:"version"`
 	// State is the link's state as link.State names it: up, waiting,
 	// handshake, closed, and whatever else the link comes to tell apart.
-	State     string `json:"state"`
-	Local     string `json:"local_session"`
-	Peer      string `json:"peer_session"` // empty while no session
-	Transport string `json:"transport"`
-	Line      string `json:"line"` // line settings, e.g. "115200 8N1 flow none"
-	// Serial is a serial port's modem lines and receive error counts;
-	// absent on other transports. A part that is not available is nil,
-	// with a note saying why, rather than zeros.
-	Serial  *serialport.LineStatus `json:"serial,omitempty"`
-	Started time.Time              `json:"started"`
+	State     string    `json:"state"`
+	Local     string    `json:"local_session"`
+	Peer      string    `json:"peer_session"` // empty while no session
+	Transport string    `json:"transport"`
+	Line      string    `json:"line"` // line settings, e.g. "115200 8N1 flow none"
+	Started   time.Time `json:"started"`
 	// UptimeSeconds is how long the process has run; UpSeconds how long
 	// the link has been up without a break (0 while it is not).
 	UptimeSeconds float64 `json:"uptime_seconds"`
@@ -66,6 +62,11 @@ type Status struct {
 	AuthFailures   uint64 `json:"auth_failures"`
 	Preemptions    uint64 `json:"preemptions"`
 
+	// Serial is a serial port's modem lines and receive error counts;
+	// absent on other transports. A part that is not available is nil,
+	// with a note saying why, rather than zeros.
+	Serial *serialport.LineStatus `json:"serial,omitempty"`
+
 	Streams []Stream `json:"streams"`
 }
 
@@ -87,11 +88,12 @@ type Source struct {
 	Name    string
 	Version string
 	Line    string // line settings to show; empty on transports without any
+	Link    *link.Link
+	Mux     *mux.Mux
+	Driver  link.Driver
+
 	// Serial, on a serial transport, reads its lines and error counts.
 	Serial func() serialport.LineStatus
-	Link   *link.Link
-	Mux    *mux.Mux
-	Driver link.Driver
 }
 
 // Collector takes snapshots of a Source and keeps the goodput samples.
