@@ -54,6 +54,9 @@ func OpenPortWith(path string, mode Mode, opts Options) (*Port, error) {
 	if msg := platformModeProblem(m); msg != "" {
 		return nil, newError(path, ErrUnsupported, msg, nil)
 	}
+	if opts.Carrier == CarrierCTS && m.Flow == FlowRTSCTS {
+		return nil, fmt.Errorf("serial %s: --carrier cts cannot go with --flow rtscts: the far end lowers its RTS, this end's CTS, to pause the sender, which is not a lost carrier", path)
+	}
 	return openPort(path, m, opts)
 }
 
