@@ -74,7 +74,7 @@ func TestCableFollowsTheEndsRates(t *testing.T) {
 	assert.Equal(t, data, readUntilIdle(t, b, len(data), 2*time.Second))
 	took := time.Since(start)
 	t.Logf("500 bytes at 9600 baud took %v", took)
-	assert.InDelta(t, 500.0/960, took.Seconds(), 0.15, "paced at the rate the ends set")
+	assert.InDelta(t, 500.0/960, took.Seconds(), 0.25, "paced at the rate the ends set (115200 would take 0.04 s)")
 	assert.Contains(t, logs.String(), "cable: A set 9600 baud")
 	assert.Contains(t, logs.String(), "cable A→B: rates match again (9600 baud)")
 	assert.Contains(t, c.Stats().String(), "500 bytes sent at a rate the other end does not listen at")
@@ -151,7 +151,7 @@ func TestCableLatency(t *testing.T) {
 	got := readUntilIdle(t, b, len(data), time.Second)
 	require.NoError(t, <-done)
 	assert.Equal(t, data, got)
-	assert.InDelta(t, 1.0, time.Since(start).Seconds(), 0.1, "a second of line time")
+	assert.InDelta(t, 1.0, time.Since(start).Seconds(), 0.25, "a second of line time")
 
 	_, err := Start(t.Context(), Config{PathA: "/tmp/x", PathB: "/tmp/y", Latency: -time.Millisecond})
 	assert.ErrorContains(t, err, "cable: latency -1ms must be between 0 and 1s")
