@@ -117,7 +117,14 @@ func (d *Driver) LineStatus() LineStatus {
 	} else {
 		st.Lines = &m
 	}
-	if cur != nil && !cur.closed.Load() && cur.ext.countsOK {
+	switch {
+	case cur == nil:
+	case cur.closed.Load():
+		// Closed, not yet replaced: its counts as read at Close.
+		if c, ok := cur.finalCounts(); ok {
+			acc = acc.plus(c)
+		}
+	case cur.ext.countsOK:
 		countsOK = true
 		if c, err := cur.ErrorCounts(); err == nil {
 			acc = acc.plus(c)

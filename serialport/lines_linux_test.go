@@ -231,6 +231,8 @@ func TestErrorCountsAccumulateAcrossPorts(t *testing.T) {
 	bump(func(c *ErrorCounts) { c.Frame += 3; c.Parity += 2 })
 	assert.Equal(t, &ErrorCounts{Frame: 3, Parity: 2}, d.LineStatus().Errors)
 	require.NoError(t, tr.Close())
+	assert.Equal(t, &ErrorCounts{Frame: 3, Parity: 2}, d.LineStatus().Errors, "kept while the port is closed")
+	assert.Equal(t, "the port is not open", d.LineStatus().LinesNote)
 
 	// A new port (an adapter replugged) whose driver counts from zero.
 	bump(func(c *ErrorCounts) { *c = ErrorCounts{Break: 2, Overrun: 1} })
