@@ -66,6 +66,8 @@ func TestParseLevelAndCarrier(t *testing.T) {
 	assert.EqualError(t, err, `invalid --carrier "ri": must be dcd, dsr or cts (or none)`)
 	_, err = OpenPortWith("/dev/ttyUSB97", DefaultMode(), Options{Carrier: "rts"})
 	assert.ErrorContains(t, err, `serial /dev/ttyUSB97: invalid --carrier "rts"`)
+	_, err = NewWith("/dev/ttyUSB97", Mode{Baud: 9600, Flow: FlowRTSCTS}, Options{RTS: LevelOff}, nil)
+	assert.ErrorContains(t, err, "serial /dev/ttyUSB97: --rts off cannot go with --flow rtscts")
 	_, err = NewWith("/dev/ttyUSB97", Mode{Baud: 9600, Flow: FlowRTSCTS}, Options{Carrier: CarrierCTS}, nil)
 	assert.EqualError(t, err, "serial /dev/ttyUSB97: --carrier cts cannot go with --flow rtscts: the far end lowers its RTS, this end's CTS, to pause the sender, which is not a lost carrier")
 }

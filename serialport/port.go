@@ -54,6 +54,9 @@ func OpenPortWith(path string, mode Mode, opts Options) (*Port, error) {
 	if msg := platformModeProblem(m); msg != "" {
 		return nil, newError(path, ErrUnsupported, msg, nil)
 	}
+	if opts.RTS == LevelOff && m.Flow == FlowRTSCTS {
+		return nil, fmt.Errorf("serial %s: --rts off cannot go with --flow rtscts: with flow control the driver raises and lowers RTS itself, and a low RTS stops the far end sending", path)
+	}
 	if opts.Carrier == CarrierCTS && m.Flow == FlowRTSCTS {
 		return nil, fmt.Errorf("serial %s: --carrier cts cannot go with --flow rtscts: the far end lowers its RTS, this end's CTS, to pause the sender, which is not a lost carrier", path)
 	}
