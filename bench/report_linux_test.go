@@ -289,6 +289,9 @@ const methods = `### How each row is measured
   the far side fills the line; then 100 more under load back to back (5-25 ms pauses), in the details. The download is the realistic and the harder case: the echo's reply travels the same
   direction as the bulk data and competes with it, while the request travels against acknowledgements
   only. The echo server stamps each arrival, so each round trip splits into its request and reply legs.
+  The **USB latency** rows run the same case on a cable with ` + "`--latency 16`" + `: each end delivers what it
+  receives the way an FTDI adapter with its default 16 ms latency timer does (62-byte packets, a short
+  one when the timer expires).
 - **TCP rows** are library-level Go benchmarks (BenchmarkTCP): link and mux (configured as the binary
   configures them for TCP: 1 MiB stream windows) over the real TCP driver on loopback, both ends in this
   process; hashicorp/yamux with its default configuration over one loopback connection; raw TCP with one
