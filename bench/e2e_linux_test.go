@@ -352,6 +352,7 @@ type serialCase struct {
 	BulkSecs float64 // length of each sockmux transfer, in line time
 	Reps     int     // sockmux transfers
 	Echo     bool    // also the interactive echo and the CPU time
+	Latency  int     // the cable's --latency at both ends, in ms (USB adapters)
 }
 
 // serialResult is what a serial case measured.
@@ -493,7 +494,13 @@ func (s *suite) runSerial(c serialCase) (*serialResult, error) {
 	if c.BER > 0 {
 		args = append(args, "--ber", strconv.FormatFloat(c.BER, 'g', -1, 64), "--seed", "7")
 	}
-	cable, err := s.start(fmt.Sprintf("cable-%d", c.Baud), append(args, pathA, pathB)...)
+	name := strconv.Itoa(c.Baud)
+	if c.Latency > 0 {
+		args = append(args, "--latency", strconv.Itoa(c.Latency))
+		name += fmt.Sprintf("-lat%d", c.Latency)
+		pathA, pathB = filepath.Join(s.dir, "tty"+name+"A"), filepath.Join(s.dir, "tty"+name+"B")
+	}
+	cable, err := s.start("cable-"+name, append(args, pathA, pathB)...)
 	if err != nil {
 		return nil, err
 	}
@@ -532,7 +539,7 @@ func (s *suite) runSerial(c serialCase) (*serialResult, error) {
 		return nil, err
 	}
 	baud := strconv.Itoa(c.Baud)
-	linkA, err := s.start(fmt.Sprintf("link-%d-A", c.Baud), "link", "--comm", pathA, "--baud", baud,
+	linkA, err := s.start("link-"+name+"-A", "link", "--comm", pathA, "--baud", baud,
 		"-L", fmt.Sprintf("%d:%s", bulkPort, s.srv.bulk.Addr()),
 		"-L", fmt.Sprintf("%d:%s", echoPort, s.srv.echo.Addr()))
 	if err != nil {
@@ -542,10 +549,10 @@ func (s *suite) runSerial(c serialCase) (*serialResult, error) {
 	argsB := []string{"link", "--comm", pathB, "--baud", baud}
 	control := ""
 	if s.controlFlag {
-		control = filepath.Join(s.dir, fmt.Sprintf("link-%d-B.sock", c.Baud))
+		control = filepath.Join(s.dir, "link-"+name+"-B.sock")
 		argsB = append(argsB, "--control", control)
 	}
-	linkB, err := s.start(fmt.Sprintf("link-%d-B", c.Baud), argsB...)
+	linkB, err := s.start("link-"+name+"-B", argsB...)
 	if err != nil {
 		return nil, err
 	}

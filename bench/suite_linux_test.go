@@ -138,10 +138,16 @@ func (s *suite) serialCases() []serialCase {
 		{Baud: 115200, BER: 1e-5, RawSecs: 6 * k, BulkSecs: 20 * k, Reps: 2},
 		{Baud: 9600, RawSecs: 8 * k, BulkSecs: 20 * k, Reps: 2},
 		{Baud: 921600, RawSecs: 4 * k, BulkSecs: 10 * k, Reps: 2},
+		// USB serial adapters' 16 ms latency timer (FTDI's default) at
+		// both ends: the echo must still meet its target.
+		{Baud: 115200, Latency: 16, RawSecs: 4 * k, BulkSecs: 10 * k, Reps: 1, Echo: true},
 	}
 }
 
 func serialKey(c serialCase) string {
+	if c.Latency > 0 {
+		return fmt.Sprintf("%d latency %dms", c.Baud, c.Latency)
+	}
 	if c.BER > 0 {
 		return fmt.Sprintf("%d ber %g", c.Baud, c.BER)
 	}

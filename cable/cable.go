@@ -59,6 +59,19 @@ type Config struct {
 	// FaultsBA, when set, are the faults of the B→A direction instead, and
 	// Faults apply to A→B only.
 	FaultsBA *Faults
+	// Latency, when positive, makes each end deliver what it receives the
+	// way a USB serial adapter with this latency timer does (FTDI: 16 ms by
+	// default): in batches of up to USBPacket bytes, a batch going out when
+	// it is full or when the timer expires. Zero: bytes are delivered as
+	// they arrive.
+	Latency time.Duration
+	// FixedRate paces both directions at Baud whatever speed the ends'
+	// programs set, and never garbles bytes for a rate mismatch. Without
+	// it a paced cable follows the ends' speeds: both ends start at Baud;
+	// each direction is paced at the speed its sending end set, and bytes
+	// arrive garbled (misframed) when the receiving end listens at another
+	// speed, as on a real line. An unpaced cable (Baud 0) ignores speeds.
+	FixedRate bool
 	// UnplugEvery and UnplugFor unplug the cable on a schedule: every
 	// UnplugEvery (from the start) for UnplugFor. Both zero: only Unplug
 	// unplugs.
@@ -87,6 +100,9 @@ type DirectionStats struct {
 	DupChunks, Duplicated int64
 	// Garbled counts bytes replaced by noise bursts, Bursts the bursts.
 	Garbled, Bursts int64
+	// Misframed counts bytes sent while the receiving end listened at
+	// another speed, delivered as what it would make of them.
+	Misframed int64
 }
 
 // String summarizes s in one line, naming only the faults that happened,
@@ -104,6 +120,7 @@ func (s DirectionStats) String() string {
 	add(s.Inserted, "%d inserted", s.Inserted)
 	add(s.DupChunks, "%d chunks duplicated (%d bytes)", s.DupChunks, s.Duplicated)
 	add(s.Bursts, "%d noise bursts (%d bytes garbled)", s.Bursts, s.Garbled)
+	add(s.Misframed, "%d bytes sent at a rate the other end does not listen at", s.Misframed)
 	if len(faults) > 0 {
 		str += " (" + strings.Join(faults, ", ") + ")"
 	}
@@ -155,6 +172,7 @@ type end struct {
 	slave  *os.File // held open so the master never sees the slave closed
 	name   string   // the slave's device path, e.g. /dev/pts/3
 	link   string   // the symbolic link to it, e.g. /tmp/ttyA
+	label  string   // "A" or "B"
 }
 
 // Start creates the cable's pseudo-terminals and links and starts carrying
@@ -201,6 +219,12 @@ func Start(ctx context.Context, cfg Config) (*Cable, error) {
 	speed := "unpaced"
 	if c.rate > 0 {
 		speed = fmt.Sprintf("%d baud, %d bytes/s each way", cfg.Baud, int(c.rate))
+		if !cfg.FixedRate && followsRates {
+			speed += ", following the rates the ends set"
+		}
+	}
+	if cfg.Latency > 0 {
+		speed += fmt.Sprintf(", USB latency %v", cfg.Latency)
 	}
 	log.Info(fmt.Sprintf("cable %s <-> %s up (%s)", cfg.PathA, cfg.PathB, speed),
 		"faults A→B", c.dirs[0].faults.String(), "faults B→A", c.dirs[1].faults.String(), "seed", seed)
@@ -262,6 +286,9 @@ func validate(cfg *Config) error {
 	}
 	if cfg.ReportEvery < 0 {
 		return errors.New("cable: report interval must not be negative")
+	}
+	if cfg.Latency < 0 || cfg.Latency > time.Second {
+		return fmt.Errorf("cable: latency %v must be between 0 and 1s (an FTDI adapter's timer is 1 to 255 ms)", cfg.Latency)
 	}
 	return nil
 }
@@ -413,6 +440,14 @@ func (c *Cable) plugLocked() error {
 		ends[i] = e
 	}
 	for i, path := range []string{c.cfg.PathA, c.cfg.PathB} {
+		ends[i].label = string(rune('A' + i))
+		if c.rate > 0 && !c.cfg.FixedRate && followsRates {
+			// Both ends start at Baud: a program that sets no speed
+			// gets it, and one that sets another is told apart.
+			if err := setEndSpeed(ends[i].slave, c.cfg.Baud); err != nil {
+				c.log.Warn(fmt.Sprintf("cable: cannot set %s to %d baud: %v", ends[i].name, c.cfg.Baud, err))
+			}
+		}
 		if err := linkPath(ends[i].name, path); err != nil {
 			undo()
 			return err

@@ -435,18 +435,6 @@ func fileThere(path string) bool {
 	return err == nil
 }
 
-func control(f *os.File, fn func(fd int) error) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
-}
-
 // TestCloseWaitsForACloseUnderWay: "sockmux cable" closes the cable both
 // from its signal context and from its main loop; the second Close must not
 // return (and let the program exit) before the first has logged the final

@@ -127,7 +127,7 @@ type direction struct {
 	histLen   int
 	burst     atomic.Bool
 
-	read, written, flipped, dropped, inserted, dupChunks, duplicated, garbled, bursts atomic.Int64
+	read, written, flipped, dropped, inserted, dupChunks, duplicated, garbled, bursts, misframed atomic.Int64
 }
 
 func newDirection(name string, f Faults, seed, stream uint64, log *slog.Logger) *direction {
@@ -253,5 +253,6 @@ func (d *direction) stats() DirectionStats {
 		Duplicated:  d.duplicated.Load(),
 		Garbled:     d.garbled.Load(),
 		Bursts:      d.bursts.Load(),
+		Misframed:   d.misframed.Load(),
 	}
 }

@@ -83,30 +83,60 @@ func (c *Cable) pump(d *direction, src, dst *end) {
 		pace = newPacer(c.rate)
 		size = int(pace.burst)
 	}
+	rates := c.newRateWatch(d, src, dst)
+	var lat *latencyTimer
+	if c.cfg.Latency > 0 {
+		lat = newLatencyTimer(c.cfg.Latency, time.Now())
+	}
 	buf := make([]byte, size)
 	for {
-		k := size
+		k := len(buf)
 		if pace != nil {
 			k = pace.allowance()
 		}
+		if lat != nil {
+			_ = src.master.SetReadDeadline(lat.deadline())
+		}
 		before := time.Now()
 		n, err := src.master.Read(buf[:k])
+		var out []byte
 		if n > 0 {
 			if pace != nil {
 				pace.took(n, time.Since(before) > minChunkTime)
 			}
 			d.read.Add(int64(n))
-			out := buf[:n]
+			out = buf[:n]
 			if d.faults.any() || d.burst.Load() {
 				out = d.inject(out)
 			}
-			if len(out) > 0 {
-				w, werr := dst.master.Write(out)
-				d.written.Add(int64(w))
-				if werr != nil {
-					c.pumpEnded(d, "writing "+dst.name, werr)
-					return
+			if rates != nil {
+				// Speeds as the ends have them now, after the bytes
+				// were written: a program sets its speed, then sends.
+				if rates.check() {
+					// The sending end changed its speed: pace at the new one.
+					pace = newPacer(float64(rates.tx) / c.cfg.BitsPerByte)
+					if int(pace.burst) > len(buf) {
+						buf = make([]byte, pace.burst)
+					}
 				}
+				if rates.mismatch() {
+					out = misframe(out, rates.tx, rates.rx)
+					d.misframed.Add(int64(n))
+				}
+			}
+			if lat != nil {
+				out = lat.add(out, time.Now())
+			}
+		}
+		if lat != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			out, err = lat.expire(time.Now()), nil
+		}
+		if len(out) > 0 {
+			w, werr := dst.master.Write(out)
+			d.written.Add(int64(w))
+			if werr != nil {
+				c.pumpEnded(d, "writing "+dst.name, werr)
+				return
 			}
 		}
 		if err != nil {
@@ -115,6 +145,49 @@ func (c *Cable) pump(d *direction, src, dst *end) {
 		}
 	}
 }
+
+// rateWatch follows the speeds the two ends of one direction set.
+type rateWatch struct {
+	c        *Cable
+	d        *direction
+	src, dst *end
+	tx, rx   int // the sending and the receiving end's speeds
+	garbling bool
+}
+
+// newRateWatch returns nil where the cable does not follow rates: an
+// unpaced cable, Config.FixedRate, or no way to read pty speeds here.
+func (c *Cable) newRateWatch(d *direction, src, dst *end) *rateWatch {
+	if c.rate == 0 || c.cfg.FixedRate || !followsRates {
+		return nil
+	}
+	return &rateWatch{c: c, d: d, src: src, dst: dst, tx: c.cfg.Baud, rx: c.cfg.Baud}
+}
+
+// check reads the ends' speeds, once per chunk the line carries (two
+// ioctls), and reports whether the sending end's changed. A speed that
+// cannot be read, or 0 (B0, hang up), keeps the last one.
+func (r *rateWatch) check() bool {
+	changed := false
+	if tx, err := endSpeed(r.src.slave); err == nil && tx > 0 && tx != r.tx {
+		r.tx, changed = tx, true
+		r.c.log.Info(fmt.Sprintf("cable: %s set %d baud", r.src.label, tx))
+	}
+	if rx, err := endSpeed(r.dst.slave); err == nil && rx > 0 {
+		r.rx = rx
+	}
+	switch m := r.mismatch(); {
+	case m && !r.garbling:
+		r.c.log.Info(fmt.Sprintf("cable %s: %s sends at %d baud, %s listens at %d: bytes arrive garbled", r.d.name, r.src.label, r.tx, r.dst.label, r.rx))
+	case !m && r.garbling:
+		r.c.log.Info(fmt.Sprintf("cable %s: rates match again (%d baud)", r.d.name, r.tx))
+	}
+	r.garbling = r.mismatch()
+	return changed
+}
+
+// mismatch reports whether the ends' speeds differ.
+func (r *rateWatch) mismatch() bool { return r.tx != r.rx }
 
 // pumpEnded logs why a pump stopped unless the cable closed its ends.
 func (c *Cable) pumpEnded(d *direction, op string, err error) {

@@ -59,6 +59,7 @@ func WriteMetrics(w io.Writer, s *Status) error {
 	metric("sockmux_resumes_total", "counter", "Sessions continued over a new transport.", float64(s.Resumes))
 	metric("sockmux_auth_failures_total", "counter", "Transports dropped because the peer failed authentication.", float64(s.AuthFailures))
 	metric("sockmux_preemptions_total", "counter", "Frames cut short for interactive data.", float64(s.Preemptions))
+	writeSerialMetrics(&b, lbl, s.Serial)
 	metric("sockmux_goroutines", "gauge", "Goroutines in the link process.", float64(s.Goroutines))
 	if s.RSSBytes > 0 && !s.RSSPeak {
 		metric("sockmux_resident_memory_bytes", "gauge", "Resident memory of the link process.", float64(s.RSSBytes))

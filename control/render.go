@@ -38,6 +38,7 @@ func Render(w io.Writer, s *Status) error {
 	if s.Line != "" {
 		fmt.Fprintf(&b, "line       %s\n", s.Line)
 	}
+	renderSerial(&b, s.Serial)
 	fmt.Fprintf(&b, "rtt        %s\n", (time.Duration(s.RTTSeconds * float64(time.Second))).Round(10*time.Microsecond))
 	fmt.Fprintf(&b, "sent       %s on the line, %s payload, goodput %s/s\n", size(s.BytesOut), size(s.PayloadOut), size(uint64(s.GoodputOut)))
 	fmt.Fprintf(&b, "received   %s on the line, %s payload, goodput %s/s\n", size(s.BytesIn), size(s.PayloadIn), size(uint64(s.GoodputIn)))

@@ -14,6 +14,7 @@ import (
 	"github.com/sockmux/sockmux/forward"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
+	"github.com/sockmux/sockmux/serialport"
 )
 
 // Status is a snapshot of a link end, as `sockmux status --json` prints it.
@@ -65,6 +66,11 @@ type Status struct {
 	AuthFailures   uint64 `json:"auth_failures"`
 	Preemptions    uint64 `json:"preemptions"`
 
+	// Serial is a serial port's modem lines and receive error counts;
+	// absent on other transports. A part that is not available is nil,
+	// with a note saying why, rather than zeros.
+	Serial *serialport.LineStatus `json:"serial,omitempty"`
+
 	Streams []Stream `json:"streams"`
 }
 
@@ -89,6 +95,9 @@ type Source struct {
 	Link    *link.Link
 	Mux     *mux.Mux
 	Driver  link.Driver
+
+	// Serial, on a serial transport, reads its lines and error counts.
+	Serial func() serialport.LineStatus
 }
 
 // Collector takes snapshots of a Source and keeps the goodput samples.
@@ -202,6 +211,10 @@ func (c *Collector) Snapshot() Status {
 		AuthFailures:   st.AuthFailures.Load(),
 		Preemptions:    st.Preemptions.Load(),
 		Streams:        []Stream{},
+	}
+	if c.src.Serial != nil {
+		ls := c.src.Serial()
+		s.Serial = &ls
 	}
 	s.Goroutines = runtime.NumGoroutine()
 	s.RSSBytes, s.RSSPeak = rss()

@@ -30,7 +30,7 @@ func (d *Driver) openDevice() (*Port, error) {
 		return nil, err
 	}
 	d.track.refused = ""
-	p, err := OpenPort(path, d.mode)
+	p, err := OpenPortWith(path, d.mode, d.ext.opts)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ type Port struct {
 	mode   Mode
 	closed atomic.Bool
 	sys    portSys
+	ext    portExt // control lines, carrier, error counters (lines.go)
 }
 
 // OpenPort opens and configures the serial device at path. It fails with an
@@ -37,14 +38,29 @@ type Port struct {
 // want New, which also reopens the device when it comes back after an
 // unplug.
 func OpenPort(path string, mode Mode) (*Port, error) {
+	return OpenPortWith(path, mode, Options{})
+}
+
+// OpenPortWith is OpenPort with Options: the control lines, a carrier
+// line, low latency.
+func OpenPortWith(path string, mode Mode, opts Options) (*Port, error) {
 	if err := mode.Validate(); err != nil {
+		return nil, fmt.Errorf("serial %s: %w", path, err)
+	}
+	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("serial %s: %w", path, err)
 	}
 	m := mode.normalized()
 	if msg := platformModeProblem(m); msg != "" {
 		return nil, newError(path, ErrUnsupported, msg, nil)
 	}
-	return openPort(path, m)
+	if opts.RTS == LevelOff && m.Flow == FlowRTSCTS {
+		return nil, fmt.Errorf("serial %s: --rts off cannot go with --flow rtscts: with flow control the driver raises and lowers RTS itself, and a low RTS stops the far end sending", path)
+	}
+	if opts.Carrier == CarrierCTS && m.Flow == FlowRTSCTS {
+		return nil, fmt.Errorf("serial %s: --carrier cts cannot go with --flow rtscts: the far end lowers its RTS, this end's CTS, to pause the sender, which is not a lost carrier", path)
+	}
+	return openPort(path, m, opts)
 }
 
 // Path returns the device path the port was opened with.

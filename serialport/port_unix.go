@@ -29,7 +29,7 @@ type portSys struct {
 	pty bool        // a Linux pseudo-terminal: TIOCOUTQ always reads 0
 }
 
-func openPort(path string, m Mode) (*Port, error) {
+func openPort(path string, m Mode, o Options) (*Port, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, openError(path, err)
@@ -44,6 +44,7 @@ func openPort(path string, m Mode) (*Port, error) {
 	}
 	p := &Port{path: path, mode: m}
 	p.sys.f = f
+	p.ext.opts = o
 	ok := false
 	defer func() {
 		if !ok {
@@ -79,12 +80,14 @@ func openPort(path string, m Mode) (*Port, error) {
 	if err := setFlowControl(f, m.Flow == FlowRTSCTS); err != nil {
 		return nil, newError(path, ErrUnsupported, "cannot set flow control "+m.Flow+": "+err.Error(), err)
 	}
-	// Raise DTR and RTS: many adapters and modems wait for them. Devices
-	// without modem-control lines (pseudo-terminals, some USB bridges)
-	// refuse the ioctl, which is harmless.
-	_ = control(f, func(fd int) error {
-		return unix.IoctlSetPointerInt(fd, unix.TIOCMBIS, unix.TIOCM_DTR|unix.TIOCM_RTS)
-	})
+	// DTR and RTS as Options say (raised by default: many adapters and
+	// modems wait for them), HUPCL as they need (lines_unix.go).
+	if err := p.setupLines(); err != nil {
+		return nil, err
+	}
+	if o.LowLatency {
+		p.ext.lowLat = p.setLowLatency()
+	}
 	// Drop whatever arrived while nobody had the port open, as a UART whose
 	// receiver was off would have.
 	_ = sp.ResetInputBuffer()
@@ -93,6 +96,7 @@ func openPort(path string, m Mode) (*Port, error) {
 		p.sys.fi = st
 		p.sys.pty = isLinuxPty(st)
 	}
+	p.startLines()
 	ok = true
 	return p, nil
 }
@@ -185,6 +189,9 @@ func (p *Port) Read(b []byte) (int, error) {
 			return 0, p.closedErr()
 		}
 		_ = p.sys.f.SetReadDeadline(time.Now().Add(pollInterval))
+		if err := p.carrierLost(); err != nil {
+			return 0, err
+		}
 		n, err := p.sys.f.Read(b)
 		if n > 0 {
 			return n, nil
@@ -211,6 +218,9 @@ func (p *Port) Write(b []byte) (int, error) {
 			return written, p.closedErr()
 		}
 		_ = p.sys.f.SetWriteDeadline(time.Now().Add(pollInterval))
+		if err := p.carrierLost(); err != nil {
+			return written, err
+		}
 		n, err := p.sys.f.Write(b[written:])
 		written += n
 		if err == nil {
@@ -262,6 +272,7 @@ func (p *Port) Close() error {
 	if !p.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	p.stopLines()
 	_ = p.sys.f.Close() // wakes blocked I/O; releases the flock
 	_ = p.sys.sp.Close()
 	return nil

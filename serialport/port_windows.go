@@ -36,7 +36,7 @@ func platformModeProblem(m Mode) string {
 	return ""
 }
 
-func openPort(path string, m Mode) (*Port, error) {
+func openPort(path string, m Mode, o Options) (*Port, error) {
 	if fi, err := os.Stat(path); err == nil {
 		switch {
 		case fi.IsDir():
@@ -45,7 +45,11 @@ func openPort(path string, m Mode) (*Port, error) {
 			return nil, newError(path, ErrNotSerial, "not a serial device: it is a regular file", nil)
 		}
 	}
-	sp, err := serial.Open(path, toSerialMode(m))
+	sm := toSerialMode(m)
+	// Windows sets DTR and RTS as part of opening: they never rise
+	// when asked to be off.
+	sm.InitialStatusBits = &serial.ModemOutputBits{DTR: o.DTR.on(), RTS: o.RTS.on()}
+	sp, err := serial.Open(path, sm)
 	if err != nil {
 		return nil, serialOpenError(path, m, err)
 	}
@@ -54,8 +58,29 @@ func openPort(path string, m Mode) (*Port, error) {
 		return nil, newError(path, ErrNotSerial, "cannot set the read timeout: "+err.Error(), err)
 	}
 	_ = sp.ResetInputBuffer()
-	return &Port{path: path, mode: m, sys: portSys{sp: sp}}, nil
+	p := &Port{path: path, mode: m, sys: portSys{sp: sp}}
+	p.ext.opts = o
+	p.ext.linesMsg = "DTR " + o.DTR.String() + ", RTS " + o.RTS.String()
+	if o.LowLatency {
+		p.ext.lowLat = p.setLowLatency()
+	}
+	p.startLines()
+	return p, nil
 }
+
+// readModemLines reads the input lines with GetCommModemStatus; the
+// outputs are reported as set at open.
+func (p *Port) readModemLines() (ModemLines, error) {
+	st, err := p.sys.sp.GetModemStatusBits()
+	if err != nil {
+		return ModemLines{}, err
+	}
+	return ModemLines{DTR: p.ext.opts.DTR.on(), RTS: p.ext.opts.RTS.on(), DCD: st.DCD, DSR: st.DSR, CTS: st.CTS, RI: st.RI}, nil
+}
+
+// interrupt does nothing: a blocked Read returns within pollInterval and
+// then sees the carrier loss.
+func (p *Port) interrupt() {}
 
 // openError classifies an error from opening the port.
 func openError(path string, err error) error {
@@ -79,6 +104,9 @@ func (p *Port) Read(b []byte) (int, error) {
 		if p.closed.Load() {
 			return 0, p.closedErr()
 		}
+		if err := p.carrierLost(); err != nil {
+			return 0, err
+		}
 		n, err := p.sys.sp.Read(b)
 		if n > 0 {
 			return n, nil
@@ -96,6 +124,9 @@ func (p *Port) Write(b []byte) (int, error) {
 	for written < len(b) {
 		if p.closed.Load() {
 			return written, p.closedErr()
+		}
+		if err := p.carrierLost(); err != nil {
+			return written, err
 		}
 		n, err := p.sys.sp.Write(b[written:])
 		written += n
@@ -115,6 +146,7 @@ func (p *Port) Close() error {
 	if !p.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	p.stopLines()
 	_ = p.sys.sp.Close()
 	return nil
 }

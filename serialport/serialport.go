@@ -49,6 +49,7 @@ type Driver struct {
 	sys   System    // where an identity or a path's adapter is looked up
 	ident *Identity // the adapter path names, when it is an identity
 	track tracking  // guarded by openMu
+	ext   driverExt // control lines and error counters (driver_lines.go)
 }
 
 var _ link.Driver = (*Driver)(nil)
@@ -71,6 +72,10 @@ func New(path string, mode Mode, log *slog.Logger) (*Driver, error) {
 // remembers the identity of the USB adapter it first opened and does not
 // open another adapter that appears there later.
 func (s System) New(path string, mode Mode, log *slog.Logger) (*Driver, error) {
+	return s.newDriver(path, mode, Options{}, log)
+}
+
+func (s System) newDriver(path string, mode Mode, opts Options, log *slog.Logger) (*Driver, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -80,7 +85,7 @@ func (s System) New(path string, mode Mode, log *slog.Logger) (*Driver, error) {
 	if n := mode.normalized().DataBits; n != 8 {
 		return nil, newError(path, ErrUnsupported, fmt.Sprintf("%d data bits cannot carry sockmux's binary frames: use 8", n), nil)
 	}
-	d := &Driver{path: path, mode: mode, log: log, sys: s, wait: reopenMinWait}
+	d := &Driver{path: path, mode: mode, log: log, sys: s, wait: reopenMinWait, ext: driverExt{opts: opts}}
 	if IsIdentity(path) {
 		id, err := ParseIdentity(path)
 		if err != nil {
@@ -113,7 +118,14 @@ func (d *Driver) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	d.first = nil
 	d.mu.Unlock()
 	if p != nil {
-		return transport(p), nil
+		err := d.ready(ctx, p)
+		if err == nil {
+			return transport(p), nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		// The device went away while waiting for the carrier: reopen.
 	}
 	d.openMu.Lock()
 	defer d.openMu.Unlock()
@@ -136,7 +148,12 @@ func (d *Driver) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 				d.log.Info(fmt.Sprintf("serial %s reopened%s", d.path, d.where()))
 			}
 			d.lastOpen = time.Now()
-			return transport(p), nil
+			if err = d.ready(ctx, p); err == nil {
+				return transport(p), nil
+			}
+			if ctx.Err() != nil {
+				return nil, err
+			}
 		}
 		switch msg := lostReason(err); {
 		case !lost:

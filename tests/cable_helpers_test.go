@@ -55,13 +55,19 @@ type serialRig struct {
 // until the link is up at both ends.
 func newSerialRig(t *testing.T, cableArgs []string, linkArgs ...string) *serialRig {
 	t.Helper()
+	return newSerialRigArgs(t, cableArgs, linkArgs, linkArgs)
+}
+
+// newSerialRigArgs is newSerialRig with other arguments for each link.
+func newSerialRigArgs(t *testing.T, cableArgs, argsA, argsB []string) *serialRig {
+	t.Helper()
 	r := &serialRig{port: freePort(t), echo: freePort(t)}
 	r.cable, r.pathA, r.pathB = startCable(t, cableArgs...)
 	srv, echo := transferServer(t), echoServer(t)
 	r.a = start(t, "link A", append([]string{"link", "--comm", r.pathA,
 		"-L", fmt.Sprintf("%d:127.0.0.1:%d", r.port, srv),
-		"-L", fmt.Sprintf("%d:127.0.0.1:%d", r.echo, echo)}, linkArgs...)...)
-	r.b = start(t, "link B", append([]string{"link", "--comm", r.pathB}, linkArgs...)...)
+		"-L", fmt.Sprintf("%d:127.0.0.1:%d", r.echo, echo)}, argsA...)...)
+	r.b = start(t, "link B", append([]string{"link", "--comm", r.pathB}, argsB...)...)
 	r.a.waitLog("link up", 15*time.Second)
 	r.b.waitLog("link up", 15*time.Second)
 	waitListening(t, addr(r.port), 5*time.Second)

@@ -27,12 +27,20 @@ between them like a serial cable between two UARTs at --baud, injecting the
 faults asked for in each direction. Point "sockmux link --comm PATH_A" at one
 end and "sockmux link --comm PATH_B" at the other.
 
+The cable follows the speed each program sets on its end: each direction is
+paced at the sending end's speed, and bytes sent at a speed the receiving end
+does not listen at arrive as the framing garbage a real UART would make of
+them (both ends start at --baud; --fixed-rate turns this off). --latency
+holds received bytes the way a USB adapter's latency timer does.
+
 SIGUSR1 unplugs the cable for --unplug-for (both paths vanish, open ports get
 a hang-up, new pseudo-terminals appear when it is plugged back in), or plugs
 it back in at once if it is out. SIGINT or SIGTERM stops the cable and
 removes the links.`,
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "baud", Value: 115200, Usage: "line speed in bits per second; 0 carries bytes as fast as possible"},
+			&cli.IntFlag{Name: "baud", Value: 115200, Usage: "line speed in bits per second, and the speed both ends start at; 0 carries bytes as fast as possible"},
+			&cli.BoolFlag{Name: "fixed-rate", Usage: "pace at --baud whatever speed the programs set on the ends, and never garble bytes for a rate mismatch"},
+			&cli.IntFlag{Name: "latency", Usage: "simulate USB adapters' latency timer of `MS` milliseconds at both ends (FTDI: 16): received bytes go out in batches of up to 62, when full or when the timer expires"},
 			&cli.IntFlag{Name: "data-bits", Value: 8, Usage: "data bits per character (5-8), for the time a byte takes on the line"},
 			&cli.StringFlag{Name: "parity", Value: "none", Usage: "parity: none, odd, even, mark or space, for the time a byte takes on the line"},
 			&cli.StringFlag{Name: "stop-bits", Value: "1", Usage: "stop bits: 1, 1.5 or 2, for the time a byte takes on the line"},
@@ -63,6 +71,10 @@ func runCable(c *cli.Context) error {
 	if err := framing.Validate(); err != nil {
 		return fmt.Errorf("cable: %w", err)
 	}
+	latency := c.Int("latency")
+	if latency < 0 || latency > 1000 {
+		return fmt.Errorf("cable: --latency %d must be between 0 and 1000 milliseconds (an FTDI adapter's timer is 1 to 255, 16 by default)", latency)
+	}
 	unplugFor := c.Duration("unplug-for")
 	if unplugFor <= 0 {
 		return errors.New("cable: --unplug-for must be positive")
@@ -72,6 +84,8 @@ func runCable(c *cli.Context) error {
 		PathB:       c.Args().Get(1),
 		Baud:        baud,
 		BitsPerByte: framing.BitsPerByte(),
+		FixedRate:   c.Bool("fixed-rate"),
+		Latency:     time.Duration(latency) * time.Millisecond,
 		Faults: cable.Faults{
 			BER:        c.Float64("ber"),
 			DropRate:   c.Float64("drop"),

@@ -347,6 +347,10 @@ func checkValue(key, v string) error {
 		err = oneOf(v, "1", "1.5", "2")
 	case "flow":
 		err = oneOf(v, "none", "rtscts")
+	case "dtr", "rts":
+		err = oneOf(v, "on", "off")
+	case "carrier":
+		err = oneOf(v, "none", "dcd", "dsr", "cts")
 	case "baud", "udp-sessions":
 		err = positive(v)
 	case "max-streams":

@@ -136,6 +136,10 @@ func optionFlags() []cli.Flag {
 		&cli.StringFlag{Name: "parity", Value: "none", Usage: "serial parity: none, odd, even, mark or space", Category: "Serial line"},
 		&cli.StringFlag{Name: "stop-bits", Value: "1", Usage: "serial stop bits: 1, 1.5 or 2", Category: "Serial line"},
 		&cli.StringFlag{Name: "flow", Value: "none", Usage: "serial flow control: none or rtscts", Category: "Serial line"},
+		&cli.StringFlag{Name: "dtr", Usage: "set the serial DTR line `on|off` right after open and keep it so, also across close (default: raised, as usual); --dtr off --rts off spares an ESP32 board the reset", Category: "Serial line"},
+		&cli.StringFlag{Name: "rts", Usage: "set the serial RTS line `on|off` right after open and keep it so, also across close (default: raised, as usual)", Category: "Serial line"},
+		&cli.StringFlag{Name: "carrier", Usage: "treat the loss of the input `LINE` dcd, dsr or cts as an unplugged cable at once, and wait for it to come back (where the cable wires it)", Category: "Serial line"},
+		&cli.BoolFlag{Name: "low-latency", Usage: "ask a USB serial adapter for low receive latency: FTDI latency_timer 1 ms, ASYNC_LOW_LATENCY (Linux; logs what it did)", Category: "Serial line"},
 		&cli.DurationFlag{Name: "link-wait", Value: 30 * time.Second, Usage: "how long a client that connects while the link is down waits for it", Category: "Forwarding"},
 		&cli.DurationFlag{Name: "dial-timeout", Value: 10 * time.Second, Usage: "how long to wait for a destination to accept a connection", Category: "Forwarding"},
 		&cli.DurationFlag{Name: "udp-timeout", Value: 180 * time.Second, Usage: "end a UDP client's session after this much silence both ways", Category: "Forwarding"},
@@ -224,6 +228,7 @@ type opsOptions struct {
 type linkOptions struct {
 	logLevel                                              string
 	serial                                                serialport.Mode
+	serialOpts                                            serialport.Options
 	linkWait, dialTimeout, udpTimeout                     time.Duration
 	udpSessions                                           int
 	keepAlive, deadTimeout, handshakeTimeout, gracePeriod time.Duration
@@ -265,6 +270,10 @@ func readOptions(c flagReader) (linkOptions, error) {
 		insecure:         c.Bool("insecure"),
 		allow:            c.StringSlice("allow"),
 	}
+	var err error
+	if o.serialOpts, err = readSerialOptions(c); err != nil {
+		return o, err
+	}
 	switch {
 	case o.udpTimeout <= 0:
 		return o, fmt.Errorf("--udp-timeout %v: must be positive", o.udpTimeout)
@@ -273,6 +282,23 @@ func readOptions(c flagReader) (linkOptions, error) {
 	case o.maxStreams <= 0 || o.maxStreams > 1<<20:
 		return o, fmt.Errorf("--max-streams %d: must be between 1 and %d", o.maxStreams, 1<<20)
 	}
+	return o, nil
+}
+
+// readSerialOptions reads --dtr, --rts, --carrier and --low-latency.
+func readSerialOptions(c flagReader) (serialport.Options, error) {
+	var o serialport.Options
+	var err error
+	if o.DTR, err = serialport.ParseLevel("--dtr", c.String("dtr")); err != nil {
+		return o, err
+	}
+	if o.RTS, err = serialport.ParseLevel("--rts", c.String("rts")); err != nil {
+		return o, err
+	}
+	if o.Carrier, err = serialport.ParseCarrier(c.String("carrier")); err != nil {
+		return o, err
+	}
+	o.LowLatency = c.Bool("low-latency")
 	return o, nil
 }
 
@@ -345,7 +371,7 @@ func (p *linkPlan) addForwarding(ports, rules []flagSpec) error {
 type closer interface{ Close() error }
 
 // openDriver checks and opens the transport.
-func openDriver(t transportSpec, serial serialport.Mode, log *slog.Logger) (link.Driver, error) {
+func openDriver(t transportSpec, serial serialport.Mode, serialOpts serialport.Options, log *slog.Logger) (link.Driver, error) {
 	var chosen []string
 	stdio := ""
 	if t.stdio {
@@ -389,7 +415,7 @@ func openDriver(t transportSpec, serial serialport.Mode, log *slog.Logger) (link
 	if !serialport.IsSerial(t.comm) {
 		return pipe.NewComm(t.comm, log)
 	}
-	return serialport.New(t.comm, serial, log)
+	return serialport.NewWith(t.comm, serial, serialOpts, log)
 }
 
 // streamWindow sizes each stream's receive window to the line: seconds of
@@ -421,7 +447,7 @@ func runPlan(plan linkPlan) error {
 	if err != nil {
 		return err
 	}
-	drv, err := openDriver(plan.transport, plan.opts.serial, log)
+	drv, err := openDriver(plan.transport, plan.opts.serial, plan.opts.serialOpts, log)
 	if err != nil {
 		return err
 	}

@@ -130,7 +130,11 @@ func startOps(ctx context.Context, plan linkPlan, drv link.Driver, l *link.Link,
 	if t := plan.transport.comm; t != "" && serialport.IsSerial(t) {
 		line = lineSettings(plan.opts.serial)
 	}
-	col := control.NewCollector(control.Source{Name: name, Version: version, Line: line, Link: l, Mux: m, Driver: drv}, os.Getpid())
+	src := control.Source{Name: name, Version: version, Line: line, Link: l, Mux: m, Driver: drv}
+	if sd, ok := drv.(*serialport.Driver); ok {
+		src.Serial = sd.LineStatus
+	}
+	col := control.NewCollector(src, os.Getpid())
 	done := make(chan struct{})
 	explicit := plan.ops.name != "" || plan.ops.control != ""
 	path, err := socketPath(plan.ops.control, name)
