@@ -168,6 +168,7 @@ func (s *suite) rowsTable() []row {
 				fmt.Sprintf("%.2f", sec/got), "report", "reported"})
 		}
 	}
+	rows = append(rows, s.compressRows(failed)...)
 	return rows
 }
 

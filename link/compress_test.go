@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -476,4 +477,26 @@ func deflatedFuzzSeed() []byte {
 	c := newCompressor(flate.BestCompression)
 	p := append([]byte{0}, textBytes(1500, 1)...)
 	return p[:c.encode(p, false)]
+}
+
+// The memory a session's compression holds while idle: the sender's
+// deflate state at its level and the receiver's history and output
+// buffer. Bounded, and reported.
+func TestCompressMemoryPerSession(t *testing.T) {
+	for _, level := range []int{flate.BestSpeed, flate.BestCompression} {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c, d := newCompressor(level), newDecompressor(maxPayload)
+		p := append([]byte{0}, textBytes(4000, 1)...)
+		n := c.encode(p, false)
+		_, err := d.decode(p[:n])
+		require.NoError(t, err)
+		runtime.ReadMemStats(&after)
+		used := after.TotalAlloc - before.TotalAlloc
+		t.Logf("level %d: %d KiB per session (both directions' contexts)", level, used>>10)
+		assert.Less(t, used, uint64(2<<20), "bounded")
+		runtime.KeepAlive(c)
+		runtime.KeepAlive(d)
+	}
 }
