@@ -33,7 +33,7 @@ type compressResult struct {
 	RandomOff  []float64 // the same with --compress off at both ends
 	SSH        []float64 // ssh -C goodput on the text corpus
 	SSHErr     error     // why there is no ssh baseline
-	Ratio      string    // the sending link's compression, from sockmux status
+	Ratio      string    // the sending link's compression over the text downloads, from sockmux status
 	Echo       *echoResult
 }
 
@@ -162,6 +162,9 @@ func (s *suite) runCompress(baud int, corpusSize int, echo bool) (*compressResul
 		res.Text = append(res.Text, r.Rate())
 		s.logf("    sockmux text   %8.0f B/s (%.2f x line)", r.Rate(), r.Rate()/res.Raw)
 	}
+	if ratio, err := s.compressionStatus(control); err == nil {
+		res.Ratio = ratio
+	}
 	// One download of random bytes: a second one would repeat the
 	// first's bytes, which the history may still hold.
 	randN := int64(20 * res.Nominal)
@@ -172,9 +175,6 @@ func (s *suite) runCompress(baud int, corpusSize int, echo bool) (*compressResul
 		}
 		res.Random = append(res.Random, r.Rate())
 		s.logf("    sockmux random %8.0f B/s (%.3f x line)", r.Rate(), r.Rate()/res.Raw)
-	}
-	if ratio, err := s.compressionStatus(control); err == nil {
-		res.Ratio = ratio
 	}
 	if echo {
 		// The echo's bulk download comes from the text source.
@@ -215,9 +215,11 @@ func (s *suite) runCompress(baud int, corpusSize int, echo bool) (*compressResul
 	offA.stop()
 	offB.stop()
 	// What the links left on the line must not reach ssh: a raw transfer
-	// drains it first.
-	if _, err := rawThroughCable(pathA, pathB, baud, s.srv.pattern, int64(res.Nominal), true); err != nil {
-		return nil, fmt.Errorf("draining the line: %w", err)
+	// each way drains it first.
+	for _, p := range [][2]string{{pathA, pathB}, {pathB, pathA}} {
+		if _, err := rawThroughCable(p[0], p[1], baud, s.srv.pattern, int64(res.Nominal), true); err != nil {
+			return nil, fmt.Errorf("draining the line: %w", err)
+		}
 	}
 
 	// OpenSSH with compression over the same cable.
@@ -304,7 +306,7 @@ func (s *suite) sshThroughCable(pathA, pathB string, baud int, text *servers, n,
 	}
 	defer client.stop()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if err := text.waitReady(addr, 60*time.Second); err != nil {
+	if err := text.waitReady(addr, 120*time.Second); err != nil {
 		return nil, fmt.Errorf("ssh forward: %w\nssh:\n%s\nsshd:\n%s", err, client.logTail(10), d.logTail(10))
 	}
 	var rates []float64

@@ -18,8 +18,8 @@ type Compression int
 const (
 	// CompressAuto picks by the transport: the strongest level on a
 	// paced line (serial), where the line and not the CPU is the limit;
-	// none on a fast transport (TCP, pipes), where compressing would cost
-	// more time than the bytes it saves.
+	// on a fast transport (TCP, pipes), where compressing would cost more
+	// time than the bytes it saves, it is CompressOff.
 	CompressAuto Compression = iota
 	// CompressOff neither compresses nor offers to decompress: DATA
 	// payloads are as they were before compression existed.
@@ -252,6 +252,13 @@ func (d *decompressor) remember(p []byte) {
 	d.hist = append(d.hist, p...)
 }
 
+// offersCompression reports whether our hellos carry COMPRESS: unless
+// compression is off, or auto on a transport where it would not compress
+// (there the link runs exactly as with off, so auto can never be slower).
+func (l *Link) offersCompression() bool {
+	return l.cfg.Compress != CompressOff && (l.cfg.Compress != CompressAuto || l.zLevel != 0)
+}
+
 // startCompression sets up the compression contexts of a session that
 // begins or goes on now with the peer's hello h, under l.mu. A resumed
 // session keeps its contexts; a new one starts them fresh, with codec
@@ -268,7 +275,7 @@ func (l *Link) startCompression(h *hello, mode sessionMode) {
 		}
 		return
 	}
-	l.zOn = l.cfg.Compress != CompressOff && h.Flags&helloCompress != 0
+	l.zOn = l.offersCompression() && h.Flags&helloCompress != 0
 	l.ztx, l.zrx = nil, nil
 	if l.zOn {
 		l.ztx = newCompressor(l.zLevel)

@@ -214,6 +214,7 @@ func TestCompressedTransfer(t *testing.T) {
 		{"serial text ber1e-4 fast", Properties{LineRate: 11520}, 1e-4, CompressFast, textBytes, 2.5},
 		{"tcp text best", Properties{Reliable: true}, 0, CompressBest, textBytes, 3},
 		{"tcp text auto", Properties{Reliable: true}, 0, CompressAuto, textBytes, 0},
+		{"tcp text best, auto", Properties{Reliable: true}, 0, CompressBest, textBytes, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -226,7 +227,11 @@ func TestCompressedTransfer(t *testing.T) {
 					cable.Rate = 50 << 20
 				}
 				da, db := tc.data(size, 1), tc.data(size/4, 2)
-				p := startPair(t, cable, da, db, compressConfig(tc.cfg))
+				cfgB := compressConfig(tc.cfg)
+				if tc.ratio < 0 {
+					cfgB = compressConfig(CompressAuto) // which over TCP is off
+				}
+				p := startPairConfigs(t, cable, da, db, compressConfig(tc.cfg), cfgB)
 				p.waitFor(t, len(db), len(da), 10*time.Minute)
 				p.stop()
 				p.checkGot(t, da, db)
@@ -234,9 +239,12 @@ func TestCompressedTransfer(t *testing.T) {
 				assert.Equal(t, uint64(len(da)), st.PayloadOut.Load())
 				assert.Equal(t, uint64(len(da)), p.b.Stats().PayloadIn.Load())
 				assert.Equal(t, st.CompressedOut.Load(), p.b.Stats().CompressedIn.Load(), "what a sent, b received")
-				if tc.ratio > 0 {
+				switch {
+				case tc.ratio > 0:
 					assert.Less(t, float64(st.CompressedOut.Load())*tc.ratio, float64(st.PayloadOut.Load()), "compressed: %s", st)
-				} else {
+				case tc.props.Reliable && (tc.cfg == CompressAuto || tc.ratio < 0):
+					assert.Equal(t, st.PayloadOut.Load(), st.CompressedOut.Load(), "auto over TCP runs as off: no codec bytes")
+				default:
 					// One codec byte a frame at most.
 					assert.LessOrEqual(t, st.CompressedOut.Load(), st.PayloadOut.Load()+st.FramesOut.Load(), "%s", st)
 				}

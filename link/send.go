@@ -543,7 +543,7 @@ func (c *conn) ourHello() hello {
 	if l.props.Reliable {
 		h.Flags |= helloRaw
 	}
-	if l.cfg.Compress != CompressOff {
+	if l.offersCompression() {
 		h.Flags |= helloCompress
 	}
 	return h
