@@ -450,12 +450,12 @@ func upload(ctx context.Context, m *mux.Mux, end time.Time, x *rate) error {
 		}
 	}()
 	buf := make([]byte, 16<<10)
-	for i := range buf {
-		buf[i] = byte(i * 7)
-	}
+	noise := uint64(0x2545f4914f6cdd1d)
 	_ = s.SetWriteDeadline(end)
 	var werr error
 	for time.Now().Before(end) {
+		// Fresh bytes each time: a compressing link must not shrink them.
+		forward.DiagNoise(buf, &noise)
 		if _, werr = s.Write(buf); werr != nil {
 			break
 		}
