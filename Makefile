@@ -84,7 +84,7 @@ man:
 
 FUZZTIME ?= 60s
 DURATION ?= 30m
-FUZZ_TARGETS := link:FuzzFrameReader link:FuzzRawFrameReader link:FuzzCOBS link:FuzzParseHello link:FuzzParseAck \
+FUZZ_TARGETS := link:FuzzFrameReader link:FuzzRawFrameReader link:FuzzCOBS link:FuzzParseHello link:FuzzParseAck link:FuzzDecompress \
 	mux:FuzzParseMessage mux:FuzzDeliver
 
 faults:

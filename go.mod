@@ -19,6 +19,7 @@ require (
 
 require (
 	github.com/creack/pty v1.1.24
+	github.com/klauspost/compress v1.20.4
 	go.bug.st/serial v1.8.0
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/sys v0.50.0

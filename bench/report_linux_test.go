@@ -176,6 +176,7 @@ func (s *suite) rowsTable() []row {
 				fmt.Sprintf("%.2f", sec/got), "report", "reported"})
 		}
 	}
+	rows = append(rows, s.compressRows(failed)...)
 	return rows
 }
 
@@ -309,6 +310,17 @@ const methods = `### How each row is measured
   byte each way on every stream.
 - **Encryption**: library level, the same one-stream benchmark with link.Config.Secret set on both ends
   (every frame sealed); with the binary's ` + "`--secret-file`" + ` too once it has that flag.
+- **Compression rows** (compress_linux_test.go; ` + "`SOCKMUX_BENCH_ONLY=^compress`" + ` runs just them): on a cable of
+  their own, two ` + "`sockmux link`" + ` processes with default flags download a corpus of text nobody here wrote
+  (384 KiB at 115200, 96 KiB at 9600: half Go's net/http source, a quarter /var/log logs, a quarter Go's JSON
+  test data) through a ` + "`-L`" + ` forward, checked byte for byte; the ratio in the sockmux column is the sending
+  link's, from its status. The baseline is OpenSSH on the same cable: sshd (a throwaway host and user key)
+  behind ` + "`socat FILE:ttyB,raw`" + `, and ` + "`ssh -C -o Compression=yes -L`" + ` whose ProxyCommand is socat on ttyA,
+  the same corpus through its forward (the line is drained both ways first). Random bytes: one download of
+  20 s of line time (a second would repeat the first's bytes), with default flags and then with
+  ` + "`--compress off`" + ` at both ends, against raw bytes through the cable. The echo row is the echo test above
+  with the text source as the bulk download. TCP: two link processes over loopback, a 512 MiB download
+  with default flags and with ` + "`--compress off`" + `, three pairs, the order alternating.
 - **Profiles**: each sockmux TCP benchmark again under the CPU profiler for a few seconds, and the heap
   profile's allocations over the same time (pprof -base).
 

@@ -51,7 +51,10 @@ type suite struct {
 	tcpE2E    *tcpE2EResult
 	serial    map[string]*serialResult
 	serialLib []*serialLibResult
-	errs      map[string]error
+	// compression rows (compress_linux_test.go)
+	compress    map[int]*compressResult
+	compressTCP *tcpCompressResult
+	errs        map[string]error
 }
 
 func TestSuite(t *testing.T) {
@@ -59,13 +62,14 @@ func TestSuite(t *testing.T) {
 		t.Skip("the benchmark suite runs with SOCKMUX_BENCH=1 (make bench)")
 	}
 	s := &suite{
-		t:       t,
-		quick:   os.Getenv("SOCKMUX_BENCH_QUICK") != "",
-		tcp:     map[string][]testing.BenchmarkResult{},
-		serial:  map[string]*serialResult{},
-		errs:    map[string]error{},
-		started: time.Now(),
-		load0:   loadAvg(),
+		t:        t,
+		quick:    os.Getenv("SOCKMUX_BENCH_QUICK") != "",
+		tcp:      map[string][]testing.BenchmarkResult{},
+		serial:   map[string]*serialResult{},
+		compress: map[int]*compressResult{},
+		errs:     map[string]error{},
+		started:  time.Now(),
+		load0:    loadAvg(),
 	}
 	if only := os.Getenv("SOCKMUX_BENCH_ONLY"); only != "" {
 		s.only = regexp.MustCompile(only)
@@ -113,6 +117,7 @@ func TestSuite(t *testing.T) {
 		}
 		return err
 	})
+	s.runCompressSections()
 	s.report()
 	for name, err := range s.errs {
 		t.Errorf("%s: %v", name, err)

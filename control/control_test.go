@@ -100,7 +100,8 @@ func TestSnapshotCountsAStream(t *testing.T) {
 	assert.Equal(t, a.drv.String(), st.Transport)
 	assert.GreaterOrEqual(t, st.PayloadOut, uint64(n))
 	assert.GreaterOrEqual(t, st.PayloadIn, uint64(5))
-	assert.GreaterOrEqual(t, st.BytesOut, st.PayloadOut)
+	assert.GreaterOrEqual(t, st.CompressedOut, st.PayloadOut, "TCP: not compressed by default")
+	assert.GreaterOrEqual(t, st.BytesOut, st.CompressedOut, "%s", a.l.Stats())
 	require.Len(t, st.Streams, 1)
 	ss := st.Streams[0]
 	assert.Equal(t, s.ID(), ss.ID)
@@ -316,4 +317,15 @@ func TestRunningListsLinksWithTheirDevice(t *testing.T) {
 	require.NoError(t, Render(&out, &got[0]))
 	assert.Contains(t, out.String(), "(device /dev/ttyUSB1)\n")
 	assert.Empty(t, Running(filepath.Join(dir, "missing"), time.Second))
+}
+
+func TestCompressionShowsTheRatioEachWay(t *testing.T) {
+	assert.Equal(t, "out 4.00x (8192 B to 2048 B), in -", compression(8192, 2048, 0, 0))
+	s := &Status{State: "up", PayloadOut: 3000, CompressedOut: 1000, PayloadIn: 500, CompressedIn: 500}
+	var text strings.Builder
+	require.NoError(t, Render(&text, s))
+	assert.Contains(t, text.String(), "compressed out 3.00x (3000 B to 1000 B), in 1.00x (500 B to 500 B)")
+	text.Reset()
+	require.NoError(t, WriteMetrics(&text, s))
+	assert.Contains(t, text.String(), "sockmux_payload_compressed_sent_total")
 }

@@ -47,6 +47,8 @@ func WriteMetrics(w io.Writer, s *Status) error {
 	metric("sockmux_bytes_received_total", "counter", "Bytes read from transports.", float64(s.BytesIn))
 	metric("sockmux_payload_sent_total", "counter", "Payload bytes sent (first transmissions).", float64(s.PayloadOut))
 	metric("sockmux_payload_received_total", "counter", "Payload bytes delivered.", float64(s.PayloadIn))
+	metric("sockmux_payload_compressed_sent_total", "counter", "Payload bytes sent (first transmissions) as they went on the line, after compression.", float64(s.CompressedOut))
+	metric("sockmux_payload_compressed_received_total", "counter", "Payload bytes delivered as they came off the line, before decompression.", float64(s.CompressedIn))
 	metric("sockmux_goodput_sent_bytes_per_second", "gauge", "Payload sent per second over the last second.", s.GoodputOut)
 	metric("sockmux_goodput_received_bytes_per_second", "gauge", "Payload delivered per second over the last second.", s.GoodputIn)
 	metric("sockmux_frames_sent_total", "counter", "Frames written.", float64(s.FramesOut))

@@ -42,6 +42,7 @@ func Render(w io.Writer, s *Status) error {
 	fmt.Fprintf(&b, "rtt        %s\n", (time.Duration(s.RTTSeconds * float64(time.Second))).Round(10*time.Microsecond))
 	fmt.Fprintf(&b, "sent       %s on the line, %s payload, goodput %s/s\n", size(s.BytesOut), size(s.PayloadOut), size(uint64(s.GoodputOut)))
 	fmt.Fprintf(&b, "received   %s on the line, %s payload, goodput %s/s\n", size(s.BytesIn), size(s.PayloadIn), size(uint64(s.GoodputIn)))
+	fmt.Fprintf(&b, "compressed %s\n", compression(s.PayloadOut, s.CompressedOut, s.PayloadIn, s.CompressedIn))
 	fmt.Fprintf(&b, "frames     %d out, %d in, %d resent, %d dropped (bad), %d duplicate\n", s.FramesOut, s.FramesIn, s.FramesResent, s.FramesBad, s.FramesDup)
 	fmt.Fprintf(&b, "events     %d transports opened, %d sessions, %d resumes, %d auth failures, %d preemptions\n",
 		s.TransportOpens, s.Sessions, s.Resumes, s.AuthFailures, s.Preemptions)
@@ -117,4 +118,16 @@ func dur(sec float64) string {
 		return d.Round(time.Second).String()
 	}
 	return d.Round(100 * time.Millisecond).String()
+}
+
+// compression describes the compression ratio each way: the payload
+// bytes before compression over the bytes on the line for them.
+func compression(plainOut, wireOut, plainIn, wireIn uint64) string {
+	way := func(plain, wire uint64) string {
+		if wire == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx (%s to %s)", float64(plain)/float64(wire), size(plain), size(wire))
+	}
+	return "out " + way(plainOut, wireOut) + ", in " + way(plainIn, wireIn)
 }

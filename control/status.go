@@ -50,6 +50,11 @@ type Status struct {
 	BytesIn    uint64 `json:"bytes_in"`    // read from transports
 	PayloadOut uint64 `json:"payload_out"` // payload sent (first transmissions)
 	PayloadIn  uint64 `json:"payload_in"`  // payload delivered
+	// CompressedOut and CompressedIn are the same payloads as they
+	// crossed the line: after compression, before decompression.
+	// PayloadOut/CompressedOut is the compression ratio of what was sent.
+	CompressedOut uint64 `json:"compressed_out"`
+	CompressedIn  uint64 `json:"compressed_in"`
 	// Goodput is payload bytes per second over the last sampling second.
 	GoodputOut float64 `json:"goodput_out"`
 	GoodputIn  float64 `json:"goodput_in"`
@@ -199,6 +204,8 @@ func (c *Collector) Snapshot() Status {
 		BytesIn:        st.BytesIn.Load(),
 		PayloadOut:     st.PayloadOut.Load(),
 		PayloadIn:      st.PayloadIn.Load(),
+		CompressedOut:  st.CompressedOut.Load(),
+		CompressedIn:   st.CompressedIn.Load(),
 		FramesOut:      st.FramesOut.Load(),
 		FramesIn:       st.FramesIn.Load(),
 		FramesResent:   st.FramesResent.Load(),

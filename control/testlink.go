@@ -107,6 +107,13 @@ type TestResult struct {
 	BytesOut     uint64 `json:"bytes_out"` // on the line, framing included
 	BytesIn      uint64 `json:"bytes_in"`
 	Resumes      uint64 `json:"resumes"`
+	// The payload this end sent and received over the test, before
+	// compression and as it crossed the line (the test's own bytes are
+	// random: they do not compress).
+	PayloadOut    uint64 `json:"payload_out"`
+	CompressedOut uint64 `json:"compressed_out"`
+	PayloadIn     uint64 `json:"payload_in"`
+	CompressedIn  uint64 `json:"compressed_in"`
 	// Preemptions are frames this end cut short for the echo round trips
 	// (or other interactive data): the far end drops them as bad.
 	Preemptions uint64 `json:"preemptions"`
@@ -164,11 +171,15 @@ var errDeadline = os.ErrDeadlineExceeded
 var ErrTestRunning = errors.New("a link test is already running on this link")
 
 // counters are the link counters a test reads before and after.
-type counters struct{ out, in, resent, bad, dup, bytesOut, bytesIn, resumes, preemptions uint64 }
+type counters struct {
+	out, in, resent, bad, dup, bytesOut, bytesIn, resumes, preemptions uint64
+	payloadOut, compressedOut, payloadIn, compressedIn                 uint64
+}
 
 func readCounters(st *link.Stats) counters {
 	return counters{st.FramesOut.Load(), st.FramesIn.Load(), st.FramesResent.Load(), st.FramesBad.Load(),
-		st.FramesDup.Load(), st.BytesOut.Load(), st.BytesIn.Load(), st.Resumes.Load(), st.Preemptions.Load()}
+		st.FramesDup.Load(), st.BytesOut.Load(), st.BytesIn.Load(), st.Resumes.Load(), st.Preemptions.Load(),
+		st.PayloadOut.Load(), st.CompressedOut.Load(), st.PayloadIn.Load(), st.CompressedIn.Load()}
 }
 
 // LinkCounters reads a link's counters for the far end's link test
@@ -355,6 +366,10 @@ func RunTest(ctx context.Context, src Source, opts TestOptions, progress func(Te
 	res.BytesIn = after.bytesIn - before.bytesIn
 	res.Resumes = after.resumes - before.resumes
 	res.Preemptions = after.preemptions - before.preemptions
+	res.PayloadOut = after.payloadOut - before.payloadOut
+	res.CompressedOut = after.compressedOut - before.compressedOut
+	res.PayloadIn = after.payloadIn - before.payloadIn
+	res.CompressedIn = after.compressedIn - before.compressedIn
 	res.frames()
 	return res, nil
 }
@@ -435,12 +450,12 @@ func upload(ctx context.Context, m *mux.Mux, end time.Time, x *rate) error {
 		}
 	}()
 	buf := make([]byte, 16<<10)
-	for i := range buf {
-		buf[i] = byte(i * 7)
-	}
+	noise := uint64(0x2545f4914f6cdd1d)
 	_ = s.SetWriteDeadline(end)
 	var werr error
 	for time.Now().Before(end) {
+		// Fresh bytes each time: a compressing link must not shrink them.
+		forward.DiagNoise(buf, &noise)
 		if _, werr = s.Write(buf); werr != nil {
 			break
 		}

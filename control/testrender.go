@@ -59,6 +59,7 @@ func RenderTest(w io.Writer, r *TestResult) error {
 	if !far {
 		fmt.Fprintf(&b, "%-10s the far end did not tell its counters: damage upward and resends downward unknown\n", "")
 	}
+	fmt.Fprintf(&b, "compressed %s\n", compression(r.PayloadOut, r.CompressedOut, r.PayloadIn, r.CompressedIn))
 	if r.Resumes > 0 {
 		fmt.Fprintf(&b, "resumes    %d during the test\n", r.Resumes)
 	}

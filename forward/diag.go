@@ -306,17 +306,27 @@ func ReadCounters(s *mux.Stream, r *bufio.Reader, deadline time.Time) (LinkCount
 func diagSource(s *mux.Stream) error {
 	buf := make([]byte, diagChunk)
 	x := uint64(0x9e3779b97f4a7c15)
-	for i := 0; i+8 <= len(buf); i += 8 {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		binary.LittleEndian.PutUint64(buf[i:], x)
-	}
 	for {
+		DiagNoise(buf, &x)
 		if _, err := s.Write(buf); err != nil {
 			return err
 		}
 	}
+}
+
+// DiagNoise fills p (a multiple of 8 bytes long) with the next bytes of
+// the xorshift sequence whose state is *x (not 0). A link test sends
+// fresh bytes every time, never a buffer again, so that a compressing
+// link has nothing to find and the test measures the line.
+func DiagNoise(p []byte, x *uint64) {
+	v := *x
+	for i := 0; i+8 <= len(p); i += 8 {
+		v ^= v << 13
+		v ^= v >> 7
+		v ^= v << 17
+		binary.LittleEndian.PutUint64(p[i:], v)
+	}
+	*x = v
 }
 
 // OpenDiag opens a stream to the far end's link test service (DiagDiscard,

@@ -68,6 +68,9 @@ type Config struct {
 	// Secret, when set (KeySize bytes), requires the peer to prove it
 	// holds the same key, and encrypts and authenticates every frame.
 	Secret []byte
+	// Compress is how DATA payloads are compressed (CompressAuto: by
+	// the transport). Compression is used when both ends offer it.
+	Compress Compression
 	// Logger receives the link's logs; nil means slog.Default().
 	Logger *slog.Logger
 }

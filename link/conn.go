@@ -63,6 +63,10 @@ type conn struct {
 	lastRecv    time.Time
 	lastSend    time.Time
 	bytesIn     atomic.Uint64 // bytes read on this transport
+
+	// The receiving compression context of the session the payloads
+	// handle returned last belong to (the reader goroutine's).
+	rxz *decompressor
 }
 
 // helloInterval is how often an unanswered hello is repeated.
@@ -208,6 +212,13 @@ func (c *conn) readLoop() error {
 			return err
 		}
 		for i, p := range deliver {
+			l.stats.CompressedIn.Add(uint64(len(p)))
+			if c.rxz != nil {
+				if p, err = c.rxz.decode(p); err != nil {
+					c.abandon(fmt.Errorf("peer protocol violation: %w", err))
+					break
+				}
+			}
 			if err := l.up.Deliver(p); err != nil {
 				c.abandon(fmt.Errorf("peer protocol violation: %w", err))
 				break
@@ -224,6 +235,7 @@ func (c *conn) handle(body []byte, deliver [][]byte) ([][]byte, error) {
 	l := c.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	c.rxz = l.zrx
 	now := time.Now()
 	c.lastRecv = now
 	if a := c.auth; a != nil && a.recv != nil && body[0] != frameHello {
@@ -487,6 +499,7 @@ func (c *conn) completeHandshake(h *hello, mode sessionMode) {
 		l.log.Info("link up", "transport", l.drv.String(), "session", fmt.Sprintf("%016x", l.localID),
 			"peer", fmt.Sprintf("%016x", h.Session))
 	}
+	l.startCompression(h, mode)
 	l.peerMax = max(64, int(h.MaxPayload))
 	l.peerWindow = max(1, int(h.Window))
 	c.complete = true

@@ -81,6 +81,12 @@ type Link struct {
 	fates   int       // data frames judged in this window
 	losses  int       // of which lost at the first try
 
+	// compression (compress.go)
+	zLevel int           // the deflate level we send with (0: none)
+	zOn    bool          // this session's payloads carry codec bytes
+	ztx    *compressor   // the session's sending context (nil unless zOn)
+	zrx    *decompressor // the session's receiving context (nil unless zOn)
+
 	// receive side
 	sessionSecret []byte // from the handshake that created the session
 
@@ -105,6 +111,7 @@ type outFrame struct {
 	seq     uint16
 	sentAt  time.Time
 	wireLen int    // encoded length at the last transmission
+	plain   int    // payload bytes before compression
 	tx      uint64 // txCount at the last transmission
 	resent  bool   // transmitted more than once (no RTT sample: Karn)
 	sacked  bool   // the peer holds it out of order
@@ -133,6 +140,7 @@ func New(drv Driver, up Upper, cfg Config) *Link {
 	}
 	l.rto = l.initialRTO()
 	l.sizeCap = cfg.MaxPayload
+	l.zLevel = compressLevel(cfg.Compress, props)
 	return l
 }
 
@@ -411,6 +419,7 @@ func (l *Link) resetSession(reason error) {
 	l.nextSeq, l.rxNext = 0, 0
 	l.unacked = nil
 	l.held = nil
+	l.ztx, l.zrx = nil, nil
 	clear(l.ooo)
 	clear(l.partials)
 	l.rto = l.initialRTO()

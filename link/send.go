@@ -201,7 +201,8 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 	if l.established && !l.closing && len(l.unacked) < l.sendWindow() && l.inflightRoom() {
 		if f := c.pull(); f != nil {
 			c.preemptible = f
-			l.stats.PayloadOut.Add(uint64(len(f.raw) - dataHeader))
+			l.stats.PayloadOut.Add(uint64(f.plain))
+			l.stats.CompressedOut.Add(uint64(len(f.raw) - dataHeader))
 			return c.emitData(wire, f, now), 0, false, nil
 		}
 	}
@@ -228,24 +229,37 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 func (c *conn) pull() *outFrame {
 	l := c.l
 	limit := min(l.payloadLimit(), l.sizeCap)
-	return c.fillFrame(func(room []byte) int {
+	return c.fillFrame(false, func(room []byte, hdr int) int {
 		if c.preempter != nil && l.props.LineRate > 0 && c.preempter.Interactive() {
 			limit = min(limit, c.shortFrame())
 		}
-		return l.up.Fill(room[:limit])
+		return l.up.Fill(room[:limit-hdr])
 	})
 }
 
 // fillFrame has fill put a payload into a new data frame, with l.mu
-// released meanwhile, and numbers it as the next one; nil when fill put
+// released meanwhile, compresses it (once: what is retransmitted is the
+// compressed frame) and numbers it as the next one; nil when fill put
 // nothing or the session ended while it ran (what it took belonged to
-// streams that no longer exist).
-func (c *conn) fillFrame(fill func(room []byte) int) *outFrame {
+// streams that no longer exist). fill gets the room after hdr bytes of
+// codec header, which the payload's limit includes; bypass keeps the
+// payload out of the compression history (see compressor.encode).
+func (c *conn) fillFrame(bypass bool, fill func(room []byte, hdr int) int) *outFrame {
 	l := c.l
 	gen := l.gen
+	z, hdr := l.ztx, 0
+	if l.zOn {
+		hdr = codecHeader
+	}
 	f := getFrame(l.cfg.MaxPayload)
 	l.mu.Unlock()
-	n := fill(f.raw[dataHeader : len(f.raw)-crcSize])
+	n := fill(f.raw[dataHeader+hdr:len(f.raw)-crcSize], hdr)
+	f.plain = n
+	if n > 0 && z != nil {
+		n = z.encode(f.raw[dataHeader:dataHeader+hdr+n], bypass)
+	} else if n > 0 {
+		n += hdr
+	}
 	l.mu.Lock()
 	if n == 0 || gen != l.gen || !l.established {
 		putFrame(f)
@@ -270,7 +284,9 @@ func (l *Link) sequence(f *outFrame) {
 // frame's place.
 func (c *conn) pullUrgent() *outFrame {
 	limit := min(c.l.payloadLimit(), 256)
-	f := c.fillFrame(func(room []byte) int { return c.preempter.FillUrgent(room[:limit]) })
+	// It goes out of the compression history: it takes the number of a
+	// frame compressed before it.
+	f := c.fillFrame(true, func(room []byte, hdr int) int { return c.preempter.FillUrgent(room[:limit-hdr]) })
 	if f != nil {
 		c.l.stats.Preemptions.Add(1)
 	}
@@ -526,6 +542,9 @@ func (c *conn) ourHello() hello {
 	}
 	if l.props.Reliable {
 		h.Flags |= helloRaw
+	}
+	if l.offersCompression() {
+		h.Flags |= helloCompress
 	}
 	return h
 }

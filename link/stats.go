@@ -9,8 +9,10 @@ import (
 type Stats struct {
 	BytesOut       atomic.Uint64 // bytes written to transports, framing included
 	BytesIn        atomic.Uint64 // bytes read from transports
-	PayloadOut     atomic.Uint64 // payload bytes sent for the first time
-	PayloadIn      atomic.Uint64 // payload bytes delivered
+	PayloadOut     atomic.Uint64 // payload bytes sent for the first time, before compression
+	PayloadIn      atomic.Uint64 // payload bytes delivered, after decompression
+	CompressedOut  atomic.Uint64 // the same payloads as sent: after compression, codec bytes included
+	CompressedIn   atomic.Uint64 // the same payloads as received: before decompression
 	FramesOut      atomic.Uint64 // frames written
 	FramesIn       atomic.Uint64 // good frames read
 	FramesResent   atomic.Uint64 // data frames transmitted again
@@ -26,8 +28,8 @@ type Stats struct {
 
 // String summarises the counters for logs and test failures.
 func (s *Stats) String() string {
-	return fmt.Sprintf("out %d B/%d frames (%d resent), in %d B/%d frames (%d bad, %d dup), payload out %d in %d, sessions %d ended %d resumes %d opens %d",
+	return fmt.Sprintf("out %d B/%d frames (%d resent), in %d B/%d frames (%d bad, %d dup), payload out %d (%d compressed) in %d (%d compressed), sessions %d ended %d resumes %d opens %d",
 		s.BytesOut.Load(), s.FramesOut.Load(), s.FramesResent.Load(), s.BytesIn.Load(), s.FramesIn.Load(),
-		s.FramesBad.Load(), s.FramesDup.Load(), s.PayloadOut.Load(), s.PayloadIn.Load(),
+		s.FramesBad.Load(), s.FramesDup.Load(), s.PayloadOut.Load(), s.CompressedOut.Load(), s.PayloadIn.Load(), s.CompressedIn.Load(),
 		s.Sessions.Load(), s.SessionsEnded.Load(), s.Resumes.Load(), s.TransportOpens.Load())
 }

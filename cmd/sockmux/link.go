@@ -148,6 +148,7 @@ func optionFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "dead-timeout", Usage: "reopen the transport after hearing nothing for this long (default: 5s on serial lines, 30s otherwise)", Category: "Link"},
 		&cli.DurationFlag{Name: "handshake-timeout", Value: 10 * time.Second, Usage: "give up a transport whose peer does not complete the handshake in this time, and open it again", Category: "Link"},
 		&cli.DurationFlag{Name: "grace", Value: 5 * time.Second, Usage: "on SIGINT/SIGTERM, how long connections under way may finish", Category: "Link"},
+		&cli.StringFlag{Name: "compress", Value: "auto", Usage: "compress what crosses the link: auto (strongest on serial lines, off on TCP and pipes), off, fast or best; used when both ends allow it", Category: "Link"},
 		&cli.IntFlag{Name: "max-streams", Value: mux.DefaultMaxStreams, Usage: "most connections open over the link at once; each may hold up to 64 KiB of received data, so this also bounds the link's memory", Category: "Link"},
 		&cli.StringFlag{Name: "secret-file", EnvVars: []string{"SOCKMUX_SECRET_FILE"}, Usage: "authenticate the peer with the shared key in `FILE` (sockmux keygen FILE) and encrypt the link; both ends need the same file", Category: "Security"},
 		&cli.BoolFlag{Name: "insecure", Usage: "allow --listen on an address other hosts can reach without --secret-file", Category: "Security"},
@@ -234,6 +235,7 @@ type linkOptions struct {
 	keepAlive, deadTimeout, handshakeTimeout, gracePeriod time.Duration
 	secretFile                                            string
 	maxStreams                                            int
+	compress                                              link.Compression
 	insecure                                              bool
 	allow                                                 []string
 }
@@ -273,6 +275,9 @@ func readOptions(c flagReader) (linkOptions, error) {
 	var err error
 	if o.serialOpts, err = readSerialOptions(c); err != nil {
 		return o, err
+	}
+	if o.compress, err = link.ParseCompression(c.String("compress")); err != nil {
+		return o, fmt.Errorf("--compress: %w", err)
 	}
 	switch {
 	case o.udpTimeout <= 0:
@@ -487,6 +492,7 @@ func runPlan(plan linkPlan) error {
 		DeadTimeout:      plan.opts.deadTimeout,
 		HandshakeTimeout: plan.opts.handshakeTimeout,
 		Secret:           secret,
+		Compress:         plan.opts.compress,
 		Logger:           log,
 	})
 	m.SetNotify(l.Notify)
