@@ -1,0 +1,270 @@
+package mux
+
+import (
+	"encoding/binary"
+	"slices"
+	"time"
+)
+
+// sparseLimit is the largest write that counts as interactive: a stream
+// that becomes ready with no more than this goes to the head of the line.
+const sparseLimit = 512
+
+// A small write counts as interactive while its stream's recent volume
+// is low. Each stream has a bucket of sparseBucket bytes, refilled at
+// sparseRate bytes a second, from which every write takes its size. An
+// echo or a shell session (a few bytes every few milliseconds) never
+// empties it, however close together its writes come. A stream that
+// empties it, or writes more than sparseLimit at once, is bulk (batched
+// with the rest) until its bucket is full again: half a second of
+// writing less than the refill rate.
+const (
+	sparseBucket = 1024
+	sparseRate   = 2048
+)
+
+// interactive reports whether a write of n bytes on s counts as
+// interactive, and takes n from s's bucket, under m.mu.
+func (s *Stream) interactive(n int, now time.Time) bool {
+	if s.sparseAt.IsZero() {
+		s.sparse = sparseBucket
+	} else {
+		s.sparse = min(sparseBucket, s.sparse+now.Sub(s.sparseAt).Seconds()*sparseRate)
+	}
+	s.sparseAt = now
+	if s.bulky && s.sparse >= sparseBucket {
+		s.bulky = false
+	}
+	ok := n <= sparseLimit && !s.bulky && s.sparse >= float64(n)
+	s.sparse = max(0, s.sparse-float64(n))
+	if !ok {
+		s.bulky = true
+	}
+	return ok
+}
+
+// queue appends a control message and wakes the link, under m.mu.
+func (m *Mux) queue(msg []byte) {
+	m.ctrl = append(m.ctrl, ctrlMsg{b: msg})
+	m.notify()
+}
+
+// queueReply queues an answer to the far end's request, under m.mu.
+func (m *Mux) queueReply(msg []byte) {
+	m.ctrl = append(m.ctrl, ctrlMsg{b: msg, reply: true})
+	m.replyBytes += len(msg)
+	m.notify()
+}
+
+// makeReady puts s in the send rotation, under m.mu: an interactive
+// stream at the head, others at the tail.
+func (m *Mux) makeReady(s *Stream, sparse bool) {
+	if s.inReady || s.credit <= 0 || len(s.wbuf) == 0 {
+		return
+	}
+	s.inReady = true
+	s.urgent = sparse
+	if sparse {
+		m.lastUrgent = time.Now()
+		m.ready = append(m.ready, nil)
+		copy(m.ready[1:], m.ready)
+		m.ready[0] = s
+	} else {
+		m.ready = append(m.ready, s)
+	}
+	m.notify()
+}
+
+func (m *Mux) unready(s *Stream) {
+	if !s.inReady {
+		return
+	}
+	s.inReady = false
+	for i, r := range m.ready {
+		if r == s {
+			m.ready = append(m.ready[:i], m.ready[i+1:]...)
+			return
+		}
+	}
+}
+
+// maybeGrant returns read bytes to the far end as credit, under m.mu, in
+// batches so that credit messages stay a small part of the traffic.
+func (m *Mux) maybeGrant(s *Stream) {
+	if s.err != nil || s.remoteFin || s.unreported == 0 {
+		return
+	}
+	if s.unreported >= s.target/4 || (len(s.rbuf) == s.roff && s.unreported >= s.target/16) {
+		grant := s.unreported
+		s.unreported = 0
+		if s.starved && len(s.rbuf) == s.roff {
+			// The window, not the reader, holds the stream back.
+			grant += m.grow(s)
+			s.starved = false
+		}
+		s.recvLeft += grant
+		m.queue(binary.AppendUvarint(header(nil, msgWindow, s.id), uint64(grant)))
+	}
+}
+
+// Fill implements link.Upper: control messages first, then streams in
+// turn, each up to a quantum, until p is full.
+func (m *Mux) Fill(p []byte) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.up {
+		return 0
+	}
+	n := 0
+	// What FillUrgent may send ahead of this payload depends on what it
+	// carries: nothing when it starts inside a message, no stream it
+	// carries data of or opens.
+	m.fills++
+	m.inflight = m.inflight[:0]
+	m.inflightCut = len(m.outRest) > 0
+	if len(m.outRest) > 0 {
+		c := copy(p, m.outRest)
+		m.outRest = m.outRest[c:]
+		n += c
+		if len(m.outRest) > 0 {
+			return n
+		}
+		m.outRest = nil
+		if s := m.outRestOpen; s != nil {
+			s.openFill = m.fills
+			m.outRestOpen = nil
+		}
+	}
+	for len(m.ctrl) > 0 && n < len(p) {
+		msg := m.ctrl[0]
+		c := copy(p[n:], msg.b)
+		n += c
+		if msg.reply {
+			m.replyBytes -= len(msg.b)
+		}
+		m.ctrl[0] = ctrlMsg{}
+		m.ctrl = m.ctrl[1:]
+		if c < len(msg.b) {
+			m.outRest = msg.b[c:]
+			m.outRestOpen = msg.open
+			return n
+		}
+		if msg.open != nil {
+			msg.open.openFill = m.fills
+		}
+	}
+	if len(m.ctrl) == 0 {
+		m.ctrl = nil
+	}
+	// A payload that starts with interactive data carries only that (and
+	// control): it goes out as a short frame of its own instead of
+	// waiting, inside a full one, for bulk data to cross the line.
+	urgentOnly := len(m.ready) > 0 && m.ready[0].urgent
+	return m.fillData(p, n, urgentOnly, false)
+}
+
+// mayOvertake reports whether data of s may go ahead of the payload Fill
+// returned last, under m.mu: the far end must know the stream by then
+// (its OPEN went out in an earlier payload), and that payload must carry
+// none of its data, so that its bytes stay in order.
+func (m *Mux) mayOvertake(s *Stream) bool {
+	if !s.inbound && (s.openFill == 0 || s.openFill >= m.fills) {
+		return false
+	}
+	return !slices.Contains(m.inflight, s.id)
+}
+
+// fillData adds DATA messages to p[:n] from the streams in turn, each up
+// to a quantum, and returns the new length, under m.mu. urgentOnly
+// serves interactive streams only; ahead serves only those not in the
+// payload in flight (see FillUrgent), and records none.
+func (m *Mux) fillData(p []byte, n int, urgentOnly, ahead bool) int {
+	quantum := max(1024, len(p)/4)
+	for i := 0; i < len(m.ready) && n < len(p); {
+		s := m.ready[i]
+		if urgentOnly && !s.urgent {
+			break
+		}
+		if ahead && !m.mayOvertake(s) {
+			i++
+			continue
+		}
+		take := min(len(s.wbuf), s.credit, quantum)
+		hdr := 1 + uvarintLen(uint64(s.id))
+		room := len(p) - n - hdr - uvarintLen(uint64(take))
+		if room <= 0 || (n > 0 && room < min(take, 32)) {
+			break // a sliver would cost more in header than it carries
+		}
+		take = min(take, room)
+		h := header(p[n:n], msgData, s.id)
+		h = binary.AppendUvarint(h, uint64(take))
+		n += len(h)
+		n += copy(p[n:], s.wbuf[:take])
+		s.wbuf = s.wbuf[take:]
+		s.credit -= take
+		s.bytesOut += uint64(take)
+		if !ahead {
+			m.inflight = append(m.inflight, s.id)
+		}
+		m.ready = slices.Delete(m.ready, i, i+1)
+		s.inReady = false
+		s.urgent = false
+		if len(s.wbuf) == 0 {
+			s.wbuf = nil
+			signal(s.writeCh)
+		} else if s.credit > 0 {
+			s.inReady = true
+			m.ready = append(m.ready, s)
+		}
+	}
+	if len(m.ready) == 0 {
+		m.ready = nil
+	}
+	return n
+}
+
+// Urgent implements link.Preempter: an interactive stream waits that
+// FillUrgent could send ahead of the payload in flight.
+func (m *Mux) Urgent() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.up || m.inflightCut {
+		return false
+	}
+	for _, s := range m.ready {
+		if !s.urgent {
+			return false
+		}
+		if m.mayOvertake(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// interactiveSpell is how long after interactive data the link keeps its
+// frames short.
+const interactiveSpell = 3 * time.Second
+
+// Interactive implements link.Preempter: interactive data went out
+// lately.
+func (m *Mux) Interactive() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return time.Since(m.lastUrgent) < interactiveSpell
+}
+
+// FillUrgent implements link.Preempter: it fills p with interactive data
+// that may overtake the payload most recently returned by Fill (the link
+// sends that one again right after). Only whole DATA messages qualify, of
+// streams the far end already knows and that payload carries no data of,
+// and only when that payload starts on a message boundary, so the byte
+// stream of messages stays intact and every stream's bytes stay in order.
+func (m *Mux) FillUrgent(p []byte) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.up || m.inflightCut {
+		return 0
+	}
+	return m.fillData(p, 0, true, true)
+}
