@@ -65,6 +65,12 @@ type Config struct {
 	DeadTimeout time.Duration
 	// HandshakeTimeout bounds one handshake attempt on one transport.
 	HandshakeTimeout time.Duration
+	// ResumeTimeout is how long a session waits for its transport to come
+	// back: after that long without the link, the session ends (its
+	// streams are reset with a *GoneError) and the next transport starts
+	// a new one. Zero waits for ever. A connector whose redial is refused
+	// ends the session at once: no process holds it any more.
+	ResumeTimeout time.Duration
 	// Secret, when set (KeySize bytes), requires the peer to prove it
 	// holds the same key, and encrypts and authenticates every frame.
 	Secret []byte

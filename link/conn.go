@@ -504,6 +504,7 @@ func (c *conn) completeHandshake(h *hello, mode sessionMode) {
 	l.peerWindow = max(1, int(h.Window))
 	c.complete = true
 	c.wasUp = true
+	l.linkBack()
 	l.state = StateUp
 	l.up.SessionStart(SessionInfo{Local: l.localID, Peer: l.peerID, Resumed: resume, MaxPayload: l.payloadLimit()})
 	l.Notify()

@@ -95,10 +95,11 @@ type Link struct {
 	partials    map[uint16]*partial // frames arriving in fragments
 	lastAckSent uint16              // rxNext as of the last ack we sent
 
-	cur       *conn  // the transport in use, nil while waiting
-	lastUp    bool   // a session was up on the last transport
-	closing   bool   // Close called: say goodbye and stop
-	closeWhy  string // reason sent in our CLOSE frame
+	cur       *conn       // the transport in use, nil while waiting
+	lastUp    bool        // a session was up on the last transport
+	goneTimer *time.Timer // the resume timeout, running while a session has no transport (gone.go)
+	closing   bool        // Close called: say goodbye and stop
+	closeWhy  string      // reason sent in our CLOSE frame
 	closeSent chan struct{}
 	done      chan struct{}
 	cancel    context.CancelFunc
@@ -212,6 +213,7 @@ func (l *Link) Run(ctx context.Context) error {
 	defer func() {
 		cancel()
 		l.mu.Lock()
+		l.linkBack()
 		l.state = StateClosed
 		l.mu.Unlock()
 		close(l.done)
@@ -227,6 +229,13 @@ func (l *Link) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ErrClosed
 			}
+			l.mu.Lock()
+			if refusedDial(err) {
+				l.giveUp(&GoneError{Reason: "connection refused"})
+			} else {
+				l.linkLost()
+			}
+			l.mu.Unlock()
 			d := backoff.next()
 			l.log.Warn("transport open failed", "transport", l.drv.String(), "err", err, "retry_in", d)
 			if !sleepCtx(ctx, d) {
@@ -251,6 +260,9 @@ func (l *Link) Run(ctx context.Context) error {
 					p.Penalize(t)
 				}
 			}
+			l.mu.Lock()
+			l.linkLost()
+			l.mu.Unlock()
 			d := backoff.next()
 			l.log.Error("link handshake failed", "transport", l.drv.String(), "err", err, "retry_in", d)
 			if !sleepCtx(ctx, d) {
@@ -260,6 +272,7 @@ func (l *Link) Run(ctx context.Context) error {
 			l.log.Warn("transport lost", "transport", l.drv.String(), "err", err)
 			l.mu.Lock()
 			wasUp := l.lastUp
+			l.linkLost()
 			l.mu.Unlock()
 			if wasUp || time.Since(start) > 10*time.Second {
 				backoff.reset() // it worked: the next reopen is prompt

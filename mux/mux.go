@@ -22,6 +22,7 @@ type Mux struct {
 
 	mu          sync.Mutex
 	up          bool
+	gone        error         // why the last session was given up (a *link.GoneError), until the next one starts
 	upCh        chan struct{} // closed while a session is up
 	odd         bool          // our stream ids are odd
 	nextID      uint32
@@ -112,6 +113,11 @@ func (m *Mux) Open(ctx context.Context, info Info) (*Stream, error) {
 		}
 		if m.up {
 			break
+		}
+		if m.gone != nil {
+			err := m.gone
+			m.mu.Unlock()
+			return nil, fmt.Errorf("link down: %w", err)
 		}
 		upCh := m.upCh
 		m.mu.Unlock()
@@ -304,6 +310,7 @@ func (m *Mux) SessionStart(s link.SessionInfo) {
 		}
 		m.sessionUp = time.Now()
 	}
+	m.gone = nil
 	if !m.up {
 		m.up = true
 		close(m.upCh)
@@ -321,6 +328,9 @@ func (m *Mux) SessionEnd(reason error) {
 	m.inBuf, m.outRest, m.outRestOpen, m.ctrl, m.replyBytes, m.inSkip = nil, nil, nil, nil, 0, 0
 	m.peerListen, m.peerTags = 0, nil
 	m.sessionGen++
+	if gone := (*link.GoneError)(nil); errors.As(reason, &gone) {
+		m.gone = reason // until the next session: turn new streams away at once
+	}
 	if m.up {
 		m.up = false
 		m.upCh = make(chan struct{})

@@ -361,7 +361,7 @@ func checkValue(key, v string) error {
 		if d, _ := time.ParseDuration(v); d <= 0 {
 			err = fmt.Errorf("%s: must be positive", v)
 		}
-	case "link-wait", "dial-timeout", "keepalive", "dead-timeout", "handshake-timeout", "grace":
+	case "link-wait", "dial-timeout", "keepalive", "dead-timeout", "resume-timeout", "handshake-timeout", "grace":
 		if d, _ := time.ParseDuration(v); d < 0 {
 			err = fmt.Errorf("%s: must not be negative", v)
 		}

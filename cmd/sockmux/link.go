@@ -145,6 +145,7 @@ func optionFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "udp-timeout", Value: 180 * time.Second, Usage: "end a UDP client's session after this much silence both ways", Category: "Forwarding"},
 		&cli.IntFlag{Name: "udp-sessions", Value: 1024, Usage: "most UDP client addresses served at once by one listener; at the limit the longest idle one ends", Category: "Forwarding"},
 		&cli.DurationFlag{Name: "keepalive", Usage: "ping the peer after this much silence (default: 1s on serial lines, 10s otherwise)", Category: "Link"},
+		&cli.DurationFlag{Name: "resume-timeout", Value: 10 * time.Minute, Usage: "end the session (reset its connections) after the link has been down this long; 0 waits for ever", Category: "Link"},
 		&cli.DurationFlag{Name: "dead-timeout", Usage: "reopen the transport after hearing nothing for this long (default: 5s on serial lines, 30s otherwise)", Category: "Link"},
 		&cli.DurationFlag{Name: "handshake-timeout", Value: 10 * time.Second, Usage: "give up a transport whose peer does not complete the handshake in this time, and open it again", Category: "Link"},
 		&cli.DurationFlag{Name: "grace", Value: 5 * time.Second, Usage: "on SIGINT/SIGTERM, how long connections under way may finish", Category: "Link"},
@@ -233,6 +234,7 @@ type linkOptions struct {
 	linkWait, dialTimeout, udpTimeout                     time.Duration
 	udpSessions                                           int
 	keepAlive, deadTimeout, handshakeTimeout, gracePeriod time.Duration
+	resumeTimeout                                         time.Duration
 	secretFile                                            string
 	maxStreams                                            int
 	compress                                              link.Compression
@@ -265,6 +267,7 @@ func readOptions(c flagReader) (linkOptions, error) {
 		udpSessions:      c.Int("udp-sessions"),
 		keepAlive:        c.Duration("keepalive"),
 		deadTimeout:      c.Duration("dead-timeout"),
+		resumeTimeout:    c.Duration("resume-timeout"),
 		handshakeTimeout: c.Duration("handshake-timeout"),
 		gracePeriod:      c.Duration("grace"),
 		secretFile:       c.String("secret-file"),
@@ -490,6 +493,7 @@ func runPlan(plan linkPlan) error {
 	l := link.New(drv, m, link.Config{
 		KeepAlive:        plan.opts.keepAlive,
 		DeadTimeout:      plan.opts.deadTimeout,
+		ResumeTimeout:    plan.opts.resumeTimeout,
 		HandshakeTimeout: plan.opts.handshakeTimeout,
 		Secret:           secret,
 		Compress:         plan.opts.compress,
