@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockmux/sockmux/internal/fdctl"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -124,7 +125,7 @@ func TestPacedLikeAUART(t *testing.T) {
 	// terminal buffers on the sending side, not in the cable.
 	time.Sleep(200 * time.Millisecond)
 	var queued int
-	require.NoError(t, control(c.ends[0].master, func(fd int) (err error) {
+	require.NoError(t, fdctl.Control(c.ends[0].master, func(fd int) (err error) {
 		queued, err = unix.IoctlGetInt(fd, unix.TIOCINQ)
 		return err
 	}))

@@ -5,6 +5,7 @@ package cable
 import (
 	"os"
 
+	"github.com/sockmux/sockmux/internal/fdctl"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,7 +16,7 @@ const followsRates = true
 // endSpeed reads the output speed the program using f's terminal set.
 func endSpeed(f *os.File) (int, error) {
 	var speed int
-	err := control(f, func(fd int) error {
+	err := fdctl.Control(f, func(fd int) error {
 		t, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
 		if err != nil {
 			return err
@@ -28,7 +29,7 @@ func endSpeed(f *os.File) (int, error) {
 
 // setEndSpeed sets both speeds of f's terminal to baud.
 func setEndSpeed(f *os.File, baud int) error {
-	return control(f, func(fd int) error {
+	return fdctl.Control(f, func(fd int) error {
 		t, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
 		if err != nil {
 			return err

@@ -5,6 +5,7 @@ package cable
 import (
 	"os"
 
+	"github.com/sockmux/sockmux/internal/fdctl"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,7 +17,7 @@ const followsRates = true
 // (termios2: any rate, not only the Bnnn ones).
 func endSpeed(f *os.File) (int, error) {
 	var speed int
-	err := control(f, func(fd int) error {
+	err := fdctl.Control(f, func(fd int) error {
 		t, err := unix.IoctlGetTermios(fd, unix.TCGETS2)
 		if err != nil {
 			return err
@@ -29,7 +30,7 @@ func endSpeed(f *os.File) (int, error) {
 
 // setEndSpeed sets both speeds of f's terminal to baud.
 func setEndSpeed(f *os.File, baud int) error {
-	return control(f, func(fd int) error {
+	return fdctl.Control(f, func(fd int) error {
 		t, err := unix.IoctlGetTermios(fd, unix.TCGETS2)
 		if err != nil {
 			return err

@@ -3,6 +3,7 @@ package serialport
 import (
 	"unsafe"
 
+	"github.com/sockmux/sockmux/internal/fdctl"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,7 +22,7 @@ type serialIcounter struct {
 // PL2303, CH341) have it; pseudo-terminals and CDC-ACM devices do not.
 func (p *Port) readDriverCounts() (ErrorCounts, error) {
 	var ic serialIcounter
-	err := control(p.sys.f, func(fd int) error {
+	err := fdctl.Control(p.sys.f, func(fd int) error {
 		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TIOCGICOUNT, uintptr(unsafe.Pointer(&ic)))
 		if e != 0 {
 			return e

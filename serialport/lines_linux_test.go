@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockmux/sockmux/internal/fdctl"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -38,7 +39,7 @@ func (f *fakeModem) set(fn func(*ModemLines)) {
 func hupcl(t *testing.T, p *Port) bool {
 	t.Helper()
 	var on bool
-	require.NoError(t, control(p.sys.f, func(fd int) error {
+	require.NoError(t, fdctl.Control(p.sys.f, func(fd int) error {
 		tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 		on = err == nil && tio.Cflag&unix.HUPCL != 0
 		return err
@@ -78,7 +79,7 @@ func TestLinesOnAPty(t *testing.T) {
 	// Default: as before, HUPCL is left as the device had it.
 	p, err := OpenPort(a, DefaultMode())
 	require.NoError(t, err)
-	require.NoError(t, control(p.sys.f, func(fd int) error {
+	require.NoError(t, fdctl.Control(p.sys.f, func(fd int) error {
 		tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 		if err != nil {
 			return err

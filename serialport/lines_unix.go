@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockmux/sockmux/internal/fdctl"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,7 +25,7 @@ func (p *Port) setupLines() error {
 	o := p.ext.opts
 	var did []string
 	if o.explicitLines() {
-		if err := control(p.sys.f, func(fd int) error {
+		if err := fdctl.Control(p.sys.f, func(fd int) error {
 			t, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
 			if err != nil {
 				return err
@@ -39,7 +40,7 @@ func (p *Port) setupLines() error {
 		}
 		did = append(did, "HUPCL cleared")
 	}
-	err := control(p.sys.f, func(fd int) error {
+	err := fdctl.Control(p.sys.f, func(fd int) error {
 		bits, err := unix.IoctlGetInt(fd, unix.TIOCMGET)
 		if err != nil {
 			return err
@@ -79,7 +80,7 @@ func isNoModem(err error) bool {
 // readModemLines reads the lines with TIOCMGET.
 func (p *Port) readModemLines() (ModemLines, error) {
 	var bits int
-	err := control(p.sys.f, func(fd int) error {
+	err := fdctl.Control(p.sys.f, func(fd int) error {
 		var err error
 		bits, err = unix.IoctlGetInt(fd, unix.TIOCMGET)
 		return err

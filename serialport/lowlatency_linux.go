@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/sockmux/sockmux/internal/fdctl"
 	"golang.org/x/sys/unix"
 )
 
@@ -83,7 +84,7 @@ func latencyTimer(path string) string {
 func (p *Port) asyncLowLatency() string {
 	var ss serialStruct
 	ioctl := func(req uint) error {
-		return control(p.sys.f, func(fd int) error {
+		return fdctl.Control(p.sys.f, func(fd int) error {
 			_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(unsafe.Pointer(&ss)))
 			if e != 0 {
 				return e

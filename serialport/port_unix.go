@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockmux/sockmux/internal/fdctl"
+
 	"go.bug.st/serial"
 	"golang.org/x/sys/unix"
 )
@@ -55,7 +57,7 @@ func openPort(path string, m Mode, o Options) (*Port, error) {
 		}
 	}()
 
-	if err := control(f, func(fd int) error {
+	if err := fdctl.Control(f, func(fd int) error {
 		_, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
 		return err
 	}); err != nil {
@@ -64,7 +66,7 @@ func openPort(path string, m Mode, o Options) (*Port, error) {
 	// Exclusive use. TIOCEXCL (set by serial.Open below) stops other
 	// processes from opening the device but does not apply to root; an
 	// advisory lock, as picocom and other sockmux instances take, does.
-	if err := control(f, func(fd int) error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) }); errors.Is(err, unix.EWOULDBLOCK) {
+	if err := fdctl.Control(f, func(fd int) error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) }); errors.Is(err, unix.EWOULDBLOCK) {
 		return nil, busyError(path, err)
 	}
 
@@ -140,21 +142,8 @@ func openError(path string, err error) error {
 	return newError(path, ErrNotSerial, "cannot open: "+err.Error(), err)
 }
 
-// control runs fn on f's descriptor without taking it out of the poller.
-func control(f *os.File, fn func(fd int) error) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
-}
-
 func setFlowControl(f *os.File, on bool) error {
-	return control(f, func(fd int) error {
+	return fdctl.Control(f, func(fd int) error {
 		t, err := unix.IoctlGetTermios(fd, ioctlGetTermios)
 		if err != nil {
 			return err
@@ -252,7 +241,7 @@ func (p *Port) OutputQueued() (int, error) {
 		return 0, newError(p.path, ErrUnsupported, "output queue length is not available on a Linux pseudo-terminal", nil)
 	}
 	var n int
-	err := control(p.sys.f, func(fd int) error {
+	err := fdctl.Control(p.sys.f, func(fd int) error {
 		var err error
 		n, err = unix.IoctlGetInt(fd, unix.TIOCOUTQ)
 		return err

@@ -5,6 +5,7 @@ package serialport
 import (
 	"os"
 
+	"github.com/sockmux/sockmux/internal/fdctl"
 	"golang.org/x/sys/unix"
 )
 
@@ -12,7 +13,7 @@ import (
 // drivers that cannot do a rate pick another one instead of failing.
 func actualSpeed(f *os.File) (int, bool) {
 	var speed uint32
-	err := control(f, func(fd int) error {
+	err := fdctl.Control(f, func(fd int) error {
 		t, err := unix.IoctlGetTermios(fd, unix.TCGETS2)
 		if err != nil {
 			return err
