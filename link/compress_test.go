@@ -270,15 +270,7 @@ func TestCompressedResumeAfterCuts(t *testing.T) {
 				}
 				da, db := mixedBytes(size, 7), textBytes(size, 8)
 				p := startPair(t, cable, da, db, compressConfig(CompressBest))
-				for i := range 5 {
-					for p.ua.received() < (i+1)*size/7 {
-						time.Sleep(time.Millisecond)
-					}
-					cable.Cut()
-					for p.a.Stats().Resumes.Load() < uint64(i+1) {
-						time.Sleep(time.Millisecond)
-					}
-				}
+				p.cutWhileReceiving(cable, size, 5)
 				p.waitFor(t, len(db), len(da), 10*time.Minute)
 				p.stop()
 				p.checkGot(t, da, db)

@@ -131,6 +131,20 @@ func startPairConfigs(t *testing.T, cable *cableT, dataA, dataB []byte, cfgA, cf
 
 func (p *pairRun) stop() { p.cancel(); p.wg.Wait() }
 
+// cutWhileReceiving cuts cable cuts times, evenly while a receives the
+// first size bytes, each time once a has resumed after the cut before.
+func (p *pairRun) cutWhileReceiving(cable *cableT, size, cuts int) {
+	for i := range cuts {
+		for p.ua.received() < (i+1)*size/(cuts+2) {
+			time.Sleep(time.Millisecond)
+		}
+		cable.Cut()
+		for p.a.Stats().Resumes.Load() < uint64(i+1) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
 func (p *pairRun) waitFor(t *testing.T, na, nb int, limit time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
@@ -235,15 +249,7 @@ func TestResumeAfterCuts(t *testing.T) {
 				}
 				da, db := randomBytes(size, 5), randomBytes(size, 6)
 				p := startPair(t, cable, da, db, Config{})
-				for i := range 5 {
-					for p.ua.received() < (i+1)*size/7 {
-						time.Sleep(time.Millisecond)
-					}
-					cable.Cut()
-					for p.a.Stats().Resumes.Load() < uint64(i+1) {
-						time.Sleep(time.Millisecond)
-					}
-				}
+				p.cutWhileReceiving(cable, size, 5)
 				p.waitFor(t, len(db), len(da), 10*time.Minute)
 				p.stop()
 				p.checkGot(t, da, db)

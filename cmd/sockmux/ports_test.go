@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sockmux/sockmux/internal/fakesys"
+	"github.com/sockmux/sockmux/internal/testutil"
 	"github.com/sockmux/sockmux/serialport"
 )
 
@@ -27,28 +28,19 @@ func fakeLink(t *testing.T, dir, name, device string) {
 	t.Helper()
 	ln, err := net.Listen("unix", filepath.Join(dir, name+".sock"))
 	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	testutil.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := r.ReadBytes('\n'); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				r := bufio.NewReader(c)
-				for {
-					if _, err := r.ReadBytes('\n'); err != nil {
-						return
-					}
-					resp, _ := json.Marshal(map[string]any{"status": map[string]any{"name": name, "pid": 4242, "device": device}})
-					if _, err := c.Write(append(resp, '\n')); err != nil {
-						return
-					}
-				}
-			}()
+			resp, _ := json.Marshal(map[string]any{"status": map[string]any{"name": name, "pid": 4242, "device": device}})
+			if _, err := c.Write(append(resp, '\n')); err != nil {
+				return
+			}
 		}
-	}()
+	})
 }
 
 // TestPortsListing: sockmux ports on a fake sysfs whose ttyS0 is a
