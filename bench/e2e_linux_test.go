@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sockmux/sockmux/internal/testutil"
 	"github.com/sockmux/sockmux/serialport"
 
 	"golang.org/x/sys/unix"
@@ -320,14 +321,7 @@ func (sv *servers) waitReady(addr string, timeout time.Duration) error {
 	}
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+func freePort() (int, error) { return testutil.FreePort() }
 
 func waitFile(path string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)

@@ -165,13 +165,13 @@ func run(t *testing.T, timeout time.Duration, args ...string) (int, string) {
 	return code, string(out)
 }
 
-// freePort returns a loopback port nothing listens on right now.
+// freePort returns a loopback port nothing listens on right now, and that
+// no server of the test will take meanwhile (testutil.FreePort).
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testutil.FreePort()
 	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func addr(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
