@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.bug.st/serial"
@@ -28,10 +27,6 @@ type portSys struct {
 	sp  serial.Port
 	fi  os.FileInfo // the device as opened, to notice it vanish or change
 	pty bool        // a Linux pseudo-terminal: TIOCOUTQ always reads 0
-	// nextRead is when Read may next go to the device (Unix nanoseconds):
-	// after a read that did not fill its buffer, readCoalesce later, so that
-	// the bytes of a busy line come in batches, not one wake-up each.
-	nextRead atomic.Int64
 }
 
 func openPort(path string, m Mode) (*Port, error) {
@@ -179,22 +174,11 @@ func speedClose(actual, want int) bool {
 	return d*50 <= want
 }
 
-// readCoalesce is how long Read lets bytes gather in the operating system
-// after a read that did not fill its buffer: a busy line is read in batches
-// of a few milliseconds, and the first byte after a pause still comes at
-// once.
-const readCoalesce = 5 * time.Millisecond
-
-// Read reads at least one byte into b, waiting as long as it takes. After a
-// read that brought little, the next one waits up to readCoalesce first, so
-// that a busy line costs a wake-up per batch rather than per few bytes. See
-// Port for how it fails.
+// Read reads at least one byte into b, waiting as long as it takes. See Port
+// for how it fails.
 func (p *Port) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
-	}
-	if d := time.Until(time.Unix(0, p.sys.nextRead.Load())); d > 0 {
-		time.Sleep(min(d, readCoalesce))
 	}
 	for {
 		if p.closed.Load() {
@@ -203,11 +187,6 @@ func (p *Port) Read(b []byte) (int, error) {
 		_ = p.sys.f.SetReadDeadline(time.Now().Add(pollInterval))
 		n, err := p.sys.f.Read(b)
 		if n > 0 {
-			var next int64
-			if n < len(b) {
-				next = time.Now().Add(readCoalesce).UnixNano()
-			}
-			p.sys.nextRead.Store(next)
 			return n, nil
 		}
 		if err == nil {

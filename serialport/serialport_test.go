@@ -391,29 +391,3 @@ func TestBitsPerByte(t *testing.T) {
 		assert.Equal(t, tc.str, tc.m.String())
 	}
 }
-
-// A trickle of bytes comes in a few reads, not one each: after a read that
-// did not fill its buffer, the next waits for more to gather.
-func TestReadsGatherATrickle(t *testing.T) {
-	_, a, b := startCable(t, 0)
-	pa, pb := mustOpen(t, a, DefaultMode()), mustOpen(t, b, DefaultMode())
-	const n = 40
-	go func() {
-		for range n {
-			_, _ = pa.Write([]byte{'x'})
-			time.Sleep(500 * time.Microsecond)
-		}
-	}()
-	buf := make([]byte, 256)
-	got, reads := 0, 0
-	start := time.Now()
-	for got < n && time.Since(start) < 5*time.Second {
-		k, err := pb.Read(buf)
-		require.NoError(t, err)
-		got += k
-		reads++
-	}
-	require.Equal(t, n, got)
-	// 40 bytes over at least 20 ms: one read per 5 ms is about 5 reads.
-	assert.LessOrEqual(t, reads, 12, "reads for %d bytes trickling in over %v", n, time.Since(start))
-}
