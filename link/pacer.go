@@ -61,10 +61,15 @@ func (p *pacer) ready(ctx context.Context, broken <-chan struct{}) error {
 	}
 }
 
+// sliceTime is the line time of one slice: long enough that a line kept
+// full costs about 100 writes (and waits) a second, short enough that
+// interactive data cut in after a slice waits little.
+const sliceTime = 10 * time.Millisecond
+
 // sliceLen is how much of a frame goes to the OS at once on a paced
-// line: a few milliseconds of line time, so that a frame can be cut short.
+// line: sliceTime's worth of bytes, so that a frame can be cut short.
 func (p *pacer) sliceLen() int {
-	return max(16, int(time.Duration(p.rate)*4*time.Millisecond/time.Second))
+	return max(16, int(time.Duration(p.rate)*sliceTime/time.Second))
 }
 
 // delay holds the next write back by d, so that the line drains d's worth
