@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,10 +9,10 @@ import (
 	"os/user"
 	"runtime"
 	"strings"
-	"unicode/utf16"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/sockmux/sockmux/keyfile"
 	"github.com/sockmux/sockmux/link"
 )
 
@@ -104,61 +101,6 @@ func windowsQuote(s string) string {
 	return `"` + s + `"`
 }
 
-// readSecret loads a key written by keygen: 64 hex digits (or 32 bytes in
-// base64), '#' comment lines ignored, in ASCII or UTF-8 (a byte order
-// mark and CRLF line ends allowed) or UTF-16 with a byte order mark, as
-// Windows tools write. A file others may read is refused.
-func readSecret(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("secret file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("secret file %s is not a regular file", path)
-	}
-	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("secret file %s can be read by others (mode %04o); make it private with: chmod 600 %s", path, fi.Mode().Perm(), shellQuote(path))
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("secret file: %w", err)
-	}
-	var text strings.Builder
-	for _, line := range strings.Split(decodeText(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line != "" && !strings.HasPrefix(line, "#") {
-			text.WriteString(line)
-		}
-	}
-	s := text.String()
-	if key, err := hex.DecodeString(s); err == nil && len(key) == link.KeySize {
-		return key, nil
-	}
-	if key, err := base64.StdEncoding.DecodeString(s); err == nil && len(key) == link.KeySize {
-		return key, nil
-	}
-	return nil, fmt.Errorf("secret file %s does not hold a %d-byte key in hex or base64 (make one with: sockmux keygen FILE)", path, link.KeySize)
-}
-
-// decodeText is the text of a file as Windows tools may write it: UTF-8
-// with or without a byte order mark, or UTF-16 (PowerShell 5's > and
-// Out-File) with one.
-func decodeText(b []byte) string {
-	var order binary.ByteOrder
-	switch {
-	case bytes.HasPrefix(b, []byte{0xEF, 0xBB, 0xBF}):
-		return string(b[3:])
-	case bytes.HasPrefix(b, []byte{0xFF, 0xFE}):
-		order = binary.LittleEndian
-	case bytes.HasPrefix(b, []byte{0xFE, 0xFF}):
-		order = binary.BigEndian
-	default:
-		return string(b)
-	}
-	b = b[2:]
-	units := make([]uint16, len(b)/2)
-	for i := range units {
-		units[i] = order.Uint16(b[2*i:])
-	}
-	return string(utf16.Decode(units))
-}
+// readSecret loads a key written by keygen (package keyfile says which
+// forms are read); a file others may read is refused.
+func readSecret(path string) ([]byte, error) { return keyfile.Read("secret file", path) }
