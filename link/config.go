@@ -108,7 +108,7 @@ func DefaultConfig(c Config, p Properties) Config {
 			// Enough frames for a second of line time at the smallest
 			// frame size, so a lost frame is repaired without the line
 			// going idle even when a noisy line shrinks frames; the
-			// bytes in flight are bounded apart (inflightLimit).
+			// bytes in flight are bounded apart (Link.inflightRoom).
 			c.Window = max(16, p.LineRate/(minSizeCap+frameOverhead+2)+1)
 		}
 	}
