@@ -15,15 +15,11 @@ func (c *conn) emitData(wire []byte, f *outFrame, now time.Time) []byte {
 			return c.emitFragment(wire, f, payload, now)
 		}
 	}
-	binary.BigEndian.PutUint16(f.raw[3:], l.rxNext)
-	l.lastAckSent = l.rxNext
+	binary.BigEndian.PutUint16(f.raw[3:], l.ackNow())
 	if len(l.ooo) == 0 {
 		c.ackDue = false
 	}
-	l.txCount++
-	f.tx = l.txCount
-	f.sentAt = now
-	f.pending = false
+	l.transmitted(f, now)
 	var out []byte
 	if c.raw() && c.auth == nil {
 		out = c.emitInPlace(f)
@@ -53,26 +49,21 @@ func (c *conn) emitFragment(wire []byte, f *outFrame, payload []byte, now time.T
 	frag := make([]byte, 0, fragHeader+end-f.fragOff+crcSize)
 	frag = append(frag, frameFrag)
 	frag = binary.BigEndian.AppendUint16(frag, f.seq)
-	frag = binary.BigEndian.AppendUint16(frag, l.rxNext)
+	frag = binary.BigEndian.AppendUint16(frag, l.ackNow())
 	frag = binary.BigEndian.AppendUint16(frag, uint16(len(payload)))
 	frag = binary.BigEndian.AppendUint16(frag, uint16(f.fragOff))
 	frag = append(frag, payload[f.fragOff:end]...)
-	l.lastAckSent = l.rxNext
 	f.fragOff = end
 	if end == len(payload) {
 		f.fragOff = 0
-		l.txCount++
-		f.tx = l.txCount
-		f.sentAt = now
-		f.pending = false
+		l.transmitted(f, now)
 	}
 	return c.emit(wire, frag)
 }
 
 func (c *conn) emitAck(wire, scratch []byte, sack uint64) []byte {
 	c.ackDue = false
-	c.l.lastAckSent = c.l.rxNext
-	return c.emit(wire, ackFrame(scratch, c.l.rxNext, sack))
+	return c.emit(wire, ackFrame(scratch, c.l.ackNow(), sack))
 }
 
 // emit encodes one frame for the wire, sealed once keys exist.

@@ -129,19 +129,13 @@ func (c *conn) completeHandshake(h *hello, mode sessionMode) {
 	resume := mode != sessionFresh
 	switch mode {
 	case sessionAdopt:
-		for _, f := range l.unacked {
-			f.pending, f.sacked, f.fragOff = true, false, 0
-		}
+		l.resendAll(true)
 		l.log.Info("link up; the peer had not completed the first handshake, our queued data goes again",
 			"transport", l.drv.String(), "session", fmt.Sprintf("%016x", l.localID),
 			"peer", fmt.Sprintf("%016x", h.Session), "unacked", len(l.unacked))
 	case sessionResume:
 		l.dropAcked(h.RxNext)
-		for _, f := range l.unacked {
-			if !f.sacked {
-				f.pending = true
-			}
-		}
+		l.resendAll(false)
 		l.stats.Resumes.Add(1)
 		l.log.Info("link resumed", "transport", l.drv.String(), "session", fmt.Sprintf("%016x", l.localID),
 			"unacked", len(l.unacked))

@@ -66,19 +66,8 @@ type Link struct {
 	gen         uint64 // bumped whenever a session ends
 	established bool   // a session exists (payloads may flow)
 	peerMax     int    // peer's largest accepted payload
-	peerWindow  int    // peer's out-of-order buffer, in frames
 
-	// send side
-	nextSeq uint16
-	unacked []*outFrame // oldest first
-	txCount uint64      // transmissions so far, orders frames on the line
-	srtt    time.Duration
-	rttvar  time.Duration
-	rto     time.Duration
-	held    *outFrame // a frame cut short, to send again under a new number
-	sizeCap int       // payload size for the line's error rate now
-	fates   int       // data frames judged in this window
-	losses  int       // of which lost at the first try
+	sender // the send side of the ARQ (arq.go)
 
 	// compression (compress.go)
 	zLevel int           // the deflate level we send with (0: none)
@@ -86,13 +75,9 @@ type Link struct {
 	ztx    *compressor   // the session's sending context (nil unless zOn)
 	zrx    *decompressor // the session's receiving context (nil unless zOn)
 
-	// receive side
 	sessionSecret []byte // from the handshake that created the session
 
-	rxNext      uint16
-	ooo         map[uint16][]byte
-	partials    map[uint16]*partial // frames arriving in fragments
-	lastAckSent uint16              // rxNext as of the last ack we sent
+	receiver // the receive side of the ARQ (arq.go)
 
 	cur       *conn       // the transport in use, nil while waiting
 	lastUp    bool        // a session was up on the last transport
@@ -116,13 +101,11 @@ func New(drv Driver, up Upper, cfg Config) *Link {
 		log:       cfg.Logger,
 		wake:      make(chan struct{}, 1),
 		localID:   newSessionID(),
-		ooo:       make(map[uint16][]byte),
-		partials:  make(map[uint16]*partial),
 		closeSent: make(chan struct{}),
 		done:      make(chan struct{}),
 	}
-	l.rto = l.initialRTO()
-	l.sizeCap = cfg.MaxPayload
+	l.sender = newSender(cfg, props, l.freeFrame)
+	l.receiver = newReceiver(cfg)
 	l.zLevel = compressLevel(cfg.Compress, props)
 	return l
 }
@@ -319,14 +302,9 @@ func (l *Link) resetSession(reason error) {
 	had := l.established
 	l.gen++
 	l.established = false
-	l.nextSeq, l.rxNext = 0, 0
-	l.unacked = nil
-	l.held = nil
+	l.sender.reset()
+	l.receiver.reset()
 	l.ztx, l.zrx = nil, nil
-	clear(l.ooo)
-	clear(l.partials)
-	l.rto = l.initialRTO()
-	l.srtt, l.rttvar = 0, 0
 	if had {
 		l.stats.SessionsEnded.Add(1)
 		l.up.SessionEnd(reason)

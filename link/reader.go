@@ -197,3 +197,38 @@ func (e *PeerClosedError) Error() string { return "peer closed the session: " + 
 type PeerRestartedError struct{}
 
 func (e *PeerRestartedError) Error() string { return "peer restarted (new session)" }
+
+// onData accepts data frame seq, under l.mu.
+func (c *conn) onData(seq uint16, payload []byte, deliver [][]byte, now time.Time) [][]byte {
+	deliver, dup := c.l.accept(seq, payload, deliver)
+	if dup {
+		c.l.stats.FramesDup.Add(1)
+	}
+	c.scheduleAck(now)
+	return deliver
+}
+
+// scheduleAck arranges for an ack: at once on lossy lines (the sender's
+// RTT estimate and loss detection depend on it), a little later on
+// reliable ones, where acks only free the sender's buffers.
+func (c *conn) scheduleAck(now time.Time) {
+	l := c.l
+	if !c.ackDue {
+		c.ackDue = true
+		c.ackAt = now
+		if l.props.Reliable {
+			c.ackAt = now.Add(5 * time.Millisecond)
+		}
+	}
+	if l.props.Reliable && l.unackedIn() >= max(1, l.cfg.Window/4) {
+		c.ackAt = now
+	}
+	l.Notify()
+}
+
+// onAck processes a cumulative ack and selective-ack bitmap, under l.mu.
+func (c *conn) onAck(next uint16, sack uint64, now time.Time) {
+	if c.l.ack(next, sack, now, func(f *outFrame) { c.queueSample(f, now) }) {
+		c.l.Notify()
+	}
+}

@@ -103,18 +103,16 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 		}
 	}
 	// Frames to send again, oldest first.
-	if f := c.pendingFrame(now); f != nil {
+	if f := l.pendingFrame(now); f != nil {
 		l.stats.FramesResent.Add(1)
 		return c.emitData(wire, f, now), 0, false, nil
 	}
 	// The payload of a frame cut short, under its new number.
-	if f := l.held; f != nil {
-		l.held = nil
-		l.sequence(f) // not to be cut again: it must get through
+	if f := l.takeHeld(); f != nil {
 		return c.emitData(wire, f, now), 0, false, nil
 	}
 	// New data, pulled from the layer above while the window allows.
-	if l.established && !l.closing && len(l.unacked) < l.sendWindow() && l.inflightRoom() {
+	if l.established && !l.closing && l.mayPull() {
 		if f := c.pull(); f != nil {
 			c.preemptible = f
 			l.stats.PayloadOut.Add(uint64(f.plain))
@@ -134,7 +132,7 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 		return c.emit(wire, binary.BigEndian.AppendUint32(append(scratch, framePing), c.pingToken)), 0, false, nil
 	}
 	deadline(c.lastSend.Add(l.cfg.KeepAlive))
-	if d, ok := c.rtoDeadline(); ok {
+	if d, ok := l.rtoDeadline(); ok {
 		deadline(d)
 	}
 	return nil, wait, false, nil

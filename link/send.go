@@ -191,16 +191,9 @@ func (c *conn) abortFrame(rest []byte, f *outFrame) error {
 	l.stats.BytesOut.Add(uint64(len(rest) + 1))
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if n := len(l.unacked); n > 0 && l.unacked[n-1] == f && f.seq == l.nextSeq-1 && l.held == nil {
-		l.unacked = l.unacked[:n-1]
-		l.nextSeq--
-		l.txCount-- // never reached the peer: it orders nothing
-		f.tx, f.resent, f.pending = 0, false, false
-		l.held = f
+	if l.unsend(f) {
 		c.urgentDue = true
-	} else {
-		f.pending = true // not ours to renumber any more: resend as is
-	}
+	} // else not ours to renumber any more: it goes again as it is
 	return nil
 }
 
@@ -221,4 +214,43 @@ func cobsCut(enc []byte, off int) int {
 		pos = end
 	}
 	return 0
+}
+
+// queueWindow is how long the least ack delay is gathered before the
+// writer acts on it.
+const queueWindow = time.Second
+
+// queueSample learns from an ack how long data frame f waited in queues
+// below us (the OS, a driver, a USB adapter) before reaching the line:
+// the time to its ack beyond its own time on the line. The least such
+// delay over a window is a standing queue that our pacing, at the nominal
+// rate, would never drain (it starts when the line is slower than its
+// nominal rate, or stalls once); the writer then pauses that long. Under
+// l.mu.
+func (c *conn) queueSample(f *outFrame, now time.Time) {
+	l := c.l
+	if l.props.LineRate == 0 || f.wireLen == 0 {
+		return
+	}
+	excess := now.Sub(f.sentAt) - lineTime(f.wireLen, l.props.LineRate)
+	if c.qwin.IsZero() || excess < c.qmin {
+		c.qmin = excess
+	}
+	if c.qwin.IsZero() {
+		c.qwin = now
+	}
+	if now.Sub(c.qwin) < queueWindow {
+		return
+	}
+	// What an ack costs without a queue: our pacing slack, the ack's own
+	// time on the line, and a few milliseconds of scheduling.
+	base := c.pace.slack + lineTime(32, l.props.LineRate) + 3*time.Millisecond
+	if c.qmin > base {
+		c.drainDue += c.qmin - base/2
+		if c.trace {
+			l.log.Debug("draining a standing queue", "delay", c.qmin)
+		}
+	}
+	c.qwin = now
+	c.qmin = 0
 }
