@@ -26,14 +26,7 @@ type conn struct {
 	toldRaw bool         // our hello said we read them: the peer knows what follows
 
 	// Guarded by l.mu.
-	roundDone bool // our hello round completed on this transport
-	complete  bool // session up on this transport (authenticated if required)
-	auth      *authState
-	authOut   []byte        // an AUTH frame to send
-	authLast  time.Time     // when our last AUTH message went out
-	authMsg   []byte        // our last handshake message, repeated if lost
-	authPeer  []byte        // the peer's last handshake message
-	refusing  error         // authentication failed: drop the transport once the peer is told
+	handshake               // this transport's hello round and authentication (handshake.go)
 	qmin      time.Duration // least ack excess delay seen in this window
 	qwin      time.Time     // when the window began
 	drainDue  time.Duration // pause the writer this long to drain a standing queue
@@ -41,22 +34,14 @@ type conn struct {
 	preempter   Preempter // the upper layer, if it can send interactive data ahead
 	preemptible *outFrame // the data frame next() just built, if it may be cut short
 	urgentDue   bool      // a frame was cut short for interactive data
-	refusedAt   time.Time // when we told the peer
-	waitLogged  bool      // we said we wait for the peer
-	wasUp       bool      // a session was up on this transport
-	peerHello   *hello    // the peer's latest hello on this transport
-	helloPrev   uint64    // the PeerPrev our hellos carry in this round
-	helloDue    bool      // a hello must be sent now
-	lastHello   time.Time // when our last hello went out
-	hsStart     time.Time // when this handshake round began
 	closeDue    string    // reason for a CLOSE frame to send, if any
 	closeDone   bool      // our goodbye (Link.Close) was written
-	ackDue      bool
-	ackAt       time.Time
-	pongDue     bool
-	pongToken   uint32
-	pingToken   uint32
-	pingSent    time.Time
+	ackDue      bool      // an ack is owed to the peer
+	ackAt       time.Time // when it goes out at the latest
+	pongDue     bool      // a ping waits for its answer
+	pongToken   uint32    // the ping's token
+	pingToken   uint32    // our last ping's token
+	pingSent    time.Time // when it went out (zero once answered)
 	lastRecv    time.Time
 	lastSend    time.Time
 	bytesIn     atomic.Uint64 // bytes read on this transport

@@ -6,6 +6,29 @@ import (
 	"time"
 )
 
+// handshake is one transport's hello round and, with a shared secret, its
+// authentication (auth.go), guarded by l.mu. A round starts afresh
+// (newRound) on a new transport, when the peer restarts its handshake, and
+// when a session ends on this transport.
+type handshake struct {
+	roundDone  bool       // our hello round completed on this transport
+	complete   bool       // session up on this transport (authenticated if required)
+	auth       *authState // the authentication under way or done, nil without a secret
+	authOut    []byte     // an AUTH frame to send
+	authLast   time.Time  // when our last AUTH message went out
+	authMsg    []byte     // our last handshake message, repeated if lost
+	authPeer   []byte     // the peer's last handshake message
+	refusing   error      // authentication failed: drop the transport once the peer is told
+	refusedAt  time.Time  // when we told the peer
+	waitLogged bool       // we said we wait for the peer
+	wasUp      bool       // a session was up on this transport
+	peerHello  *hello     // the peer's latest hello on this transport
+	helloPrev  uint64     // the PeerPrev our hellos carry in this round
+	helloDue   bool       // a hello must be sent now
+	lastHello  time.Time  // when our last hello went out
+	hsStart    time.Time  // when this handshake round began
+}
+
 // helloInterval is how often an unanswered hello is repeated.
 const helloInterval = time.Second
 
