@@ -466,3 +466,15 @@ func (r *receiver) ackNow() uint16 {
 
 // unackedIn is how many frames arrived in order since the last ack.
 func (r *receiver) unackedIn() int { return int(r.rxNext - r.lastAckSent) }
+
+// resendDue reports whether a frame is due to go again now: one marked
+// lost, or one whose retransmission timer ran out (pendingFrame marks it).
+func (s *sender) resendDue(now time.Time) bool {
+	for _, f := range s.unacked {
+		if f.pending {
+			return true
+		}
+	}
+	d, ok := s.rtoDeadline()
+	return ok && !now.Before(d)
+}
