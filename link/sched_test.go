@@ -145,3 +145,61 @@ func TestNextHandshakeOnly(t *testing.T) {
 		t.Fatal("data or a pong went out before the session was up")
 	}
 }
+
+// classUpper returns payloads of the classes it is given, in turn, each
+// filling the room it is offered, and records that room.
+type classUpper struct {
+	byteUpper
+	classes []Class
+	rooms   []int
+}
+
+func (u *classUpper) Fill(p []byte) (int, Class) {
+	u.rooms = append(u.rooms, len(p))
+	if len(u.classes) == 0 {
+		return 0, ClassBulk
+	}
+	c := u.classes[0]
+	u.classes = u.classes[1:]
+	return copy(p, make([]byte, len(p))), c
+}
+
+// After an interactive payload a paced line carries short frames for a
+// while; before one, and on an unpaced line, frames are full size.
+func TestInteractiveClassKeepsFramesShort(t *testing.T) {
+	for _, rate := range []int{11520, 0} {
+		up := &classUpper{classes: []Class{ClassBulk, ClassInteractive, ClassBulk}}
+		c := upConn(t, &up.byteUpper, Properties{LineRate: rate})
+		c.l.up = up
+		pull := func() *outFrame { // as next does, under l.mu
+			c.l.mu.Lock()
+			defer c.l.mu.Unlock()
+			return c.pull()
+		}
+		for range 3 {
+			if pull() == nil {
+				t.Fatal("nothing pulled")
+			}
+		}
+		full := min(c.l.payloadLimit(), c.l.sizeCap)
+		short := c.shortFrame()
+		if short >= full {
+			t.Fatalf("rate %d: short frame %d not below full %d", rate, short, full)
+		}
+		want := []int{full, full, short}
+		if rate == 0 {
+			want = []int{full, full, full}
+		}
+		for i := range want {
+			if up.rooms[i] != want[i] {
+				t.Errorf("rate %d: rooms %v; want %v", rate, up.rooms, want)
+				break
+			}
+		}
+		c.l.lastInteractive = time.Now().Add(-interactiveSpell)
+		pull()
+		if got := up.rooms[3]; got != full {
+			t.Errorf("rate %d: room %d after the spell; want %d", rate, got, full)
+		}
+	}
+}

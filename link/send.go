@@ -82,12 +82,19 @@ func (c *conn) writeLoop(ctx context.Context) error {
 func (c *conn) pull() *outFrame {
 	l := c.l
 	limit := min(l.payloadLimit(), l.sizeCap)
-	return c.fillFrame(false, func(room []byte, hdr int) int {
-		if c.preempter != nil && l.props.LineRate > 0 && c.preempter.Interactive() {
-			limit = min(limit, c.shortFrame())
-		}
-		return l.up.Fill(room[:limit-hdr])
+	if l.props.LineRate > 0 && time.Since(l.lastInteractive) < interactiveSpell {
+		limit = min(limit, c.shortFrame())
+	}
+	var class Class
+	f := c.fillFrame(false, func(room []byte, hdr int) int {
+		n, cl := l.up.Fill(room[:limit-hdr])
+		class = cl
+		return n
 	})
+	if f != nil && class == ClassInteractive {
+		l.lastInteractive = time.Now()
+	}
+	return f
 }
 
 // fillFrame has fill put a payload into a new data frame, with l.mu
@@ -134,6 +141,7 @@ func (c *conn) pullUrgent() *outFrame {
 	f := c.fillFrame(true, func(room []byte, hdr int) int { return c.preempter.FillUrgent(room[:limit-hdr]) })
 	if f != nil {
 		c.l.stats.Preemptions.Add(1)
+		c.l.lastInteractive = time.Now()
 	}
 	return f
 }
