@@ -1,6 +1,7 @@
 package link
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -17,27 +18,58 @@ type Upper interface {
 	// restarted or closed it): nothing of it will be delivered or sent.
 	SessionEnd(reason error)
 	// Fill writes the next outgoing payload into p and returns its length,
-	// 0 when there is nothing to send. It must not block.
-	Fill(p []byte) int
+	// 0 when there is nothing to send, and what it carries. It must not
+	// block.
+	Fill(p []byte) (int, Class)
 	// Deliver hands over one received payload; p is valid only during the
 	// call. An error is a protocol violation by the peer and ends the
 	// session.
 	Deliver(p []byte) error
 }
 
+// Class is what a payload the upper layer filled carries; the link sizes
+// frames by it.
+type Class uint8
+
+// The classes of payloads.
+const (
+	// ClassBulk is stream data that may wait behind other data.
+	ClassBulk Class = iota
+	// ClassInteractive carries small writes someone waits for
+	// (keystrokes). For interactiveSpell after one, frames on a paced
+	// line are kept short (interactiveFrameTime), so that a frame that
+	// cannot be cut (one already cut once, which must get through)
+	// delays the next keystroke little.
+	ClassInteractive
+	// ClassControl carries only the upper layer's own control messages;
+	// the link sends it like bulk.
+	ClassControl
+)
+
+func (c Class) String() string {
+	switch c {
+	case ClassBulk:
+		return "bulk"
+	case ClassInteractive:
+		return "interactive"
+	case ClassControl:
+		return "control"
+	}
+	return fmt.Sprintf("class(%d)", uint8(c))
+}
+
+// interactiveSpell is how long after an interactive payload the link keeps
+// its frames on a paced line short.
+const interactiveSpell = 3 * time.Second
+
 // Preempter is implemented by an upper layer that can send interactive
 // data ahead of the payload Fill returned last. On a paced line the link
 // then cuts a long frame short when Urgent reports such data, sends a
 // short frame filled by FillUrgent in its place, and the cut payload
 // right after it.
-//
-// While Interactive reports recent interactive traffic, frames on a paced
-// line are kept short (interactiveFrameTime), so that a frame that cannot
-// be cut (one already cut once, which must get through) delays little.
 type Preempter interface {
 	Urgent() bool
 	FillUrgent(p []byte) int
-	Interactive() bool
 }
 
 // interactiveFrameTime bounds a frame's time on a slow line while
@@ -108,7 +140,7 @@ func DefaultConfig(c Config, p Properties) Config {
 			// Enough frames for a second of line time at the smallest
 			// frame size, so a lost frame is repaired without the line
 			// going idle even when a noisy line shrinks frames; the
-			// bytes in flight are bounded apart (inflightLimit).
+			// bytes in flight are bounded apart (Link.inflightRoom).
 			c.Window = max(16, p.LineRate/(minSizeCap+frameOverhead+2)+1)
 		}
 	}

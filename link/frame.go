@@ -16,7 +16,7 @@ const (
 	framePing  = 0x4 // keepalive / RTT probe, answered by a pong
 	framePong  = 0x5 // answer to a ping, echoing its token
 	frameClose = 0x6 // the session ends (the sender shuts down)
-	frameAuth  = 0x7 // reserved for authentication messages
+	frameAuth  = 0x7 // authentication handshake messages and refusal (auth.go)
 	frameFrag  = 0x8 // a piece of a data frame resent on a noisy line
 )
 
@@ -154,4 +154,26 @@ func parseAck(body []byte) (next uint16, sack uint64, err error) {
 		return binary.BigEndian.Uint16(body[1:]), binary.BigEndian.Uint64(body[3:]), nil
 	}
 	return 0, 0, errShortFrame
+}
+
+func frameName(t byte) string {
+	switch t {
+	case frameHello:
+		return "hello"
+	case frameData:
+		return "data"
+	case frameAck:
+		return "ack"
+	case framePing:
+		return "ping"
+	case framePong:
+		return "pong"
+	case frameClose:
+		return "close"
+	case frameAuth:
+		return "auth"
+	case frameFrag:
+		return "fragment"
+	}
+	return fmt.Sprintf("unknown(%d)", t)
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"sync"
 	"time"
 )
@@ -67,19 +66,10 @@ type Link struct {
 	gen         uint64 // bumped whenever a session ends
 	established bool   // a session exists (payloads may flow)
 	peerMax     int    // peer's largest accepted payload
-	peerWindow  int    // peer's out-of-order buffer, in frames
 
-	// send side
-	nextSeq uint16
-	unacked []*outFrame // oldest first
-	txCount uint64      // transmissions so far, orders frames on the line
-	srtt    time.Duration
-	rttvar  time.Duration
-	rto     time.Duration
-	held    *outFrame // a frame cut short, to send again under a new number
-	sizeCap int       // payload size for the line's error rate now
-	fates   int       // data frames judged in this window
-	losses  int       // of which lost at the first try
+	lastInteractive time.Time // when an interactive payload last went out
+
+	sender // the send side of the ARQ (arq.go)
 
 	// compression (compress.go)
 	zLevel int           // the deflate level we send with (0: none)
@@ -87,13 +77,9 @@ type Link struct {
 	ztx    *compressor   // the session's sending context (nil unless zOn)
 	zrx    *decompressor // the session's receiving context (nil unless zOn)
 
-	// receive side
 	sessionSecret []byte // from the handshake that created the session
 
-	rxNext      uint16
-	ooo         map[uint16][]byte
-	partials    map[uint16]*partial // frames arriving in fragments
-	lastAckSent uint16              // rxNext as of the last ack we sent
+	receiver // the receive side of the ARQ (arq.go)
 
 	cur       *conn       // the transport in use, nil while waiting
 	lastUp    bool        // a session was up on the last transport
@@ -103,23 +89,6 @@ type Link struct {
 	closeSent chan struct{}
 	done      chan struct{}
 	cancel    context.CancelFunc
-}
-
-// outFrame is a data frame sent and not yet acknowledged.
-type outFrame struct {
-	head    []byte // room for a length-prefixed frame's header, just before raw
-	raw     []byte // type, seq, ack, payload; room for the CRC after it
-	seq     uint16
-	sentAt  time.Time
-	wireLen int    // encoded length at the last transmission
-	plain   int    // payload bytes before compression
-	tx      uint64 // txCount at the last transmission
-	resent  bool   // transmitted more than once (no RTT sample: Karn)
-	sacked  bool   // the peer holds it out of order
-	pending bool   // due for (re)transmission
-	fragOff int    // resending in fragments: the next piece's offset
-	// acknowledged while the writer wrote it: recycled after the write
-	freeLater bool
 }
 
 // New prepares a link over drv for the layer up. Call Run to start it.
@@ -134,13 +103,11 @@ func New(drv Driver, up Upper, cfg Config) *Link {
 		log:       cfg.Logger,
 		wake:      make(chan struct{}, 1),
 		localID:   newSessionID(),
-		ooo:       make(map[uint16][]byte),
-		partials:  make(map[uint16]*partial),
 		closeSent: make(chan struct{}),
 		done:      make(chan struct{}),
 	}
-	l.rto = l.initialRTO()
-	l.sizeCap = cfg.MaxPayload
+	l.sender = newSender(cfg, props, l.freeFrame)
+	l.receiver = newReceiver(cfg)
 	l.zLevel = compressLevel(cfg.Compress, props)
 	return l
 }
@@ -328,98 +295,6 @@ func (l *Link) setState(s State) {
 	l.mu.Unlock()
 }
 
-func (l *Link) initialRTO() time.Duration {
-	return max(time.Second, 3*lineTime(l.cfg.MaxPayload+frameOverhead, l.props.LineRate))
-}
-
-// maxBackoff bounds the retransmission timer as it backs off. A paced
-// line cannot be congested (we never send faster than it carries), so
-// backing off only idles it: there the timer stays near the time the
-// unacknowledged frames take on the line, which on a noisy line keeps
-// rounds of fragments coming. Elsewhere it backs off to 10 s.
-func (l *Link) maxBackoff() time.Duration {
-	if l.props.LineRate == 0 {
-		return 10 * time.Second
-	}
-	n := 0
-	for _, f := range l.unacked {
-		n += f.wireLen
-	}
-	return min(10*time.Second, max(2*l.computeRTO(), 2*lineTime(n, l.props.LineRate)+l.minRTO()))
-}
-
-func (l *Link) minRTO() time.Duration {
-	return 2*lineTime(l.cfg.MaxPayload+frameOverhead+8, l.props.LineRate) + 30*time.Millisecond
-}
-
-// Bounds of the adaptive payload size on lossy lines.
-const (
-	minSizeCap = 32
-	fateWindow = 16 // data frames per estimate of the line's error rate
-	fateQuick  = 4  // consecutive losses that make an estimate at once
-)
-
-// frameFate records whether a data frame got through at the first try,
-// under l.mu, and every fateWindow frames sizes frames to the line's error
-// rate: from the share of frames lost it estimates the bit error rate, and
-// takes the payload that carries the most data per byte on the line,
-// which balances the header's cost against the chance of losing the frame
-// (about sqrt(overhead / (8 * BER))).
-func (l *Link) frameFate(lost bool) {
-	if l.props.Reliable {
-		return
-	}
-	l.fates++
-	if lost {
-		l.losses++
-	}
-	// A run of losses with no success is news enough: on a line that
-	// turned bad, waiting for a full window costs several timeouts.
-	if l.fates < fateWindow && (l.losses < fateQuick || l.losses < l.fates) {
-		return
-	}
-	rate := float64(l.losses) / float64(l.fates)
-	l.fates, l.losses = 0, 0
-	size := l.cfg.MaxPayload
-	if rate > 0 {
-		bits := 8 * float64(l.sizeCap+frameOverhead+l.sizeCap/254+2)
-		ber := -math.Log1p(-min(rate, 0.99)) / bits
-		size = int(math.Sqrt(float64(frameOverhead+8) / (8 * ber)))
-	}
-	// Move halfway there: one unlucky window does not swing it.
-	next := (l.sizeCap + size) / 2
-	if rate >= 0.5 {
-		next = size // most frames are lost: waiting halfway only loses more
-	}
-	next = max(minSizeCap, min(l.cfg.MaxPayload, next))
-	if next != l.sizeCap {
-		l.log.Debug("frame size for the line's error rate", "loss", rate, "payload", next)
-		l.sizeCap = next
-	}
-}
-
-// sendWindow is how many frames may be unacknowledged.
-func (l *Link) sendWindow() int { return min(l.cfg.Window, l.peerWindow) }
-
-// inflightFrames is how many full-size frames a paced line keeps in
-// flight at most: enough to cover a round trip and a repair, few enough
-// that a lost frame does not wait behind seconds of line time.
-const inflightFrames = 16
-
-// inflightRoom reports whether another data frame may go out, under l.mu:
-// on a paced line the unacknowledged payload stays under inflightFrames
-// full frames (the window in frames is sized for small frames).
-func (l *Link) inflightRoom() bool {
-	if l.props.LineRate == 0 {
-		return true
-	}
-	n := 0
-	for _, f := range l.unacked {
-		n += len(f.raw) - dataHeader
-	}
-	return n < inflightFrames*l.cfg.MaxPayload
-}
-
 // payloadLimit is the largest payload both ends accept.
 func (l *Link) payloadLimit() int { return min(l.cfg.MaxPayload, l.peerMax) }
 
@@ -429,14 +304,9 @@ func (l *Link) resetSession(reason error) {
 	had := l.established
 	l.gen++
 	l.established = false
-	l.nextSeq, l.rxNext = 0, 0
-	l.unacked = nil
-	l.held = nil
+	l.sender.reset()
+	l.receiver.reset()
 	l.ztx, l.zrx = nil, nil
-	clear(l.ooo)
-	clear(l.partials)
-	l.rto = l.initialRTO()
-	l.srtt, l.rttvar = 0, 0
 	if had {
 		l.stats.SessionsEnded.Add(1)
 		l.up.SessionEnd(reason)

@@ -61,7 +61,7 @@ func (u *byteUpper) SessionEnd(reason error) {
 	u.mu.Unlock()
 }
 
-func (u *byteUpper) Fill(p []byte) int {
+func (u *byteUpper) Fill(p []byte) (int, Class) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.maxFill > 0 && len(p) > u.maxFill {
@@ -69,7 +69,7 @@ func (u *byteUpper) Fill(p []byte) int {
 	}
 	n := copy(p, u.send)
 	u.send = u.send[n:]
-	return n
+	return n, ClassBulk
 }
 
 func (u *byteUpper) Deliver(p []byte) error {

@@ -187,7 +187,7 @@ func (a *fuzzApp) act(op byte) {
 			_ = s.Close()
 		}
 	case 6: // the link sends what the mux has to send
-		for a.m.Fill(a.buf) > 0 {
+		for fillN(a.m, a.buf) > 0 {
 		}
 	case 7: // open a stream of our own
 		ctx, cancel := context.WithCancel(context.Background())

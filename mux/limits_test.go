@@ -62,7 +62,7 @@ func (h *hostile) flush() error {
 // drain takes everything the mux has to send, as a far end that reads.
 func (h *hostile) drain() (n int) {
 	for {
-		k := h.m.Fill(h.out)
+		k := fillN(h.m, h.out)
 		if k == 0 {
 			return n
 		}
@@ -311,7 +311,7 @@ func TestHostileOversizeDataSkipped(t *testing.T) {
 	_, err = io.ReadFull(s3, got)
 	require.NoError(t, err)
 	assert.Equal(t, "still here", string(got))
-	assert.Contains(t, string(h.out[:h.m.Fill(h.out)]), "peer sent beyond its credit")
+	assert.Contains(t, string(h.out[:fillN(h.m, h.out)]), "peer sent beyond its credit")
 }
 
 // Data beyond credit resets the stream, however often the far end tries;
@@ -326,7 +326,7 @@ func TestHostileDataBeyondCredit(t *testing.T) {
 		assert.Zero(t, len(h.m.streams), "round %d", i)
 		assert.Zero(t, h.m.reserved, "round %d", i)
 		h.m.mu.Unlock()
-		out := h.out[:h.m.Fill(h.out)]
+		out := h.out[:fillN(h.m, h.out)]
 		assert.Contains(t, string(out), "peer sent beyond its credit", "round %d", i)
 	}
 	c, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -384,7 +384,7 @@ func (u *floodUpper) SessionEnd(error) {}
 
 func (u *floodUpper) Deliver([]byte) error { return nil }
 
-func (u *floodUpper) Fill(p []byte) int {
+func (u *floodUpper) Fill(p []byte) (int, link.Class) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	n := 0
@@ -408,7 +408,7 @@ func (u *floodUpper) Fill(p []byte) int {
 			u.nextID += 2
 		}
 	}
-	return n
+	return n, link.ClassBulk
 }
 
 var floodBytes = bytes.Repeat([]byte{0x5A}, 64<<10)
@@ -503,7 +503,7 @@ func TestAcceptBacklogRefusesBeyond(t *testing.T) {
 	}
 	require.NoError(t, h.flush())
 	assert.Equal(t, 5, h.m.NumStreams())
-	out := string(h.out[:h.m.Fill(h.out)])
+	out := string(h.out[:fillN(h.m, h.out)])
 	assert.Equal(t, 5, strings.Count(out, "far end accept backlog full"))
 	for range 5 {
 		s, err := h.m.Accept(ctx(t))

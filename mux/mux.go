@@ -29,14 +29,13 @@ type Mux struct {
 	streams     map[uint32]*Stream
 	ctrl        []ctrlMsg // control messages waiting, in order
 	ready       []*Stream
-	outRest     []byte    // the part of a message that did not fit the last payload
-	outRestOpen *Stream   // the stream outRest opens, if it is an OPEN
-	fills       uint64    // Fill calls so far
-	inflight    []uint32  // streams with data in the payload Fill returned last
-	inflightCut bool      // that payload starts inside a message
-	lastUrgent  time.Time // when a stream last became ready with interactive data
-	inBuf       []byte    // the beginning of a message cut by a payload's end
-	inSkip      uint64    // bytes still to skip of an oversize DATA message
+	outRest     []byte   // the part of a message that did not fit the last payload
+	outRestOpen *Stream  // the stream outRest opens, if it is an OPEN
+	fills       uint64   // Fill calls so far
+	inflight    []uint32 // streams with data in the payload Fill returned last
+	inflightCut bool     // that payload starts inside a message
+	inBuf       []byte   // the beginning of a message cut by a payload's end
+	inSkip      uint64   // bytes still to skip of an oversize DATA message
 	accepts     chan *Stream
 	listens     []ListenRequest // ours, sent again at each new session
 	closed      bool

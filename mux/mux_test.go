@@ -56,7 +56,7 @@ func (p *pump) run(from, to *Mux, wake chan struct{}) {
 	defer p.wg.Done()
 	buf := make([]byte, p.size)
 	for {
-		n := from.Fill(buf)
+		n := fillN(from, buf)
 		if n > 0 {
 			p.payloads.Add(1)
 			if p.tap != nil {
@@ -192,7 +192,7 @@ func TestInteractiveOvertakesBulk(t *testing.T) {
 	b.SessionStart(link.SessionInfo{Local: 1, Peer: 2})
 	buf := make([]byte, 447)
 	shuttle := func(from, to *Mux) int {
-		n := from.Fill(buf)
+		n := fillN(from, buf)
 		require.NoError(t, to.Deliver(buf[:n]))
 		return n
 	}
@@ -223,7 +223,7 @@ func TestInteractiveOvertakesBulk(t *testing.T) {
 		done := make(chan struct{})
 		go func() { defer close(done); _, _ = inter.Write([]byte("PING")) }()
 		waitReady(inter)
-		n := a.Fill(buf)
+		n := fillN(a, buf)
 		assert.True(t, bytes.Contains(buf[:n], []byte("PING")), "round %d: the next payload carries the interactive write", round)
 		assert.Less(t, n, 32, "round %d: and nothing else: it crosses the line in a short frame", round)
 		require.NoError(t, b.Deliver(buf[:n]))
@@ -404,4 +404,10 @@ func TestInteractiveBucket(t *testing.T) {
 	assert.False(t, s.interactive(1, now), "and the keystroke right after it too")
 	now = now.Add(time.Second)
 	assert.True(t, s.interactive(1, now), "until the stream was quiet for a while")
+}
+
+// fillN fills p from m and returns the payload's length.
+func fillN(m *Mux, p []byte) int {
+	n, _ := m.Fill(p)
+	return n
 }

@@ -41,7 +41,7 @@ func busyStream(t *testing.T, a, b *Mux) {
 		return bulk.inReady
 	}, 5*time.Second, time.Millisecond)
 	buf := make([]byte, 256)
-	require.NoError(t, b.Deliver(buf[:a.Fill(buf)]))
+	require.NoError(t, b.Deliver(buf[:fillN(a, buf)]))
 }
 
 // writeUrgent starts an interactive write on s and waits until the
@@ -59,7 +59,7 @@ func writeUrgent(t *testing.T, a *Mux, s *Stream, data string) {
 func drain(t *testing.T, a, b *Mux) {
 	buf := make([]byte, 1024)
 	for range 10000 {
-		n := a.Fill(buf)
+		n := fillN(a, buf)
 		if n == 0 {
 			return
 		}
@@ -92,7 +92,7 @@ func TestUrgentDataNeverOvertakesItsOpen(t *testing.T) {
 	s, err := a.Open(ctx(t), Info{Dest: "h:1"})
 	require.NoError(t, err)
 	held := make([]byte, 1024)
-	held = held[:a.Fill(held)] // carries the OPEN, then bulk data
+	held = held[:fillN(a, held)] // carries the OPEN, then bulk data
 	require.True(t, bytes.Contains(held, openMessage(s.ID(), Info{Dest: "h:1"})))
 	writeUrgent(t, a, s, "GET / HTTP/1.0\r\n")
 	urgent := make([]byte, 256)
@@ -111,7 +111,7 @@ func TestUrgentDataNeverOvertakesAQueuedOpen(t *testing.T) {
 	a, b := overtakePair(t)
 	busyStream(t, a, b)
 	held := make([]byte, 1024)
-	held = held[:a.Fill(held)] // bulk data only
+	held = held[:fillN(a, held)] // bulk data only
 	s, err := a.Open(ctx(t), Info{})
 	require.NoError(t, err)
 	writeUrgent(t, a, s, "ls\n")
@@ -139,9 +139,9 @@ func TestUrgentDataNeverSplitsAMessage(t *testing.T) {
 	s, err := a.Open(ctx(t), long)
 	require.NoError(t, err)
 	first := make([]byte, 300)
-	first = first[:a.Fill(first)] // ends inside the long OPEN
+	first = first[:fillN(a, first)] // ends inside the long OPEN
 	held := make([]byte, 1024)
-	held = held[:a.Fill(held)] // starts with the OPEN's rest
+	held = held[:fillN(a, held)] // starts with the OPEN's rest
 	writeUrgent(t, a, inter, "k")
 	urgent := make([]byte, 256)
 	urgent = urgent[:a.FillUrgent(urgent)]
@@ -165,7 +165,7 @@ func TestUrgentDataOvertakesBulk(t *testing.T) {
 	drain(t, a, b)
 	ri := acceptID(t, b, inter.ID())
 	held := make([]byte, 1024)
-	held = held[:a.Fill(held)]
+	held = held[:fillN(a, held)]
 	writeUrgent(t, a, inter, "k")
 	require.True(t, a.Urgent())
 	urgent := make([]byte, 256)
@@ -245,7 +245,7 @@ func TestOvertakingKeepsEveryStreamInOrder(t *testing.T) {
 				finished = true
 			default:
 			}
-			held := buf[:a.Fill(buf[:64+r.IntN(len(buf)-64)])]
+			held := buf[:fillN(a, buf[:64+r.IntN(len(buf)-64)])]
 			if len(held) == 0 {
 				time.Sleep(time.Millisecond)
 				continue

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"slices"
 	"time"
+
+	"github.com/sockmux/sockmux/link"
 )
 
 // sparseLimit is the largest write that counts as interactive: a stream
@@ -65,7 +67,6 @@ func (m *Mux) makeReady(s *Stream, sparse bool) {
 	s.inReady = true
 	s.urgent = sparse
 	if sparse {
-		m.lastUrgent = time.Now()
 		m.ready = append(m.ready, nil)
 		copy(m.ready[1:], m.ready)
 		m.ready[0] = s
@@ -108,12 +109,14 @@ func (m *Mux) maybeGrant(s *Stream) {
 }
 
 // Fill implements link.Upper: control messages first, then streams in
-// turn, each up to a quantum, until p is full.
-func (m *Mux) Fill(p []byte) int {
+// turn, each up to a quantum, until p is full. The payload is of class
+// interactive when it carries interactive data, control when it carries
+// control messages only.
+func (m *Mux) Fill(p []byte) (int, link.Class) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.up {
-		return 0
+		return 0, link.ClassBulk
 	}
 	n := 0
 	// What FillUrgent may send ahead of this payload depends on what it
@@ -127,7 +130,7 @@ func (m *Mux) Fill(p []byte) int {
 		m.outRest = m.outRest[c:]
 		n += c
 		if len(m.outRest) > 0 {
-			return n
+			return n, link.ClassControl
 		}
 		m.outRest = nil
 		if s := m.outRestOpen; s != nil {
@@ -147,7 +150,7 @@ func (m *Mux) Fill(p []byte) int {
 		if c < len(msg.b) {
 			m.outRest = msg.b[c:]
 			m.outRestOpen = msg.open
-			return n
+			return n, link.ClassControl
 		}
 		if msg.open != nil {
 			msg.open.openFill = m.fills
@@ -160,7 +163,15 @@ func (m *Mux) Fill(p []byte) int {
 	// control): it goes out as a short frame of its own instead of
 	// waiting, inside a full one, for bulk data to cross the line.
 	urgentOnly := len(m.ready) > 0 && m.ready[0].urgent
-	return m.fillData(p, n, urgentOnly, false)
+	ctrl := n
+	n, urgent := m.fillData(p, n, urgentOnly, false)
+	switch {
+	case urgent:
+		return n, link.ClassInteractive
+	case n == ctrl && n > 0:
+		return n, link.ClassControl
+	}
+	return n, link.ClassBulk
 }
 
 // mayOvertake reports whether data of s may go ahead of the payload Fill
@@ -175,10 +186,11 @@ func (m *Mux) mayOvertake(s *Stream) bool {
 }
 
 // fillData adds DATA messages to p[:n] from the streams in turn, each up
-// to a quantum, and returns the new length, under m.mu. urgentOnly
-// serves interactive streams only; ahead serves only those not in the
-// payload in flight (see FillUrgent), and records none.
-func (m *Mux) fillData(p []byte, n int, urgentOnly, ahead bool) int {
+// to a quantum, and returns the new length and whether it added data of
+// an interactive stream, under m.mu. urgentOnly serves interactive
+// streams only; ahead serves only those not in the payload in flight (see
+// FillUrgent), and records none.
+func (m *Mux) fillData(p []byte, n int, urgentOnly, ahead bool) (_ int, urgent bool) {
 	quantum := max(1024, len(p)/4)
 	for i := 0; i < len(m.ready) && n < len(p); {
 		s := m.ready[i]
@@ -208,6 +220,7 @@ func (m *Mux) fillData(p []byte, n int, urgentOnly, ahead bool) int {
 		}
 		m.ready = slices.Delete(m.ready, i, i+1)
 		s.inReady = false
+		urgent = urgent || s.urgent
 		s.urgent = false
 		if len(s.wbuf) == 0 {
 			s.wbuf = nil
@@ -220,7 +233,7 @@ func (m *Mux) fillData(p []byte, n int, urgentOnly, ahead bool) int {
 	if len(m.ready) == 0 {
 		m.ready = nil
 	}
-	return n
+	return n, urgent
 }
 
 // Urgent implements link.Preempter: an interactive stream waits that
@@ -242,18 +255,6 @@ func (m *Mux) Urgent() bool {
 	return false
 }
 
-// interactiveSpell is how long after interactive data the link keeps its
-// frames short.
-const interactiveSpell = 3 * time.Second
-
-// Interactive implements link.Preempter: interactive data went out
-// lately.
-func (m *Mux) Interactive() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return time.Since(m.lastUrgent) < interactiveSpell
-}
-
 // FillUrgent implements link.Preempter: it fills p with interactive data
 // that may overtake the payload most recently returned by Fill (the link
 // sends that one again right after). Only whole DATA messages qualify, of
@@ -266,5 +267,6 @@ func (m *Mux) FillUrgent(p []byte) int {
 	if !m.up || m.inflightCut {
 		return 0
 	}
-	return m.fillData(p, 0, true, true)
+	n, _ := m.fillData(p, 0, true, true)
+	return n
 }

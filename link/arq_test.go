@@ -1,0 +1,273 @@
+package link
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+// testSender is a sender for a line of the given rate (0: unpaced), not
+// reliable unless said, that counts the frames it frees.
+func testSender(t *testing.T, reliable bool, rate int) (*sender, *int) {
+	t.Helper()
+	freed := new(int)
+	cfg := Config{MaxPayload: 256, Window: 32, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := newSender(cfg, Properties{Reliable: reliable, LineRate: rate}, func(*outFrame) { *freed++ })
+	s.peerWindow = 32
+	return &s, freed
+}
+
+// sendN numbers and transmits n data frames at now.
+func sendN(s *sender, n int, now time.Time) []*outFrame {
+	var fs []*outFrame
+	for range n {
+		f := getFrame(16)
+		f.raw = f.raw[:dataHeader+16]
+		f.raw[0] = frameData
+		s.sequence(f)
+		s.transmitted(f, now)
+		fs = append(fs, f)
+	}
+	return fs
+}
+
+func TestSenderCumulativeAck(t *testing.T) {
+	s, freed := testSender(t, false, 0)
+	t0 := time.Unix(1000, 0)
+	fs := sendN(s, 3, t0)
+	if fs[2].seq != 2 || s.nextSeq != 3 {
+		t.Fatalf("seqs %d, next %d; want 2, 3", fs[2].seq, s.nextSeq)
+	}
+	var sampled []uint16
+	if !s.ack(2, 0, t0.Add(50*time.Millisecond), func(f *outFrame) { sampled = append(sampled, f.seq) }) {
+		t.Fatal("an ack of two frames made no progress")
+	}
+	if len(s.unacked) != 1 || s.unacked[0].seq != 2 || *freed != 2 {
+		t.Fatalf("%d unacked (first %d), %d freed; want frame 2 left, 2 freed", len(s.unacked), s.unacked[0].seq, *freed)
+	}
+	if len(sampled) != 2 || s.srtt != 50*time.Millisecond {
+		t.Fatalf("samples %v, srtt %v; want 2 samples of 50ms", sampled, s.srtt)
+	}
+	if s.rto != s.computeRTO() || s.rto < s.minRTO() {
+		t.Fatalf("rto %v; want computeRTO %v, at least minRTO %v", s.rto, s.computeRTO(), s.minRTO())
+	}
+	// An ack of frames never sent is ignored.
+	if s.ack(9, 0, t0, nil) || len(s.unacked) != 1 {
+		t.Fatal("an ack beyond what was sent was taken")
+	}
+	// An old ack changes nothing either.
+	if s.ack(1, 0, t0, nil) || len(s.unacked) != 1 {
+		t.Fatal("an old ack made progress")
+	}
+}
+
+func TestSenderSackMarksEarlierFrameLost(t *testing.T) {
+	s, _ := testSender(t, false, 0)
+	t0 := time.Unix(1000, 0)
+	fs := sendN(s, 3, t0)
+	// Frame 1 arrived out of order (bit 0 = next+1): frame 0, sent
+	// before it on an in-order line, was lost.
+	s.ack(0, 1, t0.Add(time.Millisecond), nil)
+	if !fs[1].sacked || fs[1].pending {
+		t.Fatalf("frame 1: sacked %v pending %v; want sacked, not pending", fs[1].sacked, fs[1].pending)
+	}
+	if !fs[0].pending || fs[2].pending {
+		t.Fatalf("pending: frame 0 %v, frame 2 %v; want only frame 0", fs[0].pending, fs[2].pending)
+	}
+	if f := s.pendingFrame(t0.Add(time.Millisecond)); f != fs[0] {
+		t.Fatalf("pendingFrame = %v; want frame 0", f)
+	}
+}
+
+func TestSenderTimeoutBacksOff(t *testing.T) {
+	s, _ := testSender(t, false, 0)
+	t0 := time.Unix(1000, 0)
+	fs := sendN(s, 2, t0)
+	rto := s.rto
+	d, ok := s.rtoDeadline()
+	if !ok || !d.Equal(t0.Add(rto)) {
+		t.Fatalf("rtoDeadline %v %v; want %v", d, ok, t0.Add(rto))
+	}
+	if f := s.pendingFrame(d.Add(-time.Millisecond)); f != nil {
+		t.Fatal("a frame was due before its timer ran out")
+	}
+	if f := s.pendingFrame(d); f != fs[0] || !fs[1].pending {
+		t.Fatalf("at the deadline: %v due, frame 1 pending %v; want both due, frame 0 first", f, fs[1].pending)
+	}
+	if s.rto != min(2*rto, s.maxBackoff()) || s.rto <= rto {
+		t.Fatalf("rto %v after a timeout; want it backed off from %v", s.rto, rto)
+	}
+	if _, ok := s.rtoDeadline(); ok {
+		t.Fatal("a deadline while every frame is due anyway")
+	}
+}
+
+func TestSenderReliableNeverTimesOut(t *testing.T) {
+	s, _ := testSender(t, true, 0)
+	t0 := time.Unix(1000, 0)
+	sendN(s, 1, t0)
+	if _, ok := s.rtoDeadline(); ok {
+		t.Fatal("a retransmission timer on a reliable transport")
+	}
+	if f := s.pendingFrame(t0.Add(time.Hour)); f != nil {
+		t.Fatal("a frame resent on a reliable transport")
+	}
+}
+
+func TestSenderUnsendAndHeld(t *testing.T) {
+	s, _ := testSender(t, false, 0)
+	t0 := time.Unix(1000, 0)
+	fs := sendN(s, 2, t0)
+	if s.unsend(fs[0]) || !fs[0].pending {
+		t.Fatal("unsend took back a frame that is not the last one")
+	}
+	if !s.unsend(fs[1]) || s.nextSeq != 1 || len(s.unacked) != 1 || s.txCount != 1 {
+		t.Fatalf("unsend of the last frame: next %d, %d unacked, tx %d; want 1, 1, 1", s.nextSeq, len(s.unacked), s.txCount)
+	}
+	urgent := sendN(s, 1, t0)[0] // takes the cut frame's number
+	if urgent.seq != 1 {
+		t.Fatalf("the overtaking frame got seq %d; want 1", urgent.seq)
+	}
+	f := s.takeHeld()
+	if f != fs[1] || f.seq != 2 || s.held != nil || s.takeHeld() != nil {
+		t.Fatalf("takeHeld = seq %d; want the cut frame, renumbered 2, once", f.seq)
+	}
+}
+
+func TestSenderResendAll(t *testing.T) {
+	s, _ := testSender(t, false, 0)
+	fs := sendN(s, 2, time.Unix(1000, 0))
+	fs[1].sacked, fs[1].fragOff = true, 7
+	s.resendAll(false)
+	if !fs[0].pending || fs[1].pending {
+		t.Fatal("a resume resent a frame the peer holds, or skipped one it lacks")
+	}
+	s.resendAll(true)
+	if !fs[1].pending || fs[1].sacked || fs[1].fragOff != 0 {
+		t.Fatal("an adoption kept what the peer was said to hold")
+	}
+}
+
+func TestSenderFrameSizeFollowsLosses(t *testing.T) {
+	s, _ := testSender(t, false, 9600)
+	for range fateQuick {
+		s.frameFate(true)
+	}
+	if s.sizeCap >= s.maxPayload || s.sizeCap < minSizeCap {
+		t.Fatalf("sizeCap %d after %d straight losses; want below %d, at least %d", s.sizeCap, fateQuick, s.maxPayload, minSizeCap)
+	}
+	small := s.sizeCap
+	for range 4 * fateWindow {
+		s.frameFate(false)
+	}
+	if s.sizeCap <= small {
+		t.Fatalf("sizeCap %d after a clean run; want above %d", s.sizeCap, small)
+	}
+	r, _ := testSender(t, true, 0)
+	for range 2 * fateWindow {
+		r.frameFate(true)
+	}
+	if r.sizeCap != r.maxPayload {
+		t.Fatal("a reliable transport shrank its frames")
+	}
+}
+
+func TestSenderWindow(t *testing.T) {
+	s, _ := testSender(t, false, 0)
+	s.peerWindow = 2
+	sendN(s, 1, time.Unix(1000, 0))
+	if !s.mayPull() {
+		t.Fatal("no room with one frame of two out")
+	}
+	sendN(s, 1, time.Unix(1000, 0))
+	if s.mayPull() {
+		t.Fatal("room beyond the peer's window")
+	}
+}
+
+func testReceiver(window int) *receiver {
+	r := newReceiver(Config{MaxPayload: 64, Window: window})
+	return &r
+}
+
+func TestReceiverReorders(t *testing.T) {
+	r := testReceiver(8)
+	got, dup := r.accept(1, []byte("b"), nil)
+	if dup || len(got) != 0 {
+		t.Fatalf("frame 1 first: %q dup %v; want it held", got, dup)
+	}
+	if r.sack() != 1 {
+		t.Fatalf("sack %b; want bit 0 (frame 1)", r.sack())
+	}
+	if _, dup := r.accept(1, []byte("b"), nil); !dup {
+		t.Fatal("frame 1 twice was not a duplicate")
+	}
+	in := []byte("a")
+	got, dup = r.accept(0, in, nil)
+	if dup || len(got) != 2 || string(got[0]) != "a" || string(got[1]) != "b" || r.rxNext != 2 {
+		t.Fatalf("frame 0: %q dup %v next %d; want a, b and next 2", got, dup, r.rxNext)
+	}
+	if &got[0][0] != &in[0] {
+		t.Fatal("a payload delivered at once was copied")
+	}
+	if r.sack() != 0 || len(r.ooo) != 0 {
+		t.Fatal("frames still held after delivery")
+	}
+	if _, dup := r.accept(0, []byte("a"), nil); !dup {
+		t.Fatal("an old frame was not a duplicate")
+	}
+	if _, dup := r.accept(2+8, []byte("x"), nil); !dup || len(r.ooo) != 0 {
+		t.Fatal("a frame beyond the window was held")
+	}
+	if n := r.ackNow(); n != 2 || r.unackedIn() != 0 {
+		t.Fatalf("ackNow %d, unackedIn %d; want 2, 0", n, r.unackedIn())
+	}
+}
+
+func TestReceiverHeldPayloadIsCopied(t *testing.T) {
+	r := testReceiver(8)
+	buf := []byte("held")
+	r.accept(1, buf, nil)
+	copy(buf, "XXXX") // the reader reuses its buffer
+	got, _ := r.accept(0, []byte("a"), nil)
+	if string(got[1]) != "held" {
+		t.Fatalf("held payload %q; want held", got[1])
+	}
+}
+
+func TestReceiverFragments(t *testing.T) {
+	r := testReceiver(8)
+	if p := r.addFragment(0, 6, 0, []byte("abc")); p != nil {
+		t.Fatal("a payload before all its pieces")
+	}
+	if p := r.addFragment(0, 6, 2, []byte("c")); p != nil {
+		t.Fatal("an overlapping piece completed the payload")
+	}
+	if p := r.addFragment(0, 6, 3, []byte("def")); !bytes.Equal(p, []byte("abcdef")) {
+		t.Fatalf("assembled %q; want abcdef", p)
+	}
+	for _, c := range []struct {
+		seq        uint16
+		total, off int
+		piece      string
+	}{
+		{0, 0, 0, ""},     // empty payload
+		{0, 65, 0, "x"},   // longer than our largest payload
+		{0, 4, 3, "xy"},   // past the payload's end
+		{9, 4, 0, "abcd"}, // outside the window
+	} {
+		if p := r.addFragment(c.seq, c.total, c.off, []byte(c.piece)); p != nil {
+			t.Errorf("addFragment(%d, %d, %d, %q) = %q; want it refused", c.seq, c.total, c.off, c.piece, p)
+		}
+	}
+	r.accept(1, []byte("whole"), nil)
+	if p := r.addFragment(1, 1, 0, []byte("x")); p != nil {
+		t.Fatal("a fragment of a frame already held was taken")
+	}
+	r.reset()
+	if r.rxNext != 0 || len(r.ooo) != 0 || len(r.partials) != 0 {
+		t.Fatal("reset kept state")
+	}
+}

@@ -1,0 +1,234 @@
+package link
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+func (c *conn) readLoop() error {
+	l := c.l
+	fr := newFrameReader(c.t, l.cfg.MaxPayload+frameOverhead+sealOverhead, func(err error) {
+		l.stats.FramesBad.Add(1)
+		if c.trace {
+			l.log.Debug("frame dropped", "err", err)
+		}
+		l.mu.Lock()
+		started := c.roundDone
+		l.mu.Unlock()
+		if l.props.Reliable && started {
+			// A reliable transport does not damage frames, and will not
+			// repeat this one: start over on a new transport, where
+			// everything unacknowledged is sent again.
+			c.fail(fmt.Errorf("damaged frame on a reliable transport (%v)", err))
+		}
+	}, func(n int) {
+		l.stats.BytesIn.Add(uint64(n))
+		c.bytesIn.Add(uint64(n))
+	})
+	c.fr = fr
+	var deliver [][]byte
+	for {
+		body, err := fr.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("transport closed by peer (EOF)")
+			}
+			return err
+		}
+		l.stats.FramesIn.Add(1)
+		if c.trace {
+			l.log.Debug("frame in", "type", frameName(body[0]), "len", len(body))
+		}
+		deliver, err = c.handle(body, deliver[:0])
+		if err != nil {
+			return err
+		}
+		for i, p := range deliver {
+			l.stats.CompressedIn.Add(uint64(len(p)))
+			if c.rxz != nil {
+				if p, err = c.rxz.decode(p); err != nil {
+					c.abandon(fmt.Errorf("peer protocol violation: %w", err))
+					break
+				}
+			}
+			if err := l.up.Deliver(p); err != nil {
+				c.abandon(fmt.Errorf("peer protocol violation: %w", err))
+				break
+			}
+			l.stats.PayloadIn.Add(uint64(len(p)))
+			deliver[i] = nil
+		}
+	}
+}
+
+// handle processes one good frame and returns the payloads to deliver, in
+// order. An error breaks the transport.
+func (c *conn) handle(body []byte, deliver [][]byte) ([][]byte, error) {
+	l := c.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c.rxz = l.zrx
+	now := time.Now()
+	c.lastRecv = now
+	if a := c.auth; a != nil && a.recv != nil && body[0] != frameHello {
+		pt, err := a.open(body)
+		if err != nil {
+			l.stats.FramesBad.Add(1)
+			if errors.Is(err, errTampered) {
+				l.log.Error("dropped a frame", "err", err)
+				if l.props.Reliable {
+					return nil, err
+				}
+			}
+			return deliver, nil
+		}
+		body = pt
+		if !a.initiator && !a.done {
+			c.authenticated() // only the initiator could have sealed it
+		}
+	} else if l.cfg.Secret != nil && body[0] != frameHello && body[0] != frameAuth {
+		return deliver, nil // not sealed: ignored when authentication is on
+	}
+	switch body[0] {
+	case frameAuth:
+		if err, tell := c.onAuth(body[1:], c.auth != nil && c.auth.recv != nil); err != nil {
+			if !tell {
+				return nil, &HandshakeError{err}
+			}
+			c.refuse(err)
+		}
+	case frameHello:
+		h, err := parseHello(body)
+		if err != nil {
+			var ve *VersionError
+			if errors.Is(err, errNotSockmux) || errors.As(err, &ve) {
+				return nil, &HandshakeError{err}
+			}
+			l.stats.FramesBad.Add(1)
+			return deliver, nil
+		}
+		if h.Flags&helloRaw != 0 && l.props.Reliable && !c.rawOut {
+			// Both ends read length-prefixed frames: from here on the
+			// peer may send them (after this hello), and so do we (after
+			// our first hello, which told the peer).
+			c.fr.raw = true
+			c.rawOut = true
+		}
+		if !l.closing {
+			if err := c.onHello(h, now); err != nil {
+				return nil, err
+			}
+		}
+	case frameData:
+		if len(body) < dataHeader {
+			l.stats.FramesBad.Add(1)
+			return deliver, nil
+		}
+		if !c.complete {
+			return deliver, nil // data before the handshake: the sender repeats it
+		}
+		seq := binary.BigEndian.Uint16(body[1:])
+		c.onAck(binary.BigEndian.Uint16(body[3:]), 0, now)
+		deliver = c.onData(seq, body[dataHeader:], deliver, now)
+	case frameFrag:
+		if len(body) < fragHeader || !c.complete {
+			return deliver, nil
+		}
+		seq := binary.BigEndian.Uint16(body[1:])
+		c.onAck(binary.BigEndian.Uint16(body[3:]), 0, now)
+		total := int(binary.BigEndian.Uint16(body[5:]))
+		off := int(binary.BigEndian.Uint16(body[7:]))
+		if p := l.addFragment(seq, total, off, body[fragHeader:]); p != nil {
+			deliver = c.onData(seq, p, deliver, now)
+		}
+	case frameAck:
+		next, sack, err := parseAck(body)
+		if err != nil {
+			l.stats.FramesBad.Add(1)
+			return deliver, nil
+		}
+		if c.complete {
+			c.onAck(next, sack, now)
+		}
+	case framePing:
+		if len(body) == 5 {
+			c.pongDue = true
+			c.pongToken = binary.BigEndian.Uint32(body[1:])
+			l.Notify()
+		}
+	case framePong:
+		if len(body) == 5 && binary.BigEndian.Uint32(body[1:]) == c.pingToken && !c.pingSent.IsZero() {
+			l.rttSample(now.Sub(c.pingSent))
+			c.pingSent = time.Time{}
+		}
+	case frameClose:
+		if !c.complete {
+			return deliver, nil // only an authenticated peer may end the session
+		}
+		reason := string(body[1:])
+		l.log.Warn("peer closed the session", "reason", reason)
+		if l.peerID != 0 {
+			l.resetSession(&PeerClosedError{Reason: reason})
+			l.peerID = 0
+			// A session id names one session: a peer that sees it again
+			// with no previous session may adopt it (sessionAdopt).
+			l.localID = newSessionID()
+		}
+		c.newRound(now)
+		l.Notify()
+	default:
+		// A frame type from a newer version: ignored.
+		l.stats.FramesBad.Add(1)
+	}
+	return deliver, nil
+}
+
+// PeerClosedError is the reason streams end when the peer closed the
+// session (it shut down, or gave the session up).
+type PeerClosedError struct{ Reason string }
+
+func (e *PeerClosedError) Error() string { return "peer closed the session: " + e.Reason }
+
+// PeerRestartedError is the reason streams end when the peer came back
+// with a new session: it restarted and knows nothing of the old streams.
+type PeerRestartedError struct{}
+
+func (e *PeerRestartedError) Error() string { return "peer restarted (new session)" }
+
+// onData accepts data frame seq, under l.mu.
+func (c *conn) onData(seq uint16, payload []byte, deliver [][]byte, now time.Time) [][]byte {
+	deliver, dup := c.l.accept(seq, payload, deliver)
+	if dup {
+		c.l.stats.FramesDup.Add(1)
+	}
+	c.scheduleAck(now)
+	return deliver
+}
+
+// scheduleAck arranges for an ack: at once on lossy lines (the sender's
+// RTT estimate and loss detection depend on it), a little later on
+// reliable ones, where acks only free the sender's buffers.
+func (c *conn) scheduleAck(now time.Time) {
+	l := c.l
+	if !c.ackDue {
+		c.ackDue = true
+		c.ackAt = now
+		if l.props.Reliable {
+			c.ackAt = now.Add(5 * time.Millisecond)
+		}
+	}
+	if l.props.Reliable && l.unackedIn() >= max(1, l.cfg.Window/4) {
+		c.ackAt = now
+	}
+	l.Notify()
+}
+
+// onAck processes a cumulative ack and selective-ack bitmap, under l.mu.
+func (c *conn) onAck(next uint16, sack uint64, now time.Time) {
+	if c.l.ack(next, sack, now, func(f *outFrame) { c.queueSample(f, now) }) {
+		c.l.Notify()
+	}
+}
