@@ -24,6 +24,7 @@ import (
 
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
+	"github.com/sockmux/sockmux/tcpdriver"
 )
 
 // system carries streams between two ends in this process over TCP
@@ -167,7 +168,7 @@ func (y *yamuxSystem) close() {
 // sockmux: link and mux over the real TCP driver (receptor and connector),
 // configured as "sockmux link" configures them for a TCP transport.
 type sockmuxSystem struct {
-	rec    *link.TCPReceptor
+	rec    *tcpdriver.Receptor
 	la, lb *link.Link // connector, receptor
 	ma, mb *mux.Mux
 	cancel context.CancelFunc
@@ -185,7 +186,7 @@ func newSockmux(secret []byte) (*sockmuxSystem, error) {
 // newSockmuxStreams makes a sockmux pair whose muxes admit streams
 // streams at once (0: the defaults).
 func newSockmuxStreams(secret []byte, streams int) (*sockmuxSystem, error) {
-	rec, err := link.ListenTCP("127.0.0.1:0")
+	rec, err := tcpdriver.Listen("127.0.0.1:0", tcpdriver.ListenOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +199,7 @@ func newSockmuxStreams(secret []byte, streams int) (*sockmuxSystem, error) {
 		// admit every stream at its full window.
 		mcfg.MaxBuffered = int(min(int64(streams)*tcpStreamWindow, math.MaxInt))
 	}
-	return s, s.run(&link.TCPConnector{Addr: rec.Addr().String()}, rec, mcfg, link.Config{Secret: secret, Logger: quiet})
+	return s, s.run(&tcpdriver.Connector{Addr: rec.Addr().String()}, rec, mcfg, link.Config{Secret: secret, Logger: quiet})
 }
 
 // newSockmuxOver makes a sockmux pair over two given drivers, with the

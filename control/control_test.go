@@ -22,6 +22,7 @@ import (
 
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
+	"github.com/sockmux/sockmux/tcpdriver"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -54,11 +55,11 @@ func newEnd(t *testing.T, ctx context.Context, drv link.Driver) *end {
 func pair(t *testing.T) (a, b *end) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	r, err := link.ListenTCP("127.0.0.1:0")
+	r, err := tcpdriver.Listen("127.0.0.1:0", tcpdriver.ListenOptions{})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
 	a = newEnd(t, ctx, r)
-	b = newEnd(t, ctx, &link.TCPConnector{Addr: r.Addr().String()})
+	b = newEnd(t, ctx, &tcpdriver.Connector{Addr: r.Addr().String()})
 	require.Eventually(t, func() bool {
 		return a.l.State() == link.StateUp && b.l.State() == link.StateUp
 	}, 10*time.Second, 10*time.Millisecond)

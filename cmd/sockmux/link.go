@@ -20,6 +20,7 @@ import (
 	"github.com/sockmux/sockmux/pipe"
 	"github.com/sockmux/sockmux/procdriver"
 	"github.com/sockmux/sockmux/serialport"
+	"github.com/sockmux/sockmux/tcpdriver"
 )
 
 func linkCommand() *cli.Command {
@@ -378,8 +379,9 @@ func (p *linkPlan) addForwarding(ports, rules []flagSpec) error {
 // closer is a driver that holds something to release at exit.
 type closer interface{ Close() error }
 
-// openDriver checks and opens the transport.
-func openDriver(t transportSpec, serial serialport.Mode, serialOpts serialport.Options, log *slog.Logger) (link.Driver, error) {
+// openDriver checks and opens the transport; keyed tells whether the link
+// authenticates its peer (--secret-file).
+func openDriver(t transportSpec, keyed bool, serial serialport.Mode, serialOpts serialport.Options, log *slog.Logger) (link.Driver, error) {
 	var chosen []string
 	stdio := ""
 	if t.stdio {
@@ -401,13 +403,15 @@ func openDriver(t transportSpec, serial serialport.Mode, serialOpts serialport.O
 	}
 	switch {
 	case t.listen != "":
-		r, err := link.ListenTCP(t.listen)
+		// Without a key anyone who connects is the peer anyway; with one,
+		// a stranger must not be able to kick the peer off.
+		r, err := tcpdriver.Listen(t.listen, tcpdriver.ListenOptions{Replace: !keyed})
 		if err != nil {
 			return nil, fmt.Errorf("--listen: %w", err)
 		}
 		return r, nil
 	case t.connect != "":
-		return &link.TCPConnector{Addr: t.connect}, nil
+		return &tcpdriver.Connector{Addr: t.connect}, nil
 	case t.stdio:
 		return procdriver.NewStdio(), nil
 	case t.exec != "":
@@ -455,14 +459,9 @@ func runPlan(plan linkPlan) error {
 	if err != nil {
 		return err
 	}
-	drv, err := openDriver(plan.transport, plan.opts.serial, plan.opts.serialOpts, log)
+	drv, err := openDriver(plan.transport, secret != nil, plan.opts.serial, plan.opts.serialOpts, log)
 	if err != nil {
 		return err
-	}
-	if r, ok := drv.(*link.TCPReceptor); ok {
-		// Without a key anyone who connects is the peer anyway; with one,
-		// a stranger must not be able to kick the peer off.
-		r.Replace = secret == nil
 	}
 	if cl, ok := drv.(closer); ok {
 		defer cl.Close()
