@@ -40,6 +40,10 @@ type Config struct {
 	// client comes at the limit, the longest idle session ends. Default
 	// 1024.
 	UDPMaxSessions int
+	// LinkCounters reads the counters of the link under the mux, for the
+	// link test's counters service (DiagCounters); nil means this end
+	// does not tell them. Package endpoint sets it.
+	LinkCounters func() LinkCounters
 	// Logger receives the forwarder's logs.
 	Logger *slog.Logger
 }
@@ -386,7 +390,7 @@ func (f *Forwarder) deliver(ctx context.Context, s *mux.Stream) {
 	info := s.Info()
 	log := f.log.With("stream", s.ID(), "client", info.Client, "entrance", info.Entrance)
 	if info.Network == DiagNetwork { // sockmux test-link: served here, never routed (diag.go)
-		serveDiag(ctx, f.m, s, log)
+		serveDiag(ctx, f.m, s, f.cfg.LinkCounters, log)
 		return
 	}
 	if info.Network == "udp" {
