@@ -93,8 +93,8 @@ type active struct {
 	tag uint64      // its tag (Remote)
 }
 
-// New makes a Forwarder over m. Install its OnListen and OnSessionEnd in
-// the mux's Config and run Serve.
+// New makes a Forwarder over m. Its OnListen, OnUnlisten and OnSessionEnd
+// belong in m's Config, and Serve must run (package endpoint does both).
 func New(m *mux.Mux, cfg Config) *Forwarder {
 	if cfg.LinkWait == 0 {
 		cfg.LinkWait = 30 * time.Second
@@ -118,10 +118,6 @@ func New(m *mux.Mux, cfg Config) *Forwarder {
 	}
 	return f
 }
-
-// SetMux sets the mux, for when the mux is made after the forwarder (its
-// config needs the forwarder's hooks).
-func (f *Forwarder) SetMux(m *mux.Mux) { f.m = m }
 
 // DefaultRoute routes a stream from the far end: a stream of one of our
 // remote forwards (-R) goes to that forward's destination; any other goes

@@ -100,9 +100,6 @@ func New(cfg Config) *Mux {
 	}
 }
 
-// SetNotify sets the function that wakes the link's sender (link.Notify).
-func (m *Mux) SetNotify(f func()) { m.notify = f }
-
 // ErrMuxClosed is returned by Open and Accept after Close.
 var ErrMuxClosed = errors.New("mux closed")
 
