@@ -22,8 +22,10 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/sockmux/sockmux/endpoint"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
+	"github.com/sockmux/sockmux/tcpdriver"
 )
 
 // system carries streams between two ends in this process over TCP
@@ -167,7 +169,6 @@ func (y *yamuxSystem) close() {
 // sockmux: link and mux over the real TCP driver (receptor and connector),
 // configured as "sockmux link" configures them for a TCP transport.
 type sockmuxSystem struct {
-	rec    *link.TCPReceptor
 	la, lb *link.Link // connector, receptor
 	ma, mb *mux.Mux
 	cancel context.CancelFunc
@@ -175,8 +176,8 @@ type sockmuxSystem struct {
 }
 
 // tcpStreamWindow is the stream window "sockmux link" gives streams on a
-// transport without a line rate (cmd/sockmux streamWindow).
-const tcpStreamWindow = 1 << 20
+// transport without a line rate (endpoint.StreamWindow).
+var tcpStreamWindow = endpoint.StreamWindow(link.Properties{Reliable: true})
 
 func newSockmux(secret []byte) (*sockmuxSystem, error) {
 	return newSockmuxStreams(secret, 0)
@@ -185,20 +186,20 @@ func newSockmux(secret []byte) (*sockmuxSystem, error) {
 // newSockmuxStreams makes a sockmux pair whose muxes admit streams
 // streams at once (0: the defaults).
 func newSockmuxStreams(secret []byte, streams int) (*sockmuxSystem, error) {
-	rec, err := link.ListenTCP("127.0.0.1:0")
+	rec, err := tcpdriver.Listen("127.0.0.1:0", tcpdriver.ListenOptions{})
 	if err != nil {
 		return nil, err
 	}
 	quiet := slog.New(slog.DiscardHandler)
-	s := &sockmuxSystem{rec: rec}
+	s := &sockmuxSystem{}
 	mcfg := mux.Config{StreamWindow: tcpStreamWindow, Logger: quiet}
 	if streams > 0 {
 		mcfg.MaxStreams = streams
 		// The receive buffer budget (a bound, not an allocation) must
 		// admit every stream at its full window.
-		mcfg.MaxBuffered = int(min(int64(streams)*tcpStreamWindow, math.MaxInt))
+		mcfg.MaxBuffered = int(min(int64(streams)*int64(tcpStreamWindow), math.MaxInt))
 	}
-	return s, s.run(&link.TCPConnector{Addr: rec.Addr().String()}, rec, mcfg, link.Config{Secret: secret, Logger: quiet})
+	return s, s.run(&tcpdriver.Connector{Addr: rec.Addr().String()}, rec, mcfg, link.Config{Secret: secret, Logger: quiet})
 }
 
 // newSockmuxOver makes a sockmux pair over two given drivers, with the
@@ -209,20 +210,25 @@ func newSockmuxOver(da, db link.Driver) (*sockmuxSystem, error) {
 	return s, s.run(da, db, mux.Config{StreamWindow: tcpStreamWindow, Logger: quiet}, link.Config{Logger: quiet})
 }
 
-// run starts both ends and waits until the link is up.
+// run starts both ends (endpoints whose streams the benchmark takes
+// itself) and waits until the link is up. The endpoints own the drivers.
 func (s *sockmuxSystem) run(da, db link.Driver, mcfg mux.Config, lcfg link.Config) error {
-	s.ma, s.mb = mux.New(mcfg), mux.New(mcfg)
-	s.la = link.New(da, s.ma, lcfg)
-	s.lb = link.New(db, s.mb, lcfg)
-	s.ma.SetNotify(s.la.Notify)
-	s.mb.SetNotify(s.lb.Notify)
+	var eps [2]*endpoint.Endpoint
+	for i, d := range []link.Driver{da, db} {
+		e, err := endpoint.New(endpoint.Options{Driver: d, Link: lcfg, Mux: mcfg, AcceptStreams: true, Logger: lcfg.Logger})
+		if err != nil {
+			return err
+		}
+		eps[i] = e
+	}
+	s.la, s.lb, s.ma, s.mb = eps[0].Link, eps[1].Link, eps[0].Mux, eps[1].Mux
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	for _, l := range []*link.Link{s.la, s.lb} {
+	for _, e := range eps {
 		s.runs.Add(1)
 		go func() {
 			defer s.runs.Done()
-			_ = l.Run(ctx)
+			_ = e.Run(ctx)
 		}()
 	}
 	for _, m := range []*mux.Mux{s.ma, s.mb} {
@@ -256,15 +262,8 @@ func (s *sockmuxSystem) open() (net.Conn, net.Conn, error) {
 }
 
 func (s *sockmuxSystem) close() {
-	s.ma.Close()
-	s.mb.Close()
-	s.la.Close("bench done", time.Second)
-	s.lb.Close("bench done", time.Second)
-	s.cancel()
+	s.cancel() // each endpoint shuts down and closes its driver
 	s.runs.Wait()
-	if s.rec != nil {
-		s.rec.Close()
-	}
 }
 
 // chunk is the size of one benchmark operation: one write of it.

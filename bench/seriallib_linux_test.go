@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sockmux/sockmux/cable"
+	"github.com/sockmux/sockmux/endpoint"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
 	"github.com/sockmux/sockmux/serialport"
@@ -59,25 +60,26 @@ func (s *suite) serialLibrary(baud int, secs float64) (*serialLibResult, error) 
 	}
 	defer db.Close()
 	quiet := slog.New(slog.DiscardHandler)
-	// As "sockmux link" configures a serial link (cmd/sockmux streamWindow).
-	window := max(mux.InitialWindow, min(4<<20, 2*int(res.Nominal)))
-	ma := mux.New(mux.Config{StreamWindow: window, Logger: quiet})
-	mb := mux.New(mux.Config{StreamWindow: window, Logger: quiet})
-	la := link.New(da, ma, link.Config{Logger: quiet})
-	lb := link.New(db, mb, link.Config{Logger: quiet})
-	ma.SetNotify(la.Notify)
-	mb.SetNotify(lb.Notify)
+	// As "sockmux link" configures a serial link (endpoint.StreamWindow).
+	window := endpoint.StreamWindow(link.Properties{LineRate: int(res.Nominal)})
+	var eps [2]*endpoint.Endpoint
+	for i, d := range []link.Driver{da, db} {
+		e, err := endpoint.New(endpoint.Options{Driver: d, Mux: mux.Config{StreamWindow: window}, AcceptStreams: true, Logger: quiet})
+		if err != nil {
+			return nil, err
+		}
+		eps[i] = e
+	}
+	ma, mb, lb := eps[0].Mux, eps[1].Mux, eps[1].Link
 	var runs sync.WaitGroup
-	for _, l := range []*link.Link{la, lb} {
+	for _, e := range eps {
 		runs.Add(1)
 		go func() {
 			defer runs.Done()
-			_ = l.Run(ctx)
+			_ = e.Run(ctx)
 		}()
 	}
 	defer func() {
-		ma.Close()
-		mb.Close()
 		cancel()
 		runs.Wait()
 	}()

@@ -20,8 +20,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sockmux/sockmux/endpoint"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
+	"github.com/sockmux/sockmux/tcpdriver"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -33,32 +35,48 @@ type end struct {
 	drv link.Driver
 }
 
+// newEnd runs an endpoint over drv: a whole sockmux end, whose forwarder
+// serves the far end's streams (the link test's among them).
 func newEnd(t *testing.T, ctx context.Context, drv link.Driver) *end {
-	m := mux.New(mux.Config{Logger: quiet()})
-	l := link.New(drv, m, link.Config{Logger: quiet()})
-	m.SetNotify(l.Notify)
+	return runEnd(t, ctx, endpoint.Options{Driver: drv, Logger: quiet()})
+}
+
+func runEnd(t *testing.T, ctx context.Context, opts endpoint.Options) *end {
+	e, err := endpoint.New(opts)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = l.Run(ctx)
+		_ = e.Run(ctx)
 	}()
 	t.Cleanup(func() {
-		m.Close()
-		l.Close("test over", time.Second)
+		cancel()
 		<-done
 	})
-	return &end{l, m, drv}
+	return &end{e.Link, e.Mux, opts.Driver}
 }
 
-// pair runs two link ends and waits until both are up.
-func pair(t *testing.T) (a, b *end) {
+// newBareEnd runs an endpoint over drv that leaves the far end's streams
+// to the test: a fake far end.
+func newBareEnd(t *testing.T, ctx context.Context, drv link.Driver) *end {
+	return runEnd(t, ctx, endpoint.Options{Driver: drv, AcceptStreams: true, Logger: quiet()})
+}
+
+// pair runs two ends and waits until both are up.
+func pair(t *testing.T) (a, b *end) { return pairWith(t, newEnd) }
+
+// pairWithBare is pair whose far end b is a bare link and mux.
+func pairWithBare(t *testing.T) (a, b *end) { return pairWith(t, newBareEnd) }
+
+func pairWith(t *testing.T, far func(*testing.T, context.Context, link.Driver) *end) (a, b *end) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	r, err := link.ListenTCP("127.0.0.1:0")
+	r, err := tcpdriver.Listen("127.0.0.1:0", tcpdriver.ListenOptions{})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
 	a = newEnd(t, ctx, r)
-	b = newEnd(t, ctx, &link.TCPConnector{Addr: r.Addr().String()})
+	b = far(t, ctx, &tcpdriver.Connector{Addr: r.Addr().String()})
 	require.Eventually(t, func() bool {
 		return a.l.State() == link.StateUp && b.l.State() == link.StateUp
 	}, 10*time.Second, 10*time.Millisecond)
@@ -73,7 +91,7 @@ func shortDir(t *testing.T) string {
 }
 
 func TestSnapshotCountsAStream(t *testing.T) {
-	a, b := pair(t)
+	a, b := pairWithBare(t) // b takes the stream itself
 	col := NewCollector(Source{Name: "t", Version: "v", Line: "9600 baud 8N1, flow none", Link: a.l, Mux: a.m, Driver: a.drv}, 42)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

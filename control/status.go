@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sockmux/sockmux/forward"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
 	"github.com/sockmux/sockmux/serialport"
@@ -162,14 +161,8 @@ func (c *Collector) Tick() {
 	c.mu.Unlock()
 }
 
-// Run samples the link five times a second until ctx ends. Meanwhile
-// the far end's link test can read the link's counters.
+// Run samples the link five times a second until ctx ends.
 func (c *Collector) Run(ctx context.Context) {
-	if c.src.Mux != nil && c.src.Link != nil {
-		st := c.src.Link.Stats()
-		forward.SetLinkCounters(c.src.Mux, func() forward.LinkCounters { return LinkCounters(st) })
-		defer forward.SetLinkCounters(c.src.Mux, nil)
-	}
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {

@@ -182,14 +182,6 @@ func readCounters(st *link.Stats) counters {
 		st.PayloadOut.Load(), st.CompressedOut.Load(), st.PayloadIn.Load(), st.CompressedIn.Load()}
 }
 
-// LinkCounters reads a link's counters for the far end's link test
-// (forward.SetLinkCounters).
-func LinkCounters(st *link.Stats) forward.LinkCounters {
-	return forward.LinkCounters{FramesOut: st.FramesOut.Load(), FramesIn: st.FramesIn.Load(),
-		FramesResent: st.FramesResent.Load(), FramesBad: st.FramesBad.Load(), FramesDup: st.FramesDup.Load(),
-		Preemptions: st.Preemptions.Load()}
-}
-
 // farCounters reads the far end's link counters, over a counters stream
 // opened on first use; nil when the far end does not tell them.
 type farCounters struct {

@@ -16,21 +16,8 @@ import (
 	"github.com/sockmux/sockmux/mux"
 )
 
-// serveExits runs a forwarder on e that serves the streams its far end
-// opens, the link test's among them.
-func serveExits(t *testing.T, e *end) {
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	f := forward.New(e.m, forward.Config{Logger: quiet()})
-	go func() { _ = f.Serve(ctx) }()
-	st := e.l.Stats()
-	forward.SetLinkCounters(e.m, func() forward.LinkCounters { return LinkCounters(st) })
-	t.Cleanup(func() { forward.SetLinkCounters(e.m, nil) })
-}
-
 func TestRunTestMeasuresBothWays(t *testing.T) {
 	a, b := pair(t)
-	serveExits(t, b)
 	var mu sync.Mutex
 	var phases []string
 	res, err := RunTest(context.Background(), Source{Name: "t", Link: a.l, Mux: a.m, Driver: a.drv},
@@ -71,7 +58,7 @@ func TestRunTestMeasuresBothWays(t *testing.T) {
 }
 
 func TestRunTestNeedsTheService(t *testing.T) {
-	a, b := pair(t)
+	a, b := pairWithBare(t)
 	// A far end that takes every stream somewhere that answers
 	// something else, as a catch-all rule at an older sockmux would.
 	go func() {
@@ -93,7 +80,7 @@ func TestRunTestNeedsTheService(t *testing.T) {
 }
 
 func TestRunTestNamesAnOlderFarEnd(t *testing.T) {
-	a, b := pair(t)
+	a, b := pairWithBare(t)
 	// An end that predates the service routes the stream like any other:
 	// a dest without a port fails to dial.
 	go func() {
@@ -111,8 +98,7 @@ func TestRunTestNamesAnOlderFarEnd(t *testing.T) {
 }
 
 func TestDiagServiceRefusesUnknownServices(t *testing.T) {
-	a, b := pair(t)
-	serveExits(t, b)
+	a, _ := pair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := a.m.Open(ctx, mux.Info{Network: forward.DiagNetwork, Dest: "chargen"})
@@ -123,8 +109,7 @@ func TestDiagServiceRefusesUnknownServices(t *testing.T) {
 }
 
 func TestServerRunsOneTestAtATime(t *testing.T) {
-	a, b := pair(t)
-	serveExits(t, b)
+	a, _ := pair(t)
 	col := NewCollector(Source{Name: "t", Link: a.l, Mux: a.m, Driver: a.drv}, 1)
 	path := filepath.Join(shortDir(t), "t.sock")
 	srv, err := Listen(path, col, quiet())

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
 )
 
@@ -27,7 +28,7 @@ import (
 //	source   send pseudo-random bytes until the opener ends the stream
 //	echo     send back every byte
 //	counters answer each byte read with a line of JSON: this end's link
-//	         counters (LinkCounters), where SetLinkCounters gave them
+//	         counters (LinkCounters), where Config.LinkCounters reads them
 //
 // The exit answers every diagnostic stream with DiagMagic before anything
 // else, so an opener knows it reached the service and not, at an older
@@ -51,6 +52,14 @@ type LinkCounters struct {
 	Preemptions  uint64 `json:"preemptions"`
 }
 
+// CountersOf reads the counters the counters service tells from a
+// link's statistics.
+func CountersOf(st *link.Stats) LinkCounters {
+	return LinkCounters{FramesOut: st.FramesOut.Load(), FramesIn: st.FramesIn.Load(),
+		FramesResent: st.FramesResent.Load(), FramesBad: st.FramesBad.Load(), FramesDup: st.FramesDup.Load(),
+		Preemptions: st.Preemptions.Load()}
+}
+
 // Sub is c minus an earlier reading (0 where a counter went back, as
 // after a restart).
 func (c LinkCounters) Sub(before LinkCounters) LinkCounters {
@@ -63,32 +72,6 @@ func (c LinkCounters) Sub(before LinkCounters) LinkCounters {
 	return LinkCounters{d(c.FramesOut, before.FramesOut), d(c.FramesIn, before.FramesIn),
 		d(c.FramesResent, before.FramesResent), d(c.FramesBad, before.FramesBad),
 		d(c.FramesDup, before.FramesDup), d(c.Preemptions, before.Preemptions)}
-}
-
-// counterSources are the link counters of each mux, for the counters
-// service: the forwarder knows its mux, not the link under it.
-var (
-	counterMu      sync.Mutex
-	counterSources = map[*mux.Mux]func() LinkCounters{}
-)
-
-// SetLinkCounters makes read the source of the counters service for the
-// streams of m; nil removes it. The control socket's collector sets it
-// for the link it watches.
-func SetLinkCounters(m *mux.Mux, read func() LinkCounters) {
-	counterMu.Lock()
-	defer counterMu.Unlock()
-	if read == nil {
-		delete(counterSources, m)
-	} else {
-		counterSources[m] = read
-	}
-}
-
-func linkCounters(m *mux.Mux) func() LinkCounters {
-	counterMu.Lock()
-	defer counterMu.Unlock()
-	return counterSources[m]
 }
 
 // DiagReportSize is the size of a discard report on the wire.
@@ -148,14 +131,13 @@ const diagReportEvery = 200 * time.Millisecond
 const diagChunk = 16 << 10
 
 // serveDiag serves a diagnostic stream from the far end over m.
-func serveDiag(ctx context.Context, m *mux.Mux, s *mux.Stream, log *slog.Logger) {
+func serveDiag(ctx context.Context, m *mux.Mux, s *mux.Stream, counters func() LinkCounters, log *slog.Logger) {
 	service := s.Info().Dest
 	log = log.With("test_service", service)
-	var counters func() LinkCounters
 	switch service {
 	case DiagDiscard, DiagSource, DiagEcho:
 	case DiagCounters:
-		if counters = linkCounters(m); counters == nil {
+		if counters == nil {
 			log.Debug("stream refused", "reason", "no link counters here")
 			s.Reset(mux.CodeNoRoute, "no link test counters here")
 			return

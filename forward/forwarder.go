@@ -40,6 +40,10 @@ type Config struct {
 	// client comes at the limit, the longest idle session ends. Default
 	// 1024.
 	UDPMaxSessions int
+	// LinkCounters reads the counters of the link under the mux, for the
+	// link test's counters service (DiagCounters); nil means this end
+	// does not tell them. Package endpoint sets it.
+	LinkCounters func() LinkCounters
 	// Logger receives the forwarder's logs.
 	Logger *slog.Logger
 }
@@ -89,8 +93,8 @@ type active struct {
 	tag uint64      // its tag (Remote)
 }
 
-// New makes a Forwarder over m. Install its OnListen and OnSessionEnd in
-// the mux's Config and run Serve.
+// New makes a Forwarder over m. Its OnListen, OnUnlisten and OnSessionEnd
+// belong in m's Config, and Serve must run (package endpoint does both).
 func New(m *mux.Mux, cfg Config) *Forwarder {
 	if cfg.LinkWait == 0 {
 		cfg.LinkWait = 30 * time.Second
@@ -114,10 +118,6 @@ func New(m *mux.Mux, cfg Config) *Forwarder {
 	}
 	return f
 }
-
-// SetMux sets the mux, for when the mux is made after the forwarder (its
-// config needs the forwarder's hooks).
-func (f *Forwarder) SetMux(m *mux.Mux) { f.m = m }
 
 // DefaultRoute routes a stream from the far end: a stream of one of our
 // remote forwards (-R) goes to that forward's destination; any other goes
@@ -386,7 +386,7 @@ func (f *Forwarder) deliver(ctx context.Context, s *mux.Stream) {
 	info := s.Info()
 	log := f.log.With("stream", s.ID(), "client", info.Client, "entrance", info.Entrance)
 	if info.Network == DiagNetwork { // sockmux test-link: served here, never routed (diag.go)
-		serveDiag(ctx, f.m, s, log)
+		serveDiag(ctx, f.m, s, f.cfg.LinkCounters, log)
 		return
 	}
 	if info.Network == "udp" {

@@ -62,18 +62,6 @@ type end struct {
 // each other directly, as a link would.
 func linkedPair(t *testing.T, cfgA, cfgB Config) (a, b *end) {
 	t.Helper()
-	mk := func(cfg Config) *end {
-		e := &end{log: &logBuf{}}
-		cfg.Logger = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		if cfg.DialTimeout == 0 {
-			cfg.DialTimeout = 3 * time.Second
-		}
-		e.f = New(nil, cfg)
-		e.m = mux.New(mux.Config{OnListen: e.f.OnListen, OnUnlisten: e.f.OnUnlisten, OnSessionEnd: e.f.OnSessionEnd, Logger: quiet()})
-		e.f.SetMux(e.m)
-		return e
-	}
-	a, b = mk(cfgA), mk(cfgB)
 	wakeA, wakeB := make(chan struct{}, 1), make(chan struct{}, 1)
 	wake := func(c chan struct{}) func() {
 		return func() {
@@ -83,8 +71,26 @@ func linkedPair(t *testing.T, cfgA, cfgB Config) (a, b *end) {
 			}
 		}
 	}
-	a.m.SetNotify(wake(wakeA))
-	b.m.SetNotify(wake(wakeB))
+	// The muxes pass payloads to each other directly, with no link, so
+	// this builds the layers itself rather than with package endpoint
+	// (which imports forward), wiring the hooks as endpoint.New does.
+	mk := func(cfg Config, wake func()) *end {
+		e := &end{log: &logBuf{}}
+		cfg.Logger = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		if cfg.DialTimeout == 0 {
+			cfg.DialTimeout = 3 * time.Second
+		}
+		e.m = mux.New(mux.Config{
+			OnListen:     func(r mux.ListenRequest) error { return e.f.OnListen(r) },
+			OnUnlisten:   func(r mux.ListenRequest) error { return e.f.OnUnlisten(r) },
+			OnSessionEnd: func(reason error) { e.f.OnSessionEnd(reason) },
+			Notify:       wake,
+			Logger:       quiet(),
+		})
+		e.f = New(e.m, cfg)
+		return e
+	}
+	a, b = mk(cfgA, wake(wakeA)), mk(cfgB, wake(wakeB))
 	a.m.SessionStart(link.SessionInfo{Local: 2, Peer: 1})
 	b.m.SessionStart(link.SessionInfo{Local: 1, Peer: 2})
 	stop := make(chan struct{})

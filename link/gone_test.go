@@ -60,11 +60,11 @@ func TestNoResumeTimeoutWaits(t *testing.T) {
 // A connector whose redial is refused ends the session at once: nothing
 // listens, so no process holds the session any more.
 func TestRefusedRedialEndsSession(t *testing.T) {
-	r, err := ListenTCP("127.0.0.1:0")
+	r, err := listenTest("127.0.0.1:0")
 	require.NoError(t, err)
 	addr := r.Addr().String()
 	ua, ub := &byteUpper{send: []byte("hello")}, &byteUpper{send: []byte("world")}
-	a := New(&TCPConnector{Addr: addr}, ua, Config{Logger: quietLogger()}) // no resume timeout
+	a := New(testDialer{addr}, ua, Config{Logger: quietLogger()}) // no resume timeout
 	b := New(r, ub, Config{Logger: quietLogger()})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -89,11 +89,11 @@ func TestRefusedRedialEndsSession(t *testing.T) {
 }
 
 func TestRefusedDial(t *testing.T) {
-	r, err := ListenTCP("127.0.0.1:0")
+	r, err := listenTest("127.0.0.1:0")
 	require.NoError(t, err)
 	addr := r.Addr().String()
 	require.NoError(t, r.Close())
-	_, err = (&TCPConnector{Addr: addr}).Open(context.Background())
+	_, err = (testDialer{addr}).Open(context.Background())
 	require.Error(t, err)
 	assert.True(t, refusedDial(err), "%v", err)
 	assert.False(t, refusedDial(context.DeadlineExceeded))

@@ -47,6 +47,10 @@ type Config struct {
 	// OnSessionEnd is called when the link's session ends, after every
 	// stream of it was reset.
 	OnSessionEnd func(reason error)
+	// Notify wakes the link's sender when the mux has something to send
+	// (link.Link.Notify); it must not block. Nil means no one is woken,
+	// as in tests that pull Fill themselves.
+	Notify func()
 	// Logger receives the mux's logs; nil means slog.Default().
 	Logger *slog.Logger
 }

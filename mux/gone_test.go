@@ -16,7 +16,6 @@ import (
 // the caller's wait, until a new session starts.
 func TestGoneSessionTurnsOpensAway(t *testing.T) {
 	m := New(Config{Logger: quiet()})
-	m.SetNotify(func() {})
 	m.SessionStart(link.SessionInfo{Local: 2, Peer: 1})
 	s, err := m.Open(context.Background(), Info{Dest: "host:1"})
 	require.NoError(t, err)

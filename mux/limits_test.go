@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sockmux/sockmux/link"
+	"github.com/sockmux/sockmux/tcpdriver"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -421,13 +422,14 @@ func TestHostileLinkPeerMemoryBounded(t *testing.T) {
 		t.Skip("floods a loopback link for seconds")
 	}
 	const budget = 32 * mib
-	m := New(Config{Logger: quiet(), StreamWindow: mib, MaxStreams: 100000, MaxBuffered: budget})
-	rec, err := link.ListenTCP("127.0.0.1:0")
+	var victim *link.Link
+	m := New(Config{Logger: quiet(), StreamWindow: mib, MaxStreams: 100000, MaxBuffered: budget,
+		Notify: func() { victim.Notify() }})
+	rec, err := tcpdriver.Listen("127.0.0.1:0", tcpdriver.ListenOptions{})
 	require.NoError(t, err)
-	victim := link.New(rec, m, link.Config{Logger: quiet()})
-	m.SetNotify(victim.Notify)
+	victim = link.New(rec, m, link.Config{Logger: quiet()})
 	flood := &floodUpper{}
-	attacker := link.New(&link.TCPConnector{Addr: rec.Addr().String()}, flood, link.Config{Logger: quiet()})
+	attacker := link.New(&tcpdriver.Connector{Addr: rec.Addr().String()}, flood, link.Config{Logger: quiet()})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup

@@ -60,7 +60,8 @@ type ctrlMsg struct {
 	open  *Stream // the stream this message opens
 }
 
-// New makes a Mux. Attach it to a link with SetNotify before use.
+// New makes a Mux. Give it the link's Notify in cfg.Notify, and the mux to
+// the link as its Upper (package endpoint does both).
 func New(cfg Config) *Mux {
 	if cfg.StreamWindow < InitialWindow {
 		cfg.StreamWindow = InitialWindow
@@ -84,18 +85,19 @@ func New(cfg Config) *Mux {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	notify := cfg.Notify
+	if notify == nil {
+		notify = func() {}
+	}
 	return &Mux{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		notify:  func() {},
+		notify:  notify,
 		upCh:    make(chan struct{}),
 		streams: make(map[uint32]*Stream),
 		accepts: make(chan *Stream, cfg.AcceptBacklog),
 	}
 }
-
-// SetNotify sets the function that wakes the link's sender (link.Notify).
-func (m *Mux) SetNotify(f func()) { m.notify = f }
 
 // ErrMuxClosed is returned by Open and Accept after Close.
 var ErrMuxClosed = errors.New("mux closed")

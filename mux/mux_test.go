@@ -38,11 +38,13 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 func newPair(t *testing.T, size int, cfg Config) (*Mux, *Mux, *pump) {
 	t.Helper()
 	cfg.Logger = quiet()
-	a, b := New(cfg), New(cfg)
-	p := &pump{a: a, b: b, size: size, wakeA: make(chan struct{}, 1), wakeB: make(chan struct{}, 1),
+	p := &pump{size: size, wakeA: make(chan struct{}, 1), wakeB: make(chan struct{}, 1),
 		stop: make(chan struct{}), errs: make(chan error, 2)}
-	a.SetNotify(func() { signal(p.wakeA) })
-	b.SetNotify(func() { signal(p.wakeB) })
+	cfgA, cfgB := cfg, cfg
+	cfgA.Notify = func() { signal(p.wakeA) }
+	cfgB.Notify = func() { signal(p.wakeB) }
+	a, b := New(cfgA), New(cfgB)
+	p.a, p.b = a, b
 	a.SessionStart(link.SessionInfo{Local: 2, Peer: 1})
 	b.SessionStart(link.SessionInfo{Local: 1, Peer: 2})
 	p.wg.Add(2)

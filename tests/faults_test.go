@@ -26,6 +26,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sockmux/sockmux/endpoint"
 	"github.com/sockmux/sockmux/internal/testutil"
 
 	"github.com/sockmux/sockmux/internal/memline"
@@ -725,12 +726,12 @@ func noisyLineRun(t *testing.T, ber float64, seed uint64) {
 	var ms [2]*mux.Mux
 	for i := range 2 {
 		log := slog.New(slog.NewTextHandler(&logs[i], nil))
-		m := mux.New(mux.Config{StreamWindow: 2 * 11520, Logger: log})
-		l := link.New(memlineDriver{cable.End(i), props}, m, link.Config{Logger: log})
-		m.SetNotify(l.Notify)
-		ms[i] = m
+		e, err := endpoint.New(endpoint.Options{Driver: memlineDriver{cable.End(i), props},
+			Mux: mux.Config{StreamWindow: 2 * 11520}, AcceptStreams: true, Logger: log})
+		require.NoError(t, err)
+		ms[i] = e.Mux
 		wg.Add(1)
-		go func() { defer wg.Done(); _ = l.Run(ctx) }()
+		go func() { defer wg.Done(); _ = e.Run(ctx) }()
 	}
 	go func() { // end 1 echoes every stream
 		for {

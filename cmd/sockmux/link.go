@@ -14,12 +14,14 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/sockmux/sockmux/endpoint"
 	"github.com/sockmux/sockmux/forward"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
 	"github.com/sockmux/sockmux/pipe"
 	"github.com/sockmux/sockmux/procdriver"
 	"github.com/sockmux/sockmux/serialport"
+	"github.com/sockmux/sockmux/tcpdriver"
 )
 
 func linkCommand() *cli.Command {
@@ -378,8 +380,9 @@ func (p *linkPlan) addForwarding(ports, rules []flagSpec) error {
 // closer is a driver that holds something to release at exit.
 type closer interface{ Close() error }
 
-// openDriver checks and opens the transport.
-func openDriver(t transportSpec, serial serialport.Mode, serialOpts serialport.Options, log *slog.Logger) (link.Driver, error) {
+// openDriver checks and opens the transport; keyed tells whether the link
+// authenticates its peer (--secret-file).
+func openDriver(t transportSpec, keyed bool, serial serialport.Mode, serialOpts serialport.Options, log *slog.Logger) (link.Driver, error) {
 	var chosen []string
 	stdio := ""
 	if t.stdio {
@@ -401,13 +404,15 @@ func openDriver(t transportSpec, serial serialport.Mode, serialOpts serialport.O
 	}
 	switch {
 	case t.listen != "":
-		r, err := link.ListenTCP(t.listen)
+		// Without a key anyone who connects is the peer anyway; with one,
+		// a stranger must not be able to kick the peer off.
+		r, err := tcpdriver.Listen(t.listen, tcpdriver.ListenOptions{Replace: !keyed})
 		if err != nil {
 			return nil, fmt.Errorf("--listen: %w", err)
 		}
 		return r, nil
 	case t.connect != "":
-		return &link.TCPConnector{Addr: t.connect}, nil
+		return &tcpdriver.Connector{Addr: t.connect}, nil
 	case t.stdio:
 		return procdriver.NewStdio(), nil
 	case t.exec != "":
@@ -424,15 +429,6 @@ func openDriver(t transportSpec, serial serialport.Mode, serialOpts serialport.O
 		return pipe.NewComm(t.comm, log)
 	}
 	return serialport.NewWith(t.comm, serial, serialOpts, log)
-}
-
-// streamWindow sizes each stream's receive window to the line: seconds of
-// a slow line, a few MiB on fast transports.
-func streamWindow(p link.Properties) int {
-	if p.LineRate == 0 {
-		return 1 << 20
-	}
-	return max(mux.InitialWindow, min(4<<20, 2*p.LineRate))
 }
 
 // runPlan runs a link end until SIGINT or SIGTERM.
@@ -455,51 +451,46 @@ func runPlan(plan linkPlan) error {
 	if err != nil {
 		return err
 	}
-	drv, err := openDriver(plan.transport, plan.opts.serial, plan.opts.serialOpts, log)
+	drv, err := openDriver(plan.transport, secret != nil, plan.opts.serial, plan.opts.serialOpts, log)
 	if err != nil {
 		return err
-	}
-	if r, ok := drv.(*link.TCPReceptor); ok {
-		// Without a key anyone who connects is the peer anyway; with one,
-		// a stranger must not be able to kick the peer off.
-		r.Replace = secret == nil
-	}
-	if cl, ok := drv.(closer); ok {
-		defer cl.Close()
 	}
 	if plan.from != "" {
 		log.Info("running DeleGate parameters as a sockmux link", "delegate", plan.from, "equivalent", plan.equivalent)
 	}
 
-	fwd := forward.New(nil, forward.Config{
-		LinkWait:       plan.opts.linkWait,
-		DialTimeout:    plan.opts.dialTimeout,
-		Rules:          plan.rules,
-		UDPTimeout:     plan.opts.udpTimeout,
-		UDPMaxSessions: plan.opts.udpSessions,
-		Allow:          allow,
-		Logger:         log,
+	ep, err := endpoint.New(endpoint.Options{
+		Driver: drv,
+		Link: link.Config{
+			KeepAlive:        plan.opts.keepAlive,
+			DeadTimeout:      plan.opts.deadTimeout,
+			ResumeTimeout:    plan.opts.resumeTimeout,
+			HandshakeTimeout: plan.opts.handshakeTimeout,
+			Secret:           secret,
+			Compress:         plan.opts.compress,
+		},
+		Mux: mux.Config{
+			MaxStreams:  plan.opts.maxStreams,
+			MaxBuffered: max(mux.DefaultMaxBuffered, plan.opts.maxStreams*mux.InitialWindow),
+		},
+		Forward: forward.Config{
+			LinkWait:       plan.opts.linkWait,
+			DialTimeout:    plan.opts.dialTimeout,
+			Rules:          plan.rules,
+			UDPTimeout:     plan.opts.udpTimeout,
+			UDPMaxSessions: plan.opts.udpSessions,
+			Allow:          allow,
+		},
+		Grace:  plan.opts.gracePeriod,
+		Logger: log,
 	})
-	m := mux.New(mux.Config{
-		StreamWindow: streamWindow(drv.Properties()),
-		MaxStreams:   plan.opts.maxStreams,
-		MaxBuffered:  max(mux.DefaultMaxBuffered, plan.opts.maxStreams*mux.InitialWindow),
-		OnListen:     fwd.OnListen,
-		OnUnlisten:   fwd.OnUnlisten,
-		OnSessionEnd: fwd.OnSessionEnd,
-		Logger:       log,
-	})
-	fwd.SetMux(m)
-	l := link.New(drv, m, link.Config{
-		KeepAlive:        plan.opts.keepAlive,
-		DeadTimeout:      plan.opts.deadTimeout,
-		ResumeTimeout:    plan.opts.resumeTimeout,
-		HandshakeTimeout: plan.opts.handshakeTimeout,
-		Secret:           secret,
-		Compress:         plan.opts.compress,
-		Logger:           log,
-	})
-	m.SetNotify(l.Notify)
+	if err != nil {
+		if cl, ok := drv.(closer); ok {
+			cl.Close()
+		}
+		return err
+	}
+	fwd := ep.Forwarder
 	if secret == nil {
 		log.Info("authentication off: no --secret-file")
 	} else {
@@ -507,7 +498,7 @@ func runPlan(plan linkPlan) error {
 	}
 	for _, fw := range plan.forwards {
 		if err := fwd.Add(fw); err != nil {
-			fwd.Close()
+			ep.Close()
 			return err
 		}
 	}
@@ -527,59 +518,53 @@ func runPlan(plan linkPlan) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	runCtx, cancelRun := context.WithCancel(context.Background())
-	defer cancelRun()
-	opsDone, err := startOps(runCtx, plan, drv, l, m, log)
+	opsCtx, cancelOps := context.WithCancel(context.Background())
+	defer cancelOps()
+	opsDone, err := startOps(opsCtx, plan, ep, log)
 	if err != nil {
-		fwd.Close()
+		ep.Close()
 		return err
 	}
 	defer func() { <-opsDone }()
-	defer cancelRun()
-	linkDone := make(chan error, 1)
-	go func() { linkDone <- l.Run(runCtx) }()
-	go func() { _ = fwd.Serve(runCtx) }()
+	defer cancelOps()
+	// On SIGINT or SIGTERM the endpoint shuts down: no new connections,
+	// those under way get the grace period, the peer is told, and Run
+	// returns.
+	runDone := make(chan error, 1)
+	go func() { runDone <- ep.Run(ctx) }()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal now ends the process at once
+	}()
 	var stdioDone <-chan struct{}
 	if sd, ok := drv.(*procdriver.Stdio); ok {
 		stdioDone = sd.Done()
 	}
-	cfg := l.Config()
+	cfg := ep.Link.Config()
 	log.Info("sockmux link started", "version", version, "transport", drv.String(),
 		"frame_payload", cfg.MaxPayload, "window", cfg.Window)
 
+	var result error
 wait:
 	for {
 		select {
-		case <-ctx.Done():
-			break wait
 		case <-hup:
 			reloadPlan(&plan, fwd, log)
-		case err := <-linkDone:
-			return err
+		case err := <-runDone:
+			if ctx.Err() == nil && result == nil {
+				return err // the link ended by itself
+			}
+			break wait
 		case <-stdioDone:
 			log.Info("standard input/output ended; stopping")
-			fwd.Close()
-			m.Close()
-			l.Close("peer's stdio ended", time.Second)
-			cancelRun()
-			return procdriver.ErrStdioEnded
+			ep.Stop(0, "peer's stdio ended")
+			stdioDone, result = nil, procdriver.ErrStdioEnded
 		}
 	}
-	stop()
-	// Shut down: no new connections, let those under way finish for a
-	// while, tell the peer, and go.
-	log.Info("shutting down", "open_streams", m.NumStreams(), "grace", plan.opts.gracePeriod)
-	fwd.Close()
-	graceCtx, cancel := context.WithTimeout(context.Background(), plan.opts.gracePeriod)
-	if err := fwd.Wait(graceCtx); err != nil {
-		log.Warn("grace period over; resetting connections still open", "open_streams", m.NumStreams())
+	if result == nil {
+		log.Info("stopped")
 	}
-	cancel()
-	m.Close()
-	l.Close("peer shut down", 2*time.Second)
-	cancelRun()
-	log.Info("stopped")
-	return nil
+	return result
 }
 
 // shellQuote quotes s for a POSIX shell when it needs it.

@@ -15,8 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sockmux/sockmux/control"
-	"github.com/sockmux/sockmux/link"
-	"github.com/sockmux/sockmux/mux"
+	"github.com/sockmux/sockmux/endpoint"
 	"github.com/sockmux/sockmux/serialport"
 )
 
@@ -121,7 +120,7 @@ func watchStatus(ctx context.Context, path string, asJSON bool) error {
 // no --name or --control, a default socket another link already holds
 // is a warning (this link then has none): several links on one host are
 // common, and each needs its own --name to be watched.
-func startOps(ctx context.Context, plan linkPlan, drv link.Driver, l *link.Link, m *mux.Mux, log *slog.Logger) (<-chan struct{}, error) {
+func startOps(ctx context.Context, plan linkPlan, ep *endpoint.Endpoint, log *slog.Logger) (<-chan struct{}, error) {
 	name := plan.ops.name
 	if name == "" {
 		name = control.DefaultName
@@ -130,8 +129,8 @@ func startOps(ctx context.Context, plan linkPlan, drv link.Driver, l *link.Link,
 	if t := plan.transport.comm; t != "" && serialport.IsSerial(t) {
 		line = lineSettings(plan.opts.serial)
 	}
-	src := control.Source{Name: name, Version: version, Line: line, Link: l, Mux: m, Driver: drv}
-	if sd, ok := drv.(*serialport.Driver); ok {
+	src := control.Source{Name: name, Version: version, Line: line, Link: ep.Link, Mux: ep.Mux, Driver: ep.Driver}
+	if sd, ok := ep.Driver.(*serialport.Driver); ok {
 		src.Serial = sd.LineStatus
 	}
 	col := control.NewCollector(src, os.Getpid())

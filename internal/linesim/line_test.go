@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sockmux/sockmux/endpoint"
 	"github.com/sockmux/sockmux/internal/memline"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
@@ -36,14 +37,13 @@ type end struct {
 	m *mux.Mux
 }
 
-func startEnd(ctx context.Context, wg *sync.WaitGroup, d link.Driver, window int) *end {
+func startEnd(t *testing.T, ctx context.Context, wg *sync.WaitGroup, d link.Driver, window int) *end {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m := mux.New(mux.Config{StreamWindow: window, Logger: log})
-	l := link.New(d, m, link.Config{Logger: log})
-	m.SetNotify(l.Notify)
+	e, err := endpoint.New(endpoint.Options{Driver: d, Mux: mux.Config{StreamWindow: window}, AcceptStreams: true, Logger: log})
+	require.NoError(t, err)
 	wg.Add(1)
-	go func() { defer wg.Done(); _ = l.Run(ctx) }()
-	return &end{l: l, m: m}
+	go func() { defer wg.Done(); _ = e.Run(ctx) }()
+	return &end{l: e.Link, m: e.Mux}
 }
 
 type lineResult struct {
@@ -70,8 +70,8 @@ func runLinePaced(t *testing.T, rate int, ber float64, dur time.Duration, echo, 
 		props := link.Properties{LineRate: rate}
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
-		a := startEnd(ctx, &wg, driver{cable.End(0), props}, 2*rate)
-		b := startEnd(ctx, &wg, driver{cable.End(1), props}, 2*rate)
+		a := startEnd(t, ctx, &wg, driver{cable.End(0), props}, 2*rate)
+		b := startEnd(t, ctx, &wg, driver{cable.End(1), props}, 2*rate)
 
 		// b accepts streams: the bulk one it fills, the echo one it echoes.
 		go func() {

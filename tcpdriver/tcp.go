@@ -1,4 +1,4 @@
-package link
+package tcpdriver
 
 import (
 	"context"
@@ -8,20 +8,22 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/sockmux/sockmux/link"
 )
 
 // tcpProperties: TCP is fast and delivers what it accepted, in order.
-var tcpProperties = Properties{Reliable: true}
+var tcpProperties = link.Properties{Reliable: true}
 
-// TCPConnector is the connector end of a TCP link: it dials Addr, and
-// dials again each time the connection breaks.
-type TCPConnector struct {
+// Connector is the connector end of a TCP link: it dials Addr, and dials
+// again each time the connection breaks. It implements link.Driver.
+type Connector struct {
 	Addr        string
 	DialTimeout time.Duration // 0 means 10 s
 }
 
 // Open dials the receptor once.
-func (d *TCPConnector) Open(ctx context.Context) (io.ReadWriteCloser, error) {
+func (d *Connector) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	timeout := d.DialTimeout
 	if timeout == 0 {
 		timeout = 10 * time.Second
@@ -36,21 +38,15 @@ func (d *TCPConnector) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 }
 
 // Properties reports TCP's properties.
-func (d *TCPConnector) Properties() Properties { return tcpProperties }
+func (d *Connector) Properties() link.Properties { return tcpProperties }
 
-func (d *TCPConnector) String() string { return "tcp connect " + d.Addr }
+func (d *Connector) String() string { return "tcp connect " + d.Addr }
 
-// TCPReceptor is the receptor end of a TCP link: it listens, and each Open
-// returns the next connection that speaks first.
-type TCPReceptor struct {
-	// Replace, when set, lets a new connection replace the one in use at
-	// once (the connector only dials again when its old connection is
-	// dead to it). Without it the new one waits until the link gives the
-	// old one up. Set it only when anyone who can connect is trusted:
-	// with authentication off, say, but not when a stranger could kick
-	// the peer off by connecting.
-	Replace bool
-
+// Receptor is the receptor end of a TCP link: it listens, and each Open
+// returns the next connection that speaks first. It implements
+// link.Driver and link.Penalizer.
+type Receptor struct {
+	opts  ListenOptions
 	ln    net.Listener
 	conns chan net.Conn
 
@@ -66,26 +62,37 @@ type penalty struct {
 	last  time.Duration
 }
 
-// ListenTCP binds addr at once, so that a port in use is reported before
+// ListenOptions tune a Receptor.
+type ListenOptions struct {
+	// Replace lets a new connection replace the one in use at once (the
+	// connector only dials again when its old connection is dead to it).
+	// Without it the new one waits until the link gives the old one up.
+	// Set it only when anyone who can connect is trusted: with
+	// authentication off, say, but not when a stranger could kick the
+	// peer off by connecting.
+	Replace bool
+}
+
+// Listen binds addr at once, so that a port in use is reported before
 // anything else starts.
-func ListenTCP(addr string) (*TCPReceptor, error) {
+func Listen(addr string, opts ListenOptions) (*Receptor, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	r := &TCPReceptor{ln: ln, conns: make(chan net.Conn), penalty: make(map[string]penalty)}
+	r := &Receptor{opts: opts, ln: ln, conns: make(chan net.Conn), penalty: make(map[string]penalty)}
 	go r.acceptLoop()
 	return r, nil
 }
 
 // Addr is the address the receptor listens on.
-func (r *TCPReceptor) Addr() net.Addr { return r.ln.Addr() }
+func (r *Receptor) Addr() net.Addr { return r.ln.Addr() }
 
 // firstByteTimeout is how long an accepted connection may stay silent
 // before it is dropped: a sockmux connector speaks at once.
 const firstByteTimeout = 5 * time.Second
 
-func (r *TCPReceptor) acceptLoop() {
+func (r *Receptor) acceptLoop() {
 	for {
 		c, err := r.ln.Accept()
 		if err != nil {
@@ -107,7 +114,7 @@ func (r *TCPReceptor) acceptLoop() {
 }
 
 // admit hands c to the link once it has sent its first byte.
-func (r *TCPReceptor) admit(c net.Conn) {
+func (r *Receptor) admit(c net.Conn) {
 	if r.penalized(c.RemoteAddr()) {
 		c.Close()
 		return
@@ -127,7 +134,7 @@ func (r *TCPReceptor) admit(c net.Conn) {
 		c.Close()
 		return
 	}
-	if r.active != nil && r.Replace {
+	if r.active != nil && r.opts.Replace {
 		r.active.Close() // replaced: the link reopens and gets pc
 	}
 	r.mu.Unlock()
@@ -139,7 +146,7 @@ func (r *TCPReceptor) admit(c net.Conn) {
 }
 
 // Open waits for the next connection.
-func (r *TCPReceptor) Open(ctx context.Context) (io.ReadWriteCloser, error) {
+func (r *Receptor) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	select {
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -158,7 +165,7 @@ func hostOf(a net.Addr) string {
 	return a.String()
 }
 
-func (r *TCPReceptor) penalized(a net.Addr) bool {
+func (r *Receptor) penalized(a net.Addr) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p, ok := r.penalty[hostOf(a)]
@@ -168,7 +175,7 @@ func (r *TCPReceptor) penalized(a net.Addr) bool {
 // Penalize holds off the source of transport t, which failed
 // authentication: its connections are refused for a second, doubling with
 // each further failure up to a minute.
-func (r *TCPReceptor) Penalize(t io.ReadWriteCloser) {
+func (r *Receptor) Penalize(t io.ReadWriteCloser) {
 	c, ok := t.(net.Conn)
 	if !ok {
 		return
@@ -193,7 +200,7 @@ func (r *TCPReceptor) Penalize(t io.ReadWriteCloser) {
 }
 
 // Close stops listening.
-func (r *TCPReceptor) Close() error {
+func (r *Receptor) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
@@ -201,9 +208,9 @@ func (r *TCPReceptor) Close() error {
 }
 
 // Properties reports TCP's properties.
-func (r *TCPReceptor) Properties() Properties { return tcpProperties }
+func (r *Receptor) Properties() link.Properties { return tcpProperties }
 
-func (r *TCPReceptor) String() string { return fmt.Sprintf("tcp listen %s", r.ln.Addr()) }
+func (r *Receptor) String() string { return fmt.Sprintf("tcp listen %s", r.ln.Addr()) }
 
 // prefixConn gives back bytes already read from a connection.
 type prefixConn struct {
