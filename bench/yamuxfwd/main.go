@@ -34,12 +34,12 @@ func main() {
 	connect := flag.String("connect", "", "dial the link at `ADDR` (the near end)")
 	fwd := flag.String("L", "", "near end: forward local `PORT:HOST:PORT` through the link")
 	flag.Parse()
-	if err := run(*listen, *connect, *fwd); err != nil {
-		fmt.Fprintln(os.Stderr, "yamuxfwd:", err)
-		os.Exit(1)
-	}
+	err := run(*listen, *connect, *fwd)
+	fmt.Fprintln(os.Stderr, "yamuxfwd:", err)
+	os.Exit(1)
 }
 
+// run serves until interrupted; it returns only what stopped it.
 func run(listen, connect, fwd string) error {
 	cfg := yamux.DefaultConfig()
 	cfg.LogOutput = io.Discard
