@@ -89,15 +89,16 @@ type Stream struct {
 	created time.Time
 
 	// Guarded by m.mu.
+	state      streamState   // its two directions (state.go)
+	hold       holdState     // the application's decision on it (state.go)
 	acceptCh   chan struct{} // closed when accepted or reset
-	accepted   bool
-	rbuf       []byte // received, not yet read
+	accepted   bool          // the far end (outbound) or the application (inbound) accepted it; acceptCh is closed
+	rbuf       []byte        // received, not yet read
 	roff       int
-	recvLeft   int // credit the peer still has
-	unreported int // bytes read and not yet returned as credit
-	target     int // receive window we aim to grant
-	remoteFin  bool
-	localFin   bool
+	recvLeft   int    // credit the peer still has
+	unreported int    // bytes read and not yet returned as credit
+	target     int    // receive window we aim to grant
+	remoteFin  bool   // state.remoteDone(), kept by apply for the scheduler
 	wbuf       []byte // a blocked Write's remaining bytes
 	credit     int    // what we may still send
 	inReady    bool
@@ -106,17 +107,14 @@ type Stream struct {
 	sparse     float64   // bytes left in its interactive bucket (see interactive)
 	sparseAt   time.Time // when the bucket was last filled up
 	bulky      bool      // emptied its bucket: bulk until it is full again
-	err        error     // set when reset
-	closed     bool      // Close called
+	err        error     // why it was reset: set exactly when state is stateReset
+	closed     bool      // Close called: its buffers are dropped
 	readCh     chan struct{}
 	writeCh    chan struct{}
 	rdl, wdl   time.Time
 	bytesIn    uint64
 	bytesOut   uint64
 	starved    bool // the far end ran short of credit since the last grant
-	held       bool // inbound, handed to the application by Mux.Accept
-	decided    bool // the application accepted, reset or closed it
-	zombie     bool // held and undecided, but gone from the table
 }
 
 // ID is the stream's id on the link.
@@ -161,7 +159,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 			m.mu.Unlock()
 			return 0, err
 		}
-		if s.remoteFin {
+		if s.state.remoteDone() {
 			m.mu.Unlock()
 			return 0, io.EOF
 		}
@@ -221,7 +219,7 @@ func (s *Stream) writeErr() error {
 	switch {
 	case s.err != nil:
 		return s.err
-	case s.localFin:
+	case s.state.localDone():
 		return errWriteClosed
 	case s.closed:
 		return net.ErrClosed
@@ -260,8 +258,7 @@ func (s *Stream) CloseWrite() error {
 	if s.err != nil {
 		return s.err
 	}
-	if !s.localFin {
-		s.localFin = true
+	if s.apply(evLocalFin) {
 		m.queue(header(nil, msgFin, s.id))
 		m.maybeForget(s)
 	}
@@ -279,7 +276,7 @@ func (s *Stream) Close() error {
 		return nil
 	}
 	s.closed = true
-	if s.err == nil && !(s.localFin && s.remoteFin) {
+	if s.state != stateFinished {
 		m.resetLocked(s, CodeClosed, "closed", true)
 	}
 	s.rbuf = nil
