@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -87,6 +88,7 @@ type Stream struct {
 	info    Info
 	inbound bool
 	created time.Time
+	writeMu sync.Mutex // one Write at a time: wbuf holds one Write's bytes
 
 	// Guarded by m.mu.
 	state      streamState   // its two directions (state.go)
@@ -136,6 +138,8 @@ func signal(c chan struct{}) {
 // Read reads data the far end sent. It returns io.EOF after the far end
 // half-closed and everything was read, a *ResetError if the stream was
 // reset.
+//
+// Reads may run concurrently; each byte goes to one of them.
 func (s *Stream) Read(p []byte) (int, error) {
 	m := s.m
 	for {
@@ -148,24 +152,29 @@ func (s *Stream) Read(p []byte) (int, error) {
 				if cap(s.rbuf) > s.target {
 					s.rbuf = nil // do not keep a big idle buffer
 				}
+			} else {
+				signal(s.readCh) // another Read may take the rest
 			}
 			s.unreported += n
 			m.maybeGrant(s)
 			m.mu.Unlock()
 			return n, nil
 		}
-		if s.err != nil {
-			err := s.err
+		var err error
+		switch {
+		case s.err != nil:
+			err = s.err
+		case s.state.remoteDone():
+			err = io.EOF
+		case s.closed:
+			err = net.ErrClosed
+		}
+		if err != nil {
+			// The end is for every Read: wake the next one waiting
+			// (one signal wakes one).
+			signal(s.readCh)
 			m.mu.Unlock()
 			return 0, err
-		}
-		if s.state.remoteDone() {
-			m.mu.Unlock()
-			return 0, io.EOF
-		}
-		if s.closed {
-			m.mu.Unlock()
-			return 0, net.ErrClosed
 		}
 		dl := s.rdl
 		m.mu.Unlock()
@@ -177,8 +186,11 @@ func (s *Stream) Read(p []byte) (int, error) {
 
 // Write sends p, blocking until all of it has been handed to the link
 // (or the stream fails). Data goes out as the far end's credit allows.
+// Concurrent Writes go out one after the other, each in one piece.
 func (s *Stream) Write(p []byte) (int, error) {
 	m := s.m
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	m.mu.Lock()
 	if err := s.writeErr(); err != nil {
 		m.mu.Unlock()
