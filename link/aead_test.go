@@ -54,7 +54,7 @@ func TestChooseAEAD(t *testing.T) {
 	aes, cha := AESGCM, ChaCha20Poly1305
 	_, err := chooseAEAD([]AEAD{aes}, []AEAD{cha})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "no AEAD in common: the peer offers AES-256-GCM, this end ChaCha20-Poly1305")
+	assert.Contains(t, err.Error(), "no AEAD in common: the peer offers AES-128-GCM, this end ChaCha20-Poly1305")
 	got, err := chooseAEAD([]AEAD{aes, cha}, []AEAD{aes, cha})
 	require.NoError(t, err)
 	assert.Equal(t, aes, got)
@@ -100,4 +100,29 @@ func TestCheckAEADs(t *testing.T) {
 	assert.NoError(t, checkAEADs(nil))
 	assert.ErrorContains(t, checkAEADs([]AEAD{7}), "unknown AEAD 7")
 	assert.ErrorContains(t, checkAEADs([]AEAD{AESGCM, AESGCM}), "listed twice")
+}
+
+// The AES-128-GCM frame cipher opens what it sealed, and nothing else:
+// not under another counter, another key, or changed associated data.
+func TestGCMCipher(t *testing.T) {
+	var k, k2 [32]byte
+	k[0], k2[0] = 1, 2
+	c := AESGCM.newCipher(k)
+	sealed := c.Encrypt(nil, 7, []byte("ad"), []byte("frame body"))
+	require.Len(t, sealed, len("frame body")+16)
+	pt, err := c.Decrypt(nil, 7, []byte("ad"), sealed)
+	require.NoError(t, err)
+	assert.Equal(t, "frame body", string(pt))
+	_, err = c.Decrypt(nil, 8, []byte("ad"), sealed)
+	assert.Error(t, err, "another counter")
+	_, err = c.Decrypt(nil, 7, []byte("AD"), sealed)
+	assert.Error(t, err, "other associated data")
+	_, err = AESGCM.newCipher(k2).Decrypt(nil, 7, []byte("ad"), sealed)
+	assert.Error(t, err, "another key")
+	// The second half of the split key is not used: 128-bit AES.
+	k3 := k
+	k3[31] ^= 0xFF
+	pt, err = AESGCM.newCipher(k3).Decrypt(nil, 7, []byte("ad"), sealed)
+	require.NoError(t, err)
+	assert.Equal(t, "frame body", string(pt))
 }
