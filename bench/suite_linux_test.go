@@ -49,6 +49,7 @@ type suite struct {
 	idle      []idleResult
 	fifo      *fifoResult
 	tcpE2E    *tcpE2EResult
+	compare   *compareResult // whole program against yamux and ssh (compare_linux_test.go)
 	serial    map[string]*serialResult
 	serialLib []*serialLibResult
 	// compression rows (compress_linux_test.go)
@@ -95,6 +96,15 @@ func TestSuite(t *testing.T) {
 		}
 		r, err := s.runTCPE2E(s.reps(3), n)
 		s.tcpE2E = r
+		return err
+	})
+	s.section("tcp-compare", func() error {
+		n := int64(512 << 20)
+		if s.quick {
+			n = 128 << 20
+		}
+		r, err := s.runCompare(s.reps(3), n)
+		s.compare = r
 		return err
 	})
 	for _, c := range s.serialCases() {

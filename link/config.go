@@ -106,6 +106,13 @@ type Config struct {
 	// Secret, when set (KeySize bytes), requires the peer to prove it
 	// holds the same key, and encrypts and authenticates every frame.
 	Secret []byte
+	// AEADs are the ciphers this end offers for sealing frames when Secret
+	// is set, best first; empty means DefaultAEADs (by this CPU). The
+	// handshake picks one both ends offer (see docs/security.md).
+	AEADs []AEAD
+	// legacyAuth makes this end behave as one from before the AEAD was
+	// negotiated (an empty offer and an empty choice), for tests.
+	legacyAuth bool
 	// Compress is how DATA payloads are compressed (CompressAuto: by
 	// the transport). Compression is used when both ends offer it.
 	Compress Compression

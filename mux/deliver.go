@@ -85,7 +85,7 @@ func (m *Mux) handle(msg message) error {
 		if s.recvLeft < s.target/8 {
 			s.starved = true // the sender is about to run out of credit
 		}
-		if s.closed || s.remoteFin {
+		if s.closed || s.state.remoteDone() {
 			return nil
 		}
 		if len(s.rbuf)+len(msg.body) > cap(s.rbuf) {
@@ -120,7 +120,7 @@ func (m *Mux) handle(msg message) error {
 		}
 	case msgFin:
 		if s != nil {
-			s.remoteFin = true
+			s.apply(evRemoteFin)
 			signal(s.readCh)
 			m.maybeForget(s)
 		}

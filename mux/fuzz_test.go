@@ -300,6 +300,9 @@ func checkMux(t *testing.T, m *Mux, held []*Stream, limitsHold bool) {
 		if s.err != nil {
 			t.Fatalf("stream %d in the table reset: %v", id, s.err)
 		}
+		if (s.err != nil) != (s.state == stateReset) || s.remoteFin != s.state.remoteDone() {
+			t.Fatalf("stream %d: state %v, err %v, remoteFin %v disagree", id, s.state, s.err, s.remoteFin)
+		}
 		buffered := len(s.rbuf) - s.roff
 		if s.recvLeft < 0 || buffered+s.recvLeft+s.unreported > s.target || cap(s.rbuf) > s.target {
 			t.Fatalf("stream %d: buffered %d (cap %d) + credit left %d + unreported %d beyond its window %d",
@@ -321,11 +324,14 @@ func checkMux(t *testing.T, m *Mux, held []*Stream, limitsHold bool) {
 	}
 	zombies := 0
 	for _, s := range held {
-		if s.zombie {
+		if s.hold == holdZombie {
 			zombies++
-			if m.streams[s.id] == s || s.decided || !s.held {
-				t.Fatalf("stream %d: zombie in the table, or decided", s.id)
+			if m.streams[s.id] == s {
+				t.Fatalf("stream %d: zombie in the table", s.id)
 			}
+		}
+		if s.inbound && s.hold == holdQueued {
+			t.Fatalf("stream %d: the application holds it, its state says queued", s.id)
 		}
 		if s.err != nil && len(s.rbuf) != s.roff {
 			t.Fatalf("reset stream %d still holds %d bytes", s.id, len(s.rbuf)-s.roff)

@@ -209,23 +209,7 @@ func (m *Mux) forget(s *Stream) {
 	}
 	delete(m.streams, s.id)
 	m.reserved -= s.target
-	if s.held && !s.decided {
-		s.zombie = true
-		m.zombies++
-	}
-}
-
-// decide records that the application accepted, reset or closed s, under
-// m.mu.
-func (m *Mux) decide(s *Stream) {
-	if s.decided {
-		return
-	}
-	s.decided = true
-	if s.zombie {
-		s.zombie = false
-		m.zombies--
-	}
+	m.orphan(s)
 }
 
 // Accept returns the next stream the far end opened. The caller decides
@@ -242,9 +226,9 @@ func (m *Mux) Accept(ctx context.Context) (*Stream, error) {
 				return nil, ErrMuxClosed
 			}
 			m.mu.Lock()
-			dead := s.err != nil
+			dead := s.state == stateReset
 			if !dead {
-				s.held = true
+				m.hold(s)
 			}
 			m.mu.Unlock()
 			if dead {
@@ -355,7 +339,7 @@ func (m *Mux) endStreams(err error) {
 // received and not yet been read is dropped, as TCP drops it on a reset:
 // its reader gets the reset error at once.
 func (m *Mux) fail(s *Stream, err error) {
-	if s.err == nil {
+	if s.apply(evReset) {
 		s.err = err
 	}
 	if !s.accepted {
@@ -390,7 +374,7 @@ func resetMessage(id uint32, code ResetCode, reason string) []byte {
 
 // maybeForget drops s from the table once both directions are done.
 func (m *Mux) maybeForget(s *Stream) {
-	if s.localFin && s.remoteFin && (s.closed || len(s.rbuf) == s.roff) && len(s.wbuf) == 0 {
+	if s.state == stateFinished && (s.closed || len(s.rbuf) == s.roff) && len(s.wbuf) == 0 {
 		m.forget(s)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -87,17 +88,19 @@ type Stream struct {
 	info    Info
 	inbound bool
 	created time.Time
+	writeMu sync.Mutex // one Write at a time: wbuf holds one Write's bytes
 
 	// Guarded by m.mu.
+	state      streamState   // its two directions (state.go)
+	hold       holdState     // the application's decision on it (state.go)
 	acceptCh   chan struct{} // closed when accepted or reset
-	accepted   bool
-	rbuf       []byte // received, not yet read
+	accepted   bool          // the far end (outbound) or the application (inbound) accepted it; acceptCh is closed
+	rbuf       []byte        // received, not yet read
 	roff       int
-	recvLeft   int // credit the peer still has
-	unreported int // bytes read and not yet returned as credit
-	target     int // receive window we aim to grant
-	remoteFin  bool
-	localFin   bool
+	recvLeft   int    // credit the peer still has
+	unreported int    // bytes read and not yet returned as credit
+	target     int    // receive window we aim to grant
+	remoteFin  bool   // state.remoteDone(), kept by apply for the scheduler
 	wbuf       []byte // a blocked Write's remaining bytes
 	credit     int    // what we may still send
 	inReady    bool
@@ -106,17 +109,14 @@ type Stream struct {
 	sparse     float64   // bytes left in its interactive bucket (see interactive)
 	sparseAt   time.Time // when the bucket was last filled up
 	bulky      bool      // emptied its bucket: bulk until it is full again
-	err        error     // set when reset
-	closed     bool      // Close called
+	err        error     // why it was reset: set exactly when state is stateReset
+	closed     bool      // Close called: its buffers are dropped
 	readCh     chan struct{}
 	writeCh    chan struct{}
 	rdl, wdl   time.Time
 	bytesIn    uint64
 	bytesOut   uint64
 	starved    bool // the far end ran short of credit since the last grant
-	held       bool // inbound, handed to the application by Mux.Accept
-	decided    bool // the application accepted, reset or closed it
-	zombie     bool // held and undecided, but gone from the table
 }
 
 // ID is the stream's id on the link.
@@ -138,6 +138,8 @@ func signal(c chan struct{}) {
 // Read reads data the far end sent. It returns io.EOF after the far end
 // half-closed and everything was read, a *ResetError if the stream was
 // reset.
+//
+// Reads may run concurrently; each byte goes to one of them.
 func (s *Stream) Read(p []byte) (int, error) {
 	m := s.m
 	for {
@@ -150,24 +152,29 @@ func (s *Stream) Read(p []byte) (int, error) {
 				if cap(s.rbuf) > s.target {
 					s.rbuf = nil // do not keep a big idle buffer
 				}
+			} else {
+				signal(s.readCh) // another Read may take the rest
 			}
 			s.unreported += n
 			m.maybeGrant(s)
 			m.mu.Unlock()
 			return n, nil
 		}
-		if s.err != nil {
-			err := s.err
+		var err error
+		switch {
+		case s.err != nil:
+			err = s.err
+		case s.state.remoteDone():
+			err = io.EOF
+		case s.closed:
+			err = net.ErrClosed
+		}
+		if err != nil {
+			// The end is for every Read: wake the next one waiting
+			// (one signal wakes one).
+			signal(s.readCh)
 			m.mu.Unlock()
 			return 0, err
-		}
-		if s.remoteFin {
-			m.mu.Unlock()
-			return 0, io.EOF
-		}
-		if s.closed {
-			m.mu.Unlock()
-			return 0, net.ErrClosed
 		}
 		dl := s.rdl
 		m.mu.Unlock()
@@ -179,8 +186,11 @@ func (s *Stream) Read(p []byte) (int, error) {
 
 // Write sends p, blocking until all of it has been handed to the link
 // (or the stream fails). Data goes out as the far end's credit allows.
+// Concurrent Writes go out one after the other, each in one piece.
 func (s *Stream) Write(p []byte) (int, error) {
 	m := s.m
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	m.mu.Lock()
 	if err := s.writeErr(); err != nil {
 		m.mu.Unlock()
@@ -221,7 +231,7 @@ func (s *Stream) writeErr() error {
 	switch {
 	case s.err != nil:
 		return s.err
-	case s.localFin:
+	case s.state.localDone():
 		return errWriteClosed
 	case s.closed:
 		return net.ErrClosed
@@ -260,8 +270,7 @@ func (s *Stream) CloseWrite() error {
 	if s.err != nil {
 		return s.err
 	}
-	if !s.localFin {
-		s.localFin = true
+	if s.apply(evLocalFin) {
 		m.queue(header(nil, msgFin, s.id))
 		m.maybeForget(s)
 	}
@@ -279,7 +288,7 @@ func (s *Stream) Close() error {
 		return nil
 	}
 	s.closed = true
-	if s.err == nil && !(s.localFin && s.remoteFin) {
+	if s.state != stateFinished {
 		m.resetLocked(s, CodeClosed, "closed", true)
 	}
 	s.rbuf = nil
