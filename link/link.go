@@ -95,6 +95,7 @@ type Link struct {
 	partials    map[uint16]*partial // frames arriving in fragments
 	lastAckSent uint16              // rxNext as of the last ack we sent
 
+	upSince   time.Time   // when a handshake last completed (linkBack)
 	cur       *conn       // the transport in use, nil while waiting
 	lastUp    bool        // a session was up on the last transport
 	goneTimer *time.Timer // the resume timeout, running while a session has no transport (gone.go)
@@ -175,6 +176,17 @@ func (l *Link) State() State {
 		return StateResuming
 	}
 	return StateHandshake
+}
+
+// UpSince returns when the link came up on its current transport (a
+// handshake completed); zero while it is not up.
+func (l *Link) UpSince() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.state != StateUp {
+		return time.Time{}
+	}
+	return l.upSince
 }
 
 // Session returns the current session ids (zero peer when none).
