@@ -178,6 +178,7 @@ func (s *suite) rowsTable() []row {
 	}
 	rows = append(rows, s.compareRows(failed)...)
 	rows = append(rows, s.compressRows(failed)...)
+	rows = append(rows, s.lightRows(failed)...)
 	return rows
 }
 
@@ -330,6 +331,14 @@ const methods = `### How each row is measured
   ` + "`--compress off`" + ` at both ends, against raw bytes through the cable. The echo row is the echo test above
   with the text source as the bulk download. TCP: two link processes over loopback, a 512 MiB download
   with default flags and with ` + "`--compress off`" + `, three pairs, the order alternating.
+- **Small-device rows** (issue 20, light_linux_test.go; ` + "`SOCKMUX_BENCH_ONLY=^light`" + ` runs just them): on a
+  cable of their own at 115200 and at 921600, two ` + "`sockmux link`" + ` processes with default flags, linked; first
+  30 s with nothing to carry (CPU from /proc/PID/stat, wake-ups as the context switches of all threads from
+  /proc/PID/task/*/status, resident memory from /proc/PID/status at the end: VmRSS, of which RssAnon is the
+  process's own and RssFile the binary's pages mapped), then a download of 20 s of line time through a ` + "`-L`" + `
+  forward, CPU per MiB and wake-ups per second of each end over it. The anchor: the links stopped, sshd behind
+  ` + "`socat FILE:ttyB,raw`" + ` and ` + "`ssh -o Compression=no -L`" + ` through socat on ttyA carry the same download; CPU of
+  ssh with its socat, of sshd with its session processes, and of the far socat, added up.
 - **Profiles**: each sockmux TCP benchmark again under the CPU profiler for a few seconds, and the heap
   profile's allocations over the same time (pprof -base).
 

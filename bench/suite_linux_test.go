@@ -55,6 +55,7 @@ type suite struct {
 	// compression rows (compress_linux_test.go)
 	compress    map[int]*compressResult
 	compressTCP *tcpCompressResult
+	light       []*lightResult // small-device rows (light_linux_test.go)
 	errs        map[string]error
 }
 
@@ -128,6 +129,7 @@ func TestSuite(t *testing.T) {
 		return err
 	})
 	s.runCompressSections()
+	s.runLightSections()
 	s.report()
 	for name, err := range s.errs {
 		t.Errorf("%s: %v", name, err)

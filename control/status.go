@@ -54,7 +54,10 @@ type Status struct {
 	// PayloadOut/CompressedOut is the compression ratio of what was sent.
 	CompressedOut uint64 `json:"compressed_out"`
 	CompressedIn  uint64 `json:"compressed_in"`
-	// Goodput is payload bytes per second over the last sampling second.
+	// Goodput is payload bytes per second over the last sampling
+	// interval: since the previous snapshot or sample at least a second
+	// before this one (the collector samples once a second while payload
+	// moves, and every idleSample while it does not).
 	GoodputOut float64 `json:"goodput_out"`
 	GoodputIn  float64 `json:"goodput_in"`
 
@@ -111,12 +114,18 @@ type Collector struct {
 	pid     int
 
 	mu       sync.Mutex
-	upSince  time.Time // zero while not up
 	last     sample
 	goodOut  float64
 	goodIn   float64
-	interval time.Duration
+	interval time.Duration // the shortest goodput interval
+	idle     time.Duration // the sampling interval while no payload moves
+	samples  int           // taken so far
 }
+
+// idleSample is how often Run samples while no payload moves: an idle
+// link end is left asleep. Goodput over such a stretch is zero anyway;
+// once payload moves again, Run samples every interval (a second).
+const idleSample = 15 * time.Second
 
 type sample struct {
 	at          time.Time
@@ -127,50 +136,53 @@ type sample struct {
 // NewCollector returns a collector for src; pid is reported as the
 // process that serves it.
 func NewCollector(src Source, pid int) *Collector {
-	return &Collector{src: src, started: time.Now(), pid: pid, interval: time.Second}
+	return &Collector{src: src, started: time.Now(), pid: pid, interval: time.Second, idle: idleSample}
 }
 
-// sampleLocked updates the up-since time and, once per interval, the
-// goodput figures.
-func (c *Collector) sampleLocked(now time.Time, up bool) {
-	switch {
-	case !up:
-		c.upSince = time.Time{}
-	case c.upSince.IsZero():
-		c.upSince = now
-	}
+// sampleLocked updates the goodput figures once per interval, and reports
+// whether payload moved since the previous sample.
+func (c *Collector) sampleLocked(now time.Time) (moved bool) {
+	c.samples++
 	st := c.src.Link.Stats()
 	out, in := st.PayloadOut.Load(), st.PayloadIn.Load()
 	if !c.last.initialized {
 		c.last = sample{at: now, out: out, in: in, initialized: true}
-		return
+		return false
 	}
+	moved = out != c.last.out || in != c.last.in
 	if d := now.Sub(c.last.at); d >= c.interval {
 		c.goodOut = float64(out-c.last.out) / d.Seconds()
 		c.goodIn = float64(in-c.last.in) / d.Seconds()
 		c.last = sample{at: now, out: out, in: in, initialized: true}
 	}
+	return moved
 }
 
-// Tick samples the link; call it several times a second so that the time
-// the link came up is close and goodput current between requests.
-func (c *Collector) Tick() {
-	up := c.src.Link.State() == link.StateUp
+// Tick samples the link's goodput and reports whether payload moved
+// since the previous sample. Run calls it; Snapshot samples too.
+func (c *Collector) Tick() bool {
 	c.mu.Lock()
-	c.sampleLocked(time.Now(), up)
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	return c.sampleLocked(time.Now())
 }
 
-// Run samples the link five times a second until ctx ends.
+// Run samples the link until ctx ends: once a second while payload
+// moves, so that goodput is current between requests, and every
+// idleSample while it does not, so that an idle end sleeps.
 func (c *Collector) Run(ctx context.Context) {
-	t := time.NewTicker(200 * time.Millisecond)
+	c.Tick()
+	t := time.NewTimer(c.interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			c.Tick()
+		}
+		if c.Tick() {
+			t.Reset(c.interval)
+		} else {
+			t.Reset(c.idle)
 		}
 	}
 }
@@ -224,11 +236,11 @@ func (c *Collector) Snapshot() Status {
 	if dv, ok := c.src.Driver.(interface{ Device() string }); ok {
 		s.Device = dv.Device()
 	}
-	c.mu.Lock()
-	c.sampleLocked(now, state == link.StateUp)
-	if !c.upSince.IsZero() {
-		s.UpSeconds = now.Sub(c.upSince).Seconds()
+	if since := l.UpSince(); state == link.StateUp && !since.IsZero() {
+		s.UpSeconds = now.Sub(since).Seconds()
 	}
+	c.mu.Lock()
+	c.sampleLocked(now)
 	s.GoodputOut, s.GoodputIn = c.goodOut, c.goodIn
 	c.mu.Unlock()
 	for _, st := range c.src.Mux.Streams() {

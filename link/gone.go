@@ -50,8 +50,10 @@ func (l *Link) linkLost() {
 }
 
 // linkBack stops the resume timeout once a handshake completed, under
-// l.mu.
+// l.mu, and records when for UpSince. (Its other callers run while the
+// link is not up, when UpSince reports nothing.)
 func (l *Link) linkBack() {
+	l.upSince = time.Now()
 	if l.goneTimer != nil {
 		l.goneTimer.Stop()
 		l.goneTimer = nil

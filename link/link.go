@@ -81,6 +81,7 @@ type Link struct {
 
 	receiver // the receive side of the ARQ (arq.go)
 
+	upSince   time.Time   // when a handshake last completed (linkBack)
 	cur       *conn       // the transport in use, nil while waiting
 	lastUp    bool        // a session was up on the last transport
 	goneTimer *time.Timer // the resume timeout, running while a session has no transport (gone.go)
@@ -142,6 +143,17 @@ func (l *Link) State() State {
 		return StateResuming
 	}
 	return StateHandshake
+}
+
+// UpSince returns when the link came up on its current transport (a
+// handshake completed); zero while it is not up.
+func (l *Link) UpSince() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.state != StateUp {
+		return time.Time{}
+	}
+	return l.upSince
 }
 
 // Session returns the current session ids (zero peer when none).

@@ -99,7 +99,7 @@ func (p *Port) readModemLines() (ModemLines, error) {
 }
 
 // interrupt wakes a Read or Write blocked in the poller; each checks
-// carrierLost after setting its own deadline, so none is missed.
+// lostErr after setting its own deadline, so none is missed.
 func (p *Port) interrupt() {
 	_ = p.sys.f.SetDeadline(time.Now())
 }

@@ -11,16 +11,20 @@ import (
 )
 
 // pollInterval bounds how long a Read or Write waits in the operating system
-// before the port checks that it is still open and its device still present.
+// before the port checks that it is still open and its device still present,
+// where nothing tells it sooner: on Windows, and on macOS and the BSDs (on
+// Linux the kernel hangs up an unplugged device and an inotify watch reports
+// a removed or replaced device node, so blocked I/O waits without waking).
 const pollInterval = 200 * time.Millisecond
 
 // Port is an open serial port, the transport a Driver hands to the link.
 //
 // Read blocks until at least one byte arrives; it never returns (0, nil).
 // Read and Write fail with an error matching ErrDisconnected soon after the
-// device goes away (within about 200 ms, even where the operating system
-// reports nothing), and with ErrClosed once Close was called; Close unblocks
-// a pending Read or Write. One goroutine may read while another writes.
+// device goes away (at once on Linux; within about 200 ms elsewhere, even
+// where the operating system reports nothing), and with ErrClosed once Close
+// was called; Close unblocks a pending Read or Write. One goroutine may read
+// while another writes.
 //
 // On Linux, macOS and the BSDs Port also has OutputQueued, which reports the
 // bytes written but not yet sent (TIOCOUTQ).

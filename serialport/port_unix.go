@@ -29,6 +29,9 @@ type portSys struct {
 	sp  serial.Port
 	fi  os.FileInfo // the device as opened, to notice it vanish or change
 	pty bool        // a Linux pseudo-terminal: TIOCOUTQ always reads 0
+	// watch, when set, reports the device node's removal (Linux:
+	// nodewatch_linux.go), and blocked I/O needs no poll deadline.
+	watch *nodeWatch
 }
 
 func openPort(path string, m Mode, o Options) (*Port, error) {
@@ -99,8 +102,28 @@ func openPort(path string, m Mode, o Options) (*Port, error) {
 		p.sys.pty = isLinuxPty(st)
 	}
 	p.startLines()
+	p.startNodeWatch()
 	ok = true
 	return p, nil
+}
+
+// ioDeadline is the deadline for one wait of a Read or Write in the
+// poller: none when the node watch reports the device's removal, else
+// pollInterval from now, to check the node then.
+func (p *Port) ioDeadline() time.Time {
+	if p.sys.watch != nil {
+		return time.Time{}
+	}
+	return time.Now().Add(pollInterval)
+}
+
+// lostErr returns why the port is lost before the OS says so: the carrier
+// dropped or the node watch found the device node gone.
+func (p *Port) lostErr() error {
+	if err := p.carrierLost(); err != nil {
+		return err
+	}
+	return p.nodeGone()
 }
 
 // checkDeviceType rejects paths that are plainly not serial devices.
@@ -177,8 +200,8 @@ func (p *Port) Read(b []byte) (int, error) {
 		if p.closed.Load() {
 			return 0, p.closedErr()
 		}
-		_ = p.sys.f.SetReadDeadline(time.Now().Add(pollInterval))
-		if err := p.carrierLost(); err != nil {
+		_ = p.sys.f.SetReadDeadline(p.ioDeadline())
+		if err := p.lostErr(); err != nil {
 			return 0, err
 		}
 		n, err := p.sys.f.Read(b)
@@ -206,8 +229,8 @@ func (p *Port) Write(b []byte) (int, error) {
 		if p.closed.Load() {
 			return written, p.closedErr()
 		}
-		_ = p.sys.f.SetWriteDeadline(time.Now().Add(pollInterval))
-		if err := p.carrierLost(); err != nil {
+		_ = p.sys.f.SetWriteDeadline(p.ioDeadline())
+		if err := p.lostErr(); err != nil {
 			return written, err
 		}
 		n, err := p.sys.f.Write(b[written:])
@@ -262,6 +285,7 @@ func (p *Port) Close() error {
 		return nil
 	}
 	p.stopLines()
+	p.stopNodeWatch()
 	_ = p.sys.f.Close() // wakes blocked I/O; releases the flock
 	_ = p.sys.sp.Close()
 	return nil
