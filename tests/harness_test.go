@@ -115,6 +115,24 @@ func (p *proc) waitLog(s string, timeout time.Duration) {
 	}
 }
 
+// waitLogAny waits until the log contains one of ss and returns it.
+func (p *proc) waitLogAny(timeout time.Duration, ss ...string) string {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		text := p.logText()
+		for _, s := range ss {
+			if strings.Contains(text, s) {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: none of %q in the log after %v", p.name, ss, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // countLog counts occurrences of s in the log.
 func (p *proc) countLog(s string) int { return strings.Count(p.logText(), s) }
 
