@@ -226,7 +226,7 @@ const (
 
 // RunTest measures the link of src end to end, calling progress a few
 // times a second (from one goroutine at a time). It needs the far end's
-// link test service (forward.DiagNetwork).
+// link test service (forward.ServiceTestLink).
 func RunTest(ctx context.Context, src Source, opts TestOptions, progress func(TestProgress)) (*TestResult, error) {
 	if err := opts.Check(); err != nil {
 		return nil, err
@@ -234,6 +234,9 @@ func RunTest(ctx context.Context, src Source, opts TestOptions, progress func(Te
 	l, m := src.Link, src.Mux
 	if st := l.State(); st != link.StateUp {
 		return nil, fmt.Errorf("the link is not up (state %s): nothing to test", st)
+	}
+	if !l.PeerServes(forward.ServiceTestLink) {
+		return nil, fmt.Errorf("the far end does not serve the link test: its hello names no %q service (an older sockmux, or a program using sockmux as a library)", forward.ServiceTestLink)
 	}
 	total := time.Duration(opts.Seconds * float64(time.Second))
 	res := &TestResult{Name: src.Name, Line: src.Line, LineRate: l.Properties().LineRate, Both: opts.Both}

@@ -12,7 +12,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sockmux/sockmux/endpoint"
 	"github.com/sockmux/sockmux/forward"
+	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
 )
 
@@ -58,9 +60,12 @@ func TestRunTestMeasuresBothWays(t *testing.T) {
 }
 
 func TestRunTestNeedsTheService(t *testing.T) {
-	a, b := pairWithBare(t)
-	// A far end that takes every stream somewhere that answers
-	// something else, as a catch-all rule at an older sockmux would.
+	// A far end that names the service in its hello but answers its
+	// streams with something else.
+	a, b := pairWith(t, func(t *testing.T, ctx context.Context, drv link.Driver) *end {
+		return runEnd(t, ctx, endpoint.Options{Driver: drv, AcceptStreams: true, Logger: quiet(),
+			Link: link.Config{Services: []string{forward.ServiceTestLink}}})
+	})
 	go func() {
 		for {
 			s, err := b.m.Accept(context.Background())
@@ -73,39 +78,39 @@ func TestRunTestNeedsTheService(t *testing.T) {
 	}()
 	_, err := RunTest(context.Background(), Source{Link: a.l, Mux: a.m, Driver: a.drv}, TestOptions{Seconds: 1}, nil)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "does not serve the link test")
+	assert.Contains(t, err.Error(), "names the link test service but does not serve it")
 
 	_, err = RunTest(context.Background(), Source{Link: a.l, Mux: a.m, Driver: a.drv}, TestOptions{Seconds: 0.5}, nil)
 	assert.ErrorContains(t, err, "want 1 to 3600")
 }
 
-func TestRunTestNamesAnOlderFarEnd(t *testing.T) {
+func TestRunTestNamesAFarEndWithoutTheService(t *testing.T) {
+	// A library end (or an older sockmux) names no services: the test
+	// says so before it opens a stream.
 	a, b := pairWithBare(t)
-	// An end that predates the service routes the stream like any other:
-	// a dest without a port fails to dial.
-	go func() {
-		for {
-			s, err := b.m.Accept(context.Background())
-			if err != nil {
-				return
-			}
-			s.Reset(mux.CodeUnreachable, "connect to "+s.Info().Dest+": missing port in address")
-		}
-	}()
+	assert.Empty(t, a.l.PeerServices())
+	assert.Equal(t, forward.Services(), b.l.PeerServices(), "a forwarding end names its services")
 	_, err := RunTest(context.Background(), Source{Link: a.l, Mux: a.m, Driver: a.drv}, TestOptions{Seconds: 1}, nil)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "the far end does not serve the link test (an older sockmux?)")
+	assert.Contains(t, err.Error(), `the far end does not serve the link test: its hello names no "test-link" service`)
+	assert.Zero(t, a.m.NumStreams(), "no stream was opened")
 }
 
 func TestDiagServiceRefusesUnknownServices(t *testing.T) {
 	a, _ := pair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := a.m.Open(ctx, mux.Info{Network: forward.DiagNetwork, Dest: "chargen"})
+	s, err := a.m.Open(ctx, mux.Info{Service: forward.ServiceTestLink, Dest: "chargen"})
 	require.NoError(t, err)
 	err = s.WaitAccepted(ctx)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `no link test service "chargen"`)
+
+	s, err = a.m.Open(ctx, mux.Info{Service: "telnet"})
+	require.NoError(t, err)
+	err = s.WaitAccepted(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `this end serves no service "telnet"`)
 }
 
 func TestServerRunsOneTestAtATime(t *testing.T) {

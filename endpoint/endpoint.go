@@ -35,7 +35,8 @@ type Options struct {
 	// procdriver, or a test's). Required. The endpoint owns it: it is
 	// closed, if it has a Close method, when the endpoint stops.
 	Driver link.Driver
-	// Link configures the link layer.
+	// Link configures the link layer. Nil Services name the
+	// forwarder's (forward.Services) unless AcceptStreams is set.
 	Link link.Config
 	// Mux configures the multiplexer. Its hooks (Notify, OnListen,
 	// OnUnlisten, OnSessionEnd) are the endpoint's to set and must be
@@ -120,6 +121,10 @@ func New(opts Options) (*Endpoint, error) {
 	}
 	if opts.Mux.StreamWindow == 0 {
 		opts.Mux.StreamWindow = StreamWindow(opts.Driver.Properties())
+	}
+	if opts.Link.Services == nil && !opts.AcceptStreams {
+		// The forwarder serves the far end's streams: its services too.
+		opts.Link.Services = forward.Services()
 	}
 	e := &Endpoint{Driver: opts.Driver, grace: opts.Grace, serve: !opts.AcceptStreams, log: log, stop: make(chan stopRequest, 1)}
 	// The hooks call into layers made below; see the package comment.

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,11 +17,11 @@ import (
 	"github.com/sockmux/sockmux/mux"
 )
 
-// The link test's diagnostic service (sockmux test-link). A stream whose
-// network is DiagNetwork is not routed anywhere: the forwarder at its exit
-// serves it itself, whatever the --server rules and --allow say, because
-// it reaches nothing beyond this process: it only sinks, makes or echoes
-// bytes. Its destination names the service:
+// The link test's diagnostic service (sockmux test-link), the service
+// ServiceTestLink. A stream for it is not routed anywhere: the forwarder at
+// its exit serves it itself, whatever the --server rules and --allow say,
+// because it reaches nothing beyond this process: it only sinks, makes or
+// echoes bytes. The stream's destination names what of it is asked for:
 //
 //	discard  read and drop everything; report what arrived (Report)
 //	source   send pseudo-random bytes until the opener ends the stream
@@ -31,10 +30,8 @@ import (
 //	         counters (LinkCounters), where Config.LinkCounters reads them
 //
 // The exit answers every diagnostic stream with DiagMagic before anything
-// else, so an opener knows it reached the service and not, at an older
-// far end, some server a catch-all rule sent the stream to.
+// else, so an opener knows it reached the service.
 const (
-	DiagNetwork  = "sockmux"
 	DiagDiscard  = "discard"
 	DiagSource   = "source"
 	DiagEcho     = "echo"
@@ -312,19 +309,16 @@ func DiagNoise(p []byte, x *uint64) {
 }
 
 // OpenDiag opens a stream to the far end's link test service (DiagDiscard,
-// DiagSource or DiagEcho) and waits for its greeting.
+// DiagSource, DiagEcho or DiagCounters) and waits for its greeting. The
+// caller checks first that the far end serves ServiceTestLink (its link's
+// PeerServes).
 func OpenDiag(ctx context.Context, m *mux.Mux, service string) (*mux.Stream, error) {
-	s, err := m.Open(ctx, mux.Info{Network: DiagNetwork, Dest: service, Client: "sockmux test-link"})
+	s, err := m.Open(ctx, mux.Info{Service: ServiceTestLink, Dest: service, Client: "sockmux test-link"})
 	if err != nil {
 		return nil, err
 	}
 	if err := s.WaitAccepted(ctx); err != nil {
 		s.Close()
-		var re *mux.ResetError
-		if errors.As(err, &re) && re.Remote && !strings.Contains(re.Reason, "link test") {
-			// Routed like any stream: a far end without the service.
-			return nil, fmt.Errorf("the far end does not serve the link test (an older sockmux?): %w", err)
-		}
 		return nil, fmt.Errorf("the far end's link test service %q: %w", service, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {
@@ -338,7 +332,7 @@ func OpenDiag(ctx context.Context, m *mux.Mux, service string) (*mux.Stream, err
 		if err == nil {
 			err = errors.New("it answered with something else")
 		}
-		return nil, fmt.Errorf("the far end does not serve the link test (an older sockmux, or a rule that sends every stream elsewhere?): %w", err)
+		return nil, fmt.Errorf("the far end names the link test service but does not serve it: %w", err)
 	}
 	return s, nil
 }

@@ -385,8 +385,8 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 func (f *Forwarder) deliver(ctx context.Context, s *mux.Stream) {
 	info := s.Info()
 	log := f.log.With("stream", s.ID(), "client", info.Client, "entrance", info.Entrance)
-	if info.Network == DiagNetwork { // sockmux test-link: served here, never routed (diag.go)
-		serveDiag(ctx, f.m, s, f.cfg.LinkCounters, log)
+	if info.Service != "" { // one of this end's services, never routed (services.go)
+		f.serveService(ctx, s, log.With("service", info.Service))
 		return
 	}
 	if info.Network == "udp" {

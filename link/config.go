@@ -116,6 +116,11 @@ type Config struct {
 	// Compress is how DATA payloads are compressed (CompressAuto: by
 	// the transport). Compression is used when both ends offer it.
 	Compress Compression
+	// Services are the services this end serves over streams (the
+	// forwarder's, e.g. "test-link"), named in its hello so that the far
+	// end knows what it may ask for (PeerServices). Each is a short
+	// name of printable ASCII without commas.
+	Services []string
 	// Logger receives the link's logs; nil means slog.Default().
 	Logger *slog.Logger
 }

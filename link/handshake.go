@@ -177,6 +177,7 @@ func (c *conn) completeHandshake(h *hello, mode sessionMode) {
 			"peer", fmt.Sprintf("%016x", h.Session))
 	}
 	l.startCompression(h, mode)
+	l.peerServices = helloServices(h.Ext)
 	l.peerMax = max(64, int(h.MaxPayload))
 	l.peerWindow = max(1, int(h.Window))
 	c.complete = true
@@ -213,6 +214,7 @@ func (c *conn) ourHello() hello {
 		RxNext:     l.rxNext,
 		MaxPayload: uint32(l.cfg.MaxPayload),
 		Window:     uint16(l.cfg.Window),
+		Ext:        appendHelloExt(nil, l.cfg.Services),
 	}
 	if c.peerHello != nil {
 		h.Echo = c.peerHello.Session

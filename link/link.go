@@ -67,6 +67,8 @@ type Link struct {
 	established bool   // a session exists (payloads may flow)
 	peerMax     int    // peer's largest accepted payload
 
+	peerServices []string // the services the peer named in its hello (services.go)
+
 	lastInteractive time.Time // when an interactive payload last went out
 
 	sender // the send side of the ARQ (arq.go)

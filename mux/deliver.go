@@ -169,6 +169,8 @@ func (m *Mux) handleOpen(msg message) error {
 			info.Tag, err = tlvUvarint(val)
 		case tagProto:
 			info.Proto = string(val)
+		case tagService:
+			info.Service = string(val)
 		}
 		return err
 	})

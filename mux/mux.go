@@ -159,6 +159,7 @@ func openMessage(id uint32, info Info) []byte {
 		body = tlvUint(body, tagTag, info.Tag)
 	}
 	body = tlvString(body, tagProto, info.Proto)
+	body = tlvString(body, tagService, info.Service)
 	return withBody(header(nil, msgOpen, id), body)
 }
 

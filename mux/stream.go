@@ -78,6 +78,10 @@ type Info struct {
 	Client   string // the address of the client that connected
 	Tag      uint64 // the tag of the listener it came from (remote forwards)
 	Proto    string // a protocol hint for the far end's rules
+	// Service names a service of the far end's (one its hello named,
+	// link.Link.PeerServices) that serves the stream itself, instead of
+	// a destination; Dest then says what of the service is asked for.
+	Service string
 }
 
 // Stream is one connection carried over the link. It is a net.Conn;

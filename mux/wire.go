@@ -24,15 +24,16 @@ const (
 // TLV tags of OPEN, LISTEN and LISTEN_RESULT bodies. Unknown tags are
 // skipped, so later versions can add fields.
 const (
-	tagNetwork  = 1 // "tcp" or "udp"
-	tagDest     = 2 // requested destination "host:port" (may be empty)
-	tagEntrance = 3 // uvarint: port the connection entered on, opener's side
-	tagClient   = 4 // "ip:port" of the client that connected
-	tagTag      = 5 // uvarint: listener tag, for -R and routing
-	tagBind     = 6 // LISTEN: bind address "host:port"
-	tagError    = 7 // LISTEN_RESULT: error text, absent on success
-	tagProto    = 8 // a protocol hint, e.g. "socks" for routing rules
-	tagClose    = 9 // LISTEN, LISTEN_RESULT: uvarint 1: close the listener of this tag instead
+	tagNetwork  = 1  // "tcp" or "udp"
+	tagDest     = 2  // requested destination "host:port" (may be empty)
+	tagEntrance = 3  // uvarint: port the connection entered on, opener's side
+	tagClient   = 4  // "ip:port" of the client that connected
+	tagTag      = 5  // uvarint: listener tag, for -R and routing
+	tagBind     = 6  // LISTEN: bind address "host:port"
+	tagError    = 7  // LISTEN_RESULT: error text, absent on success
+	tagProto    = 8  // a protocol hint, e.g. "socks" for routing rules
+	tagClose    = 9  // LISTEN, LISTEN_RESULT: uvarint 1: close the listener of this tag instead
+	tagService  = 10 // OPEN: a service of the far end's, instead of a destination
 )
 
 // InitialWindow is the credit each direction of a new stream starts
