@@ -79,7 +79,7 @@ func textCorpus(n int) ([]byte, error) {
 }
 
 // startPatternServers starts a bulk source and an echo server whose
-// bulk pattern is pattern.
+// every download carries pattern (from its start).
 func startPatternServers(pattern []byte) (*servers, error) {
 	bulk, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -90,7 +90,7 @@ func startPatternServers(pattern []byte) (*servers, error) {
 		bulk.Close()
 		return nil, err
 	}
-	sv := &servers{bulk: bulk, echo: echo, pattern: pattern}
+	sv := &servers{bulk: bulk, echo: echo, pattern: pattern, fixed: true}
 	go serve(bulk, sv.serveBulk)
 	go serve(echo, sv.serveEcho)
 	return sv, nil

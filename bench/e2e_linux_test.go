@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -141,13 +142,23 @@ func (p *proc) ctxSwitches() int64 {
 type servers struct {
 	bulk, echo net.Listener
 	pattern    []byte
+	seed       atomic.Uint64 // the last download's seed
+	fixed      bool          // every download carries pattern (a text corpus)
 	echoMu     sync.Mutex
 	echoAt     time.Time // when the echo server last read bytes
 }
 
-// The bulk source answers a connection that sends a length (8 bytes, big
-// endian) with that many bytes of the pattern, then closes.
-const patternSize = 1 << 20
+// The bulk source answers a connection that sends a request (a length and
+// a seed, 8 bytes each, big endian) with that many bytes, then closes:
+// with a seed (not 0) and a length of up to freshLimit, fresh
+// pseudo-random bytes made from the seed (fastRandom; every serial
+// download: a compressing link must find nothing it saw before, so the
+// rows measure the line), else the shared 1 MiB pattern over and over
+// (TCP, where making fresh bytes would cost more than the link under test).
+const (
+	patternSize = 1 << 20
+	freshLimit  = 8 << 20
+)
 
 func startServers() (*servers, error) {
 	bulk, err := net.Listen("tcp", "127.0.0.1:0")
@@ -184,20 +195,21 @@ func serve(ln net.Listener, h func(net.Conn)) {
 }
 
 func (sv *servers) serveBulk(c net.Conn) {
-	var hdr [8]byte
+	var hdr [16]byte
 	if _, err := io.ReadFull(c, hdr[:]); err != nil {
 		return
 	}
-	left := int64(binary.BigEndian.Uint64(hdr[:]))
+	left, seed := int64(binary.BigEndian.Uint64(hdr[:])), binary.BigEndian.Uint64(hdr[8:])
 	go func() { _, _ = io.Copy(io.Discard, c) }() // notice the client leaving
+	pattern := sv.patternFor(left, seed)
 	off := 0
 	for left > 0 {
-		k := min(int64(32<<10), left, int64(len(sv.pattern)-off))
-		if _, err := c.Write(sv.pattern[off : off+int(k)]); err != nil {
+		k := min(int64(32<<10), left, int64(len(pattern)-off))
+		if _, err := c.Write(pattern[off : off+int(k)]); err != nil {
 			return
 		}
 		left -= k
-		off = (off + int(k)) % len(sv.pattern)
+		off = (off + int(k)) % len(pattern)
 	}
 }
 
@@ -287,6 +299,23 @@ func receive(r io.Reader, pattern []byte, want int64, start time.Time) (transfer
 	return rc.res, nil
 }
 
+// patternFor is what a download of n bytes with seed carries (serveBulk).
+func (sv *servers) patternFor(n int64, seed uint64) []byte {
+	if seed == 0 || n > freshLimit || sv.fixed {
+		return sv.pattern
+	}
+	return fastRandom(int(n), seed)
+}
+
+// request asks the bulk source for n bytes with a fresh seed, and returns
+// what they will be.
+func (sv *servers) request(n int64) (hdr [16]byte, pattern []byte) {
+	seed := sv.seed.Add(1)
+	binary.BigEndian.PutUint64(hdr[:], uint64(n))
+	binary.BigEndian.PutUint64(hdr[8:], seed)
+	return hdr, sv.patternFor(n, seed)
+}
+
 // download asks the bulk source behind addr (a forward, or the source
 // itself) for n bytes and receives them.
 func (sv *servers) download(addr string, n int64, timeout time.Duration) (transferResult, error) {
@@ -296,13 +325,12 @@ func (sv *servers) download(addr string, n int64, timeout time.Duration) (transf
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	var hdr [8]byte
-	binary.BigEndian.PutUint64(hdr[:], uint64(n))
+	hdr, pattern := sv.request(n)
 	start := time.Now()
 	if _, err := c.Write(hdr[:]); err != nil {
 		return transferResult{}, err
 	}
-	return receive(c, sv.pattern, n, start)
+	return receive(c, pattern, n, start)
 }
 
 // waitReady waits until a download through the forward at addr works:
@@ -705,8 +733,7 @@ func (s *suite) echo(bulkAddr, echoAddr string, nominal float64) (*echoResult, e
 	var bulkBytes int64
 	bulkDone := make(chan error, 1)
 	go func() {
-		var hdr [8]byte
-		binary.BigEndian.PutUint64(hdr[:], uint64(bulkN))
+		hdr, _ := s.srv.request(bulkN)
 		if _, err := bc.Write(hdr[:]); err != nil {
 			bulkDone <- err
 			return

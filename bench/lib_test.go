@@ -8,6 +8,7 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -275,6 +276,16 @@ func randomBytes(n int, seed uint64) []byte {
 	for i := range b {
 		b[i] = byte(r.Uint32())
 	}
+	return b
+}
+
+// fastRandom returns n pseudo-random bytes from a ChaCha8 stream seeded
+// with seed, fast enough to make a serial download's bytes on the fly.
+func fastRandom(n int, seed uint64) []byte {
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], seed)
+	b := make([]byte, n)
+	_, _ = rand.NewChaCha8(key).Read(b)
 	return b
 }
 
