@@ -385,27 +385,27 @@ func TestInteractiveBucket(t *testing.T) {
 	var s Stream
 	now := time.Unix(0, 0)
 	for i := range 200 { // one byte every 5 ms: 200 B/s
-		assert.True(t, s.interactive(1, now), "echo write %d", i)
+		assert.True(t, s.takeInteractive(1, now), "echo write %d", i)
 		now = now.Add(5 * time.Millisecond)
 	}
-	assert.False(t, s.interactive(sparseLimit+1, now), "a large write is bulk")
+	assert.False(t, s.takeInteractive(interactiveMax+1, now), "a large write is bulk")
 	n := 0
-	for s.interactive(100, now) { // 100-byte writes back to back
+	for s.takeInteractive(100, now) { // 100-byte writes back to back
 		n++
 		now = now.Add(100 * time.Microsecond)
 	}
-	assert.LessOrEqual(t, n, sparseBucket/100+1, "a stream writing back to back empties its bucket")
+	assert.LessOrEqual(t, n, interactiveBucket/100+1, "a stream writing back to back empties its bucket")
 	for range 100 {
-		assert.False(t, s.interactive(100, now), "and stays bulk while it keeps writing")
+		assert.False(t, s.takeInteractive(100, now), "and stays bulk while it keeps writing")
 		now = now.Add(time.Millisecond)
 	}
 	now = now.Add(time.Second)
-	assert.True(t, s.interactive(100, now), "after a quiet second it is interactive again")
-	assert.False(t, s.interactive(4096, now), "a paste is bulk")
+	assert.True(t, s.takeInteractive(100, now), "after a quiet second it is interactive again")
+	assert.False(t, s.takeInteractive(4096, now), "a paste is bulk")
 	now = now.Add(100 * time.Millisecond)
-	assert.False(t, s.interactive(1, now), "and the keystroke right after it too")
+	assert.False(t, s.takeInteractive(1, now), "and the keystroke right after it too")
 	now = now.Add(time.Second)
-	assert.True(t, s.interactive(1, now), "until the stream was quiet for a while")
+	assert.True(t, s.takeInteractive(1, now), "until the stream was quiet for a while")
 }
 
 // fillN fills p from m and returns the payload's length.

@@ -51,7 +51,7 @@ func writeUrgent(t *testing.T, a *Mux, s *Stream, data string) {
 	require.Eventually(t, func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		return s.inReady && s.urgent
+		return s.inReady && s.interactive
 	}, 5*time.Second, time.Millisecond)
 }
 

@@ -8,39 +8,39 @@ import (
 	"github.com/sockmux/sockmux/link"
 )
 
-// sparseLimit is the largest write that counts as interactive: a stream
+// interactiveMax is the largest write that counts as interactive: a stream
 // that becomes ready with no more than this goes to the head of the line.
-const sparseLimit = 512
+const interactiveMax = 512
 
 // A small write counts as interactive while its stream's recent volume
-// is low. Each stream has a bucket of sparseBucket bytes, refilled at
-// sparseRate bytes a second, from which every write takes its size. An
+// is low. Each stream has a bucket of interactiveBucket bytes, refilled at
+// interactiveRate bytes a second, from which every write takes its size. An
 // echo or a shell session (a few bytes every few milliseconds) never
 // empties it, however close together its writes come. A stream that
-// empties it, or writes more than sparseLimit at once, is bulk (batched
+// empties it, or writes more than interactiveMax at once, is bulk (batched
 // with the rest) until its bucket is full again: half a second of
 // writing less than the refill rate.
 const (
-	sparseBucket = 1024
-	sparseRate   = 2048
+	interactiveBucket = 1024
+	interactiveRate   = 2048
 )
 
-// interactive reports whether a write of n bytes on s counts as
+// takeInteractive reports whether a write of n bytes on s counts as
 // interactive, and takes n from s's bucket, under m.mu.
-func (s *Stream) interactive(n int, now time.Time) bool {
-	if s.sparseAt.IsZero() {
-		s.sparse = sparseBucket
+func (s *Stream) takeInteractive(n int, now time.Time) bool {
+	if s.bucketAt.IsZero() {
+		s.bucket = interactiveBucket
 	} else {
-		s.sparse = min(sparseBucket, s.sparse+now.Sub(s.sparseAt).Seconds()*sparseRate)
+		s.bucket = min(interactiveBucket, s.bucket+now.Sub(s.bucketAt).Seconds()*interactiveRate)
 	}
-	s.sparseAt = now
-	if s.bulky && s.sparse >= sparseBucket {
-		s.bulky = false
+	s.bucketAt = now
+	if s.bulk && s.bucket >= interactiveBucket {
+		s.bulk = false
 	}
-	ok := n <= sparseLimit && !s.bulky && s.sparse >= float64(n)
-	s.sparse = max(0, s.sparse-float64(n))
+	ok := n <= interactiveMax && !s.bulk && s.bucket >= float64(n)
+	s.bucket = max(0, s.bucket-float64(n))
 	if !ok {
-		s.bulky = true
+		s.bulk = true
 	}
 	return ok
 }
@@ -60,13 +60,13 @@ func (m *Mux) queueReply(msg []byte) {
 
 // makeReady puts s in the send rotation, under m.mu: an interactive
 // stream at the head, others at the tail.
-func (m *Mux) makeReady(s *Stream, sparse bool) {
+func (m *Mux) makeReady(s *Stream, interactive bool) {
 	if s.inReady || s.credit <= 0 || len(s.wbuf) == 0 {
 		return
 	}
 	s.inReady = true
-	s.urgent = sparse
-	if sparse {
+	s.interactive = interactive
+	if interactive {
 		m.ready = append(m.ready, nil)
 		copy(m.ready[1:], m.ready)
 		m.ready[0] = s
@@ -162,11 +162,11 @@ func (m *Mux) Fill(p []byte) (int, link.Class) {
 	// A payload that starts with interactive data carries only that (and
 	// control): it goes out as a short frame of its own instead of
 	// waiting, inside a full one, for bulk data to cross the line.
-	urgentOnly := len(m.ready) > 0 && m.ready[0].urgent
+	interactiveOnly := len(m.ready) > 0 && m.ready[0].interactive
 	ctrl := n
-	n, urgent := m.fillData(p, n, urgentOnly, false)
+	n, interactive := m.fillData(p, n, interactiveOnly, false)
 	switch {
-	case urgent:
+	case interactive:
 		return n, link.ClassInteractive
 	case n == ctrl && n > 0:
 		return n, link.ClassControl
@@ -187,14 +187,14 @@ func (m *Mux) mayOvertake(s *Stream) bool {
 
 // fillData adds DATA messages to p[:n] from the streams in turn, each up
 // to a quantum, and returns the new length and whether it added data of
-// an interactive stream, under m.mu. urgentOnly serves interactive
+// an interactive stream, under m.mu. interactiveOnly serves interactive
 // streams only; ahead serves only those not in the payload in flight (see
 // FillUrgent), and records none.
-func (m *Mux) fillData(p []byte, n int, urgentOnly, ahead bool) (_ int, urgent bool) {
+func (m *Mux) fillData(p []byte, n int, interactiveOnly, ahead bool) (_ int, interactive bool) {
 	quantum := max(1024, len(p)/4)
 	for i := 0; i < len(m.ready) && n < len(p); {
 		s := m.ready[i]
-		if urgentOnly && !s.urgent {
+		if interactiveOnly && !s.interactive {
 			break
 		}
 		if ahead && !m.mayOvertake(s) {
@@ -220,8 +220,8 @@ func (m *Mux) fillData(p []byte, n int, urgentOnly, ahead bool) (_ int, urgent b
 		}
 		m.ready = slices.Delete(m.ready, i, i+1)
 		s.inReady = false
-		urgent = urgent || s.urgent
-		s.urgent = false
+		interactive = interactive || s.interactive
+		s.interactive = false
 		if len(s.wbuf) == 0 {
 			s.wbuf = nil
 			signal(s.writeCh)
@@ -233,7 +233,7 @@ func (m *Mux) fillData(p []byte, n int, urgentOnly, ahead bool) (_ int, urgent b
 	if len(m.ready) == 0 {
 		m.ready = nil
 	}
-	return n, urgent
+	return n, interactive
 }
 
 // Urgent implements link.Preempter: an interactive stream waits that
@@ -245,7 +245,7 @@ func (m *Mux) Urgent() bool {
 		return false
 	}
 	for _, s := range m.ready {
-		if !s.urgent {
+		if !s.interactive {
 			return false
 		}
 		if m.mayOvertake(s) {

@@ -95,32 +95,32 @@ type Stream struct {
 	writeMu sync.Mutex // one Write at a time: wbuf holds one Write's bytes
 
 	// Guarded by m.mu.
-	state      streamState   // its two directions (state.go)
-	hold       holdState     // the application's decision on it (state.go)
-	acceptCh   chan struct{} // closed when accepted or reset
-	accepted   bool          // the far end (outbound) or the application (inbound) accepted it; acceptCh is closed
-	rbuf       []byte        // received, not yet read
-	roff       int
-	recvLeft   int    // credit the peer still has
-	unreported int    // bytes read and not yet returned as credit
-	target     int    // receive window we aim to grant
-	remoteFin  bool   // state.remoteDone(), kept by apply for the scheduler
-	wbuf       []byte // a blocked Write's remaining bytes
-	credit     int    // what we may still send
-	inReady    bool
-	urgent     bool      // made ready by an interactive write
-	openFill   uint64    // the Fill whose payload ends our OPEN; 0 while it waits
-	sparse     float64   // bytes left in its interactive bucket (see interactive)
-	sparseAt   time.Time // when the bucket was last filled up
-	bulky      bool      // emptied its bucket: bulk until it is full again
-	err        error     // why it was reset: set exactly when state is stateReset
-	closed     bool      // Close called: its buffers are dropped
-	readCh     chan struct{}
-	writeCh    chan struct{}
-	rdl, wdl   time.Time
-	bytesIn    uint64
-	bytesOut   uint64
-	starved    bool // the far end ran short of credit since the last grant
+	state       streamState   // its two directions (state.go)
+	hold        holdState     // the application's decision on it (state.go)
+	acceptCh    chan struct{} // closed when accepted or reset
+	accepted    bool          // the far end (outbound) or the application (inbound) accepted it; acceptCh is closed
+	rbuf        []byte        // received, not yet read
+	roff        int
+	recvLeft    int    // credit the peer still has
+	unreported  int    // bytes read and not yet returned as credit
+	target      int    // receive window we aim to grant
+	remoteFin   bool   // state.remoteDone(), kept by apply for the scheduler
+	wbuf        []byte // a blocked Write's remaining bytes
+	credit      int    // what we may still send
+	inReady     bool
+	interactive bool      // made ready by an interactive write
+	openFill    uint64    // the Fill whose payload ends our OPEN; 0 while it waits
+	bucket      float64   // bytes left in its interactive bucket (see takeInteractive)
+	bucketAt    time.Time // when the bucket was last filled up
+	bulk        bool      // emptied its bucket: bulk until it is full again
+	err         error     // why it was reset: set exactly when state is stateReset
+	closed      bool      // Close called: its buffers are dropped
+	readCh      chan struct{}
+	writeCh     chan struct{}
+	rdl, wdl    time.Time
+	bytesIn     uint64
+	bytesOut    uint64
+	starved     bool // the far end ran short of credit since the last grant
 }
 
 // ID is the stream's id on the link.
@@ -205,7 +205,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	s.wbuf = p
-	m.makeReady(s, s.interactive(len(p), time.Now()))
+	m.makeReady(s, s.takeInteractive(len(p), time.Now()))
 	for {
 		if len(s.wbuf) == 0 {
 			m.mu.Unlock()
