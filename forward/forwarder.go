@@ -194,7 +194,12 @@ func (f *Forwarder) start(fw Forward) (*active, error) {
 		a.tag = f.nextTag
 		f.remotes[a.tag] = fw
 		f.mu.Unlock()
-		f.m.ListenRemote(mux.ListenRequest{Network: fw.Network, Bind: fw.Bind, Tag: a.tag})
+		if err := f.m.ListenRemote(mux.ListenRequest{Network: fw.Network, Bind: fw.Bind, Tag: a.tag}); err != nil {
+			f.mu.Lock()
+			delete(f.remotes, a.tag)
+			f.mu.Unlock()
+			return nil, fmt.Errorf("%v: %w", fw, err)
+		}
 		f.log.Info("forwarding", "forward", fw.String())
 		return a, nil
 	}

@@ -99,7 +99,7 @@ func linkedPair(t *testing.T, cfgA, cfgB Config) (a, b *end) {
 		defer wg.Done()
 		buf := make([]byte, 16<<10)
 		for {
-			if n, _ := from.Fill(buf); n > 0 {
+			if n, _ := from.Fill(buf, len(buf)); n > 0 {
 				if err := to.Deliver(buf[:n]); err != nil {
 					t.Errorf("deliver: %v", err)
 					return

@@ -19,8 +19,15 @@ type Upper interface {
 	SessionEnd(reason error)
 	// Fill writes the next outgoing payload into p and returns its length,
 	// 0 when there is nothing to send, and what it carries. It must not
-	// block.
-	Fill(p []byte) (int, Class)
+	// block. p has room for the largest payload the peer accepts, at least
+	// MinPayload bytes; budget (at most len(p)) is the payload size the
+	// link wants now, for the line's error rate and interactive traffic.
+	// The upper layer puts only whole messages in a payload: it stops
+	// adding bulk once budget is used, but a message of its own that does
+	// not fit budget may use the rest of p (the link fragments long
+	// payloads on the wire itself). It must keep its messages no longer
+	// than MinPayload.
+	Fill(p []byte, budget int) (int, Class)
 	// Deliver hands over one received payload; p is valid only during the
 	// call. An error is a protocol violation by the peer and ends the
 	// session.
@@ -130,9 +137,14 @@ type Config struct {
 // behind it: the link cuts it short, see Preempter).
 const frameTimeTarget = 100 * time.Millisecond
 
+// MinPayload is the least a link offers Upper.Fill, and the least payload
+// size a peer may accept (its hello's max_payload): an upper layer's
+// message of up to this length always fits a payload whole.
+const MinPayload = 512
+
 // Bounds on the payload of a data frame.
 const (
-	minPayload    = 256
+	minPayload    = MinPayload
 	minPacedFrame = 512      // on slow lines: headers stay under 4 %
 	maxPayload    = 60 << 10 // a 32 KiB write and its headers fit one frame; FRAGMENT lengths are 16-bit
 )

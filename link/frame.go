@@ -76,7 +76,10 @@ type hello struct {
 var helloMagic = [4]byte{'S', 'M', 'U', 'X'}
 
 // ProtocolVersion is the link protocol version this package speaks.
-const ProtocolVersion = 1
+//
+// Version 2: an upper layer's message never continues across payloads
+// (Upper.Fill), and a hello's max_payload is at least MinPayload.
+const ProtocolVersion = 2
 
 // helloLen is the length of a hello body without extensions.
 const helloLen = 4 + 1 + 1 + 8 + 8 + 8 + 2 + 4 + 2
@@ -97,6 +100,9 @@ func (h *hello) marshal(dst []byte) []byte {
 // errNotSockmux means a frame with a valid CRC that is not a sockmux hello
 // arrived where a hello was due.
 var errNotSockmux = errors.New("peer does not speak the sockmux link protocol")
+
+// errPeerPayload means a hello offers less payload room than MinPayload.
+var errPeerPayload = errors.New("peer's payload limit too small")
 
 // VersionError reports a peer that speaks another protocol version.
 type VersionError struct{ Peer, Ours byte }
@@ -127,6 +133,9 @@ func parseHello(body []byte) (*hello, error) {
 	h.Ext = append([]byte(nil), b[32:]...)
 	if h.Session == 0 {
 		return nil, fmt.Errorf("hello with session id 0")
+	}
+	if h.MaxPayload < MinPayload {
+		return nil, fmt.Errorf("%w: the peer accepts payloads of %d bytes, fewer than the %d every sockmux link takes", errPeerPayload, h.MaxPayload, MinPayload)
 	}
 	return h, nil
 }

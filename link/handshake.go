@@ -178,7 +178,7 @@ func (c *conn) completeHandshake(h *hello, mode sessionMode) {
 	}
 	l.startCompression(h, mode)
 	l.peerServices = helloServices(h.Ext)
-	l.peerMax = max(64, int(h.MaxPayload))
+	l.peerMax = int(h.MaxPayload) // at least MinPayload: parseHello
 	l.peerWindow = max(1, int(h.Window))
 	c.complete = true
 	c.wasUp = true

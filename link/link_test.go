@@ -61,9 +61,10 @@ func (u *byteUpper) SessionEnd(reason error) {
 	u.mu.Unlock()
 }
 
-func (u *byteUpper) Fill(p []byte) (int, Class) {
+func (u *byteUpper) Fill(p []byte, budget int) (int, Class) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	p = p[:budget]
 	if u.maxFill > 0 && len(p) > u.maxFill {
 		p = p[:u.maxFill]
 	}
@@ -395,7 +396,7 @@ func TestFrameReaderResync(t *testing.T) {
 }
 
 func TestHelloRoundTrip(t *testing.T) {
-	h := hello{Version: ProtocolVersion, Flags: helloDone, Session: 1, PeerPrev: 2, Echo: 3, RxNext: 4, MaxPayload: 5, Window: 6, Ext: []byte{7}}
+	h := hello{Version: ProtocolVersion, Flags: helloDone, Session: 1, PeerPrev: 2, Echo: 3, RxNext: 4, MaxPayload: MinPayload, Window: 6, Ext: []byte{7}}
 	body := h.marshal(nil)
 	got, err := parseHello(body)
 	require.NoError(t, err)
@@ -407,4 +408,7 @@ func TestHelloRoundTrip(t *testing.T) {
 	assert.Contains(t, err.Error(), "version 9")
 	_, err = parseHello([]byte{frameHello, 'H', 'T', 'T', 'P'})
 	assert.ErrorIs(t, err, errNotSockmux)
+	h.MaxPayload = MinPayload - 1
+	_, err = parseHello(h.marshal(nil))
+	assert.ErrorIs(t, err, errPeerPayload, "a peer that takes less than MinPayload cannot carry every message whole")
 }

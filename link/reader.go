@@ -104,7 +104,7 @@ func (c *conn) handle(body []byte, deliver [][]byte) ([][]byte, error) {
 		h, err := parseHello(body)
 		if err != nil {
 			var ve *VersionError
-			if errors.Is(err, errNotSockmux) || errors.As(err, &ve) {
+			if errors.Is(err, errNotSockmux) || errors.Is(err, errPeerPayload) || errors.As(err, &ve) {
 				return nil, &HandshakeError{err}
 			}
 			l.stats.FramesBad.Add(1)

@@ -154,7 +154,8 @@ type classUpper struct {
 	rooms   []int
 }
 
-func (u *classUpper) Fill(p []byte) (int, Class) {
+func (u *classUpper) Fill(p []byte, budget int) (int, Class) {
+	p = p[:budget]
 	u.rooms = append(u.rooms, len(p))
 	if len(u.classes) == 0 {
 		return 0, ClassBulk

@@ -87,7 +87,8 @@ func (c *conn) pull() *outFrame {
 	}
 	var class Class
 	f := c.fillFrame(false, func(room []byte, hdr int) int {
-		n, cl := l.up.Fill(room[:limit-hdr])
+		p := room[:l.payloadLimit()-hdr]
+		n, cl := l.up.Fill(p, min(len(p), max(0, limit-hdr)))
 		class = cl
 		return n
 	})

@@ -22,7 +22,7 @@ func TestHelloServicesRoundTrip(t *testing.T) {
 }
 
 func TestHelloCarriesServices(t *testing.T) {
-	h := hello{Version: ProtocolVersion, Session: 7, Ext: appendHelloExt(nil, []string{"test-link"})}
+	h := hello{Version: ProtocolVersion, Session: 7, MaxPayload: MinPayload, Ext: appendHelloExt(nil, []string{"test-link"})}
 	got, err := parseHello(h.marshal(nil))
 	assert.NoError(t, err)
 	assert.Equal(t, []string{"test-link"}, helloServices(got.Ext))

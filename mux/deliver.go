@@ -5,49 +5,27 @@ import (
 	"strconv"
 )
 
-// Deliver implements link.Upper: it parses the messages in p, which may
-// continue a message cut at the end of the previous payload.
+// Deliver implements link.Upper: it acts on the messages in p, which holds
+// whole messages only (Fill never cuts one across payloads).
 func (m *Mux) Deliver(p []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.inSkip > 0 {
-		k := min(m.inSkip, uint64(len(p)))
-		m.inSkip -= k
-		p = p[k:]
-	}
-	buffered := len(m.inBuf) > 0
-	if buffered {
-		m.inBuf = append(m.inBuf, p...)
-		p = m.inBuf
-	}
-	whole := len(p)
 	for len(p) > 0 {
-		// No credit we grant allows a longer DATA message, so none is
-		// ever buffered whole beyond that: its stream is reset and its
-		// body skipped as it arrives.
 		msg, n, err := parseMessage(p, m.cfg.StreamWindow)
 		if errors.Is(err, errOversize) {
+			// No credit we grant allows a DATA message this long: its
+			// stream is reset and the message skipped.
+			if uint64(len(p)-n) < msg.n {
+				return protoErr("a DATA message of %d bytes runs past the end of its payload", msg.n)
+			}
 			if s := m.streams[msg.sid]; s != nil {
 				m.resetReply(s, CodeProtocol, "peer sent beyond its credit")
-			}
-			if rest := uint64(len(p) - n); rest < msg.n {
-				m.inSkip = msg.n - rest
-				m.inBuf = nil
-				return nil
 			}
 			p = p[n+int(msg.n):]
 			continue
 		}
 		if errors.Is(err, errShort) {
-			switch {
-			case buffered && len(p) == whole:
-				// Still the same message: m.inBuf holds it.
-			case buffered:
-				m.inBuf = append(m.inBuf[:0], p...)
-			default:
-				m.inBuf = append([]byte(nil), p...)
-			}
-			return nil
+			return protoErr("a message runs past the end of its payload (%d bytes left, type 0x%02x)", len(p), p[0])
 		}
 		if err != nil {
 			return err
@@ -60,7 +38,6 @@ func (m *Mux) Deliver(p []byte) error {
 		}
 		p = p[n:]
 	}
-	m.inBuf = nil
 	return nil
 }
 

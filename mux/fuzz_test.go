@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,7 +204,9 @@ func (a *fuzzApp) act(op byte) {
 // accepts, reads, closes and opens streams. After every payload the mux
 // must be consistent and within its limits; when Deliver fails (the link
 // then abandons the session) ending the session must free everything.
-// Without application actions, how the stream is cut must not matter.
+// Without application actions, how the stream is cut must not matter,
+// but for a cut inside a message: messages never continue across
+// payloads, so that one fails as a protocol error.
 func FuzzDeliver(f *testing.F) {
 	for i, seed := range fuzzMessages() {
 		f.Add(seed, []byte{byte(i * 7), 0x20, 0x9f, 0xc0, 0x60, 0xe0, 0x40})
@@ -213,7 +216,7 @@ func FuzzDeliver(f *testing.F) {
 		cut := runDeliver(t, stream, ops)
 		if !bytes.ContainsFunc(ops, func(r rune) bool { return r >= 0x20 }) {
 			whole := runDeliver(t, stream, nil)
-			if cut != whole {
+			if cut != whole && !strings.Contains(cut, "runs past the end of its payload") {
 				t.Fatalf("cut into payloads by %x:\n%s\ndelivered whole:\n%s", ops, cut, whole)
 			}
 		}
@@ -354,9 +357,6 @@ func checkMux(t *testing.T, m *Mux, held []*Stream, limitsHold bool) {
 	}
 	if limitsHold && m.replyBytes > cfg.MaxReplyQueue {
 		t.Fatalf("%d bytes of replies queued, limit %d", m.replyBytes, cfg.MaxReplyQueue)
-	}
-	if len(m.inBuf) > cfg.StreamWindow+24 || (m.inSkip > 0 && len(m.inBuf) > 0) {
-		t.Fatalf("input buffer %d bytes, skipping %d", len(m.inBuf), m.inSkip)
 	}
 	for _, s := range m.ready {
 		if !s.inReady || m.streams[s.id] != s {

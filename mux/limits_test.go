@@ -28,10 +28,11 @@ import (
 // hostile is a far end with odd stream ids talking to a mux with even
 // ones.
 type hostile struct {
-	t   *testing.T
-	m   *Mux
-	buf []byte // messages not yet delivered
-	out []byte // scratch for Fill
+	t    *testing.T
+	m    *Mux
+	buf  []byte // messages not yet delivered
+	ends []int  // where each of them ends in buf
+	out  []byte // scratch for Fill
 }
 
 func newHostile(t *testing.T, cfg Config) *hostile {
@@ -44,18 +45,24 @@ func newHostile(t *testing.T, cfg Config) *hostile {
 func (h *hostile) send(msgs ...[]byte) {
 	for _, b := range msgs {
 		h.buf = append(h.buf, b...)
+		h.ends = append(h.ends, len(h.buf))
 	}
 }
 
-// flush delivers what was sent in link-sized payloads.
+// flush delivers what was sent in link-sized payloads of whole messages
+// (one longer than a payload alone).
 func (h *hostile) flush() error {
-	defer func() { h.buf = h.buf[:0] }()
-	for p := h.buf; len(p) > 0; {
-		n := min(len(p), 32<<10)
-		if err := h.m.Deliver(p[:n]); err != nil {
+	defer func() { h.buf, h.ends = h.buf[:0], h.ends[:0] }()
+	start := 0
+	for i, end := range h.ends {
+		last := i == len(h.ends)-1
+		if !last && h.ends[i+1]-start <= 32<<10 {
+			continue
+		}
+		if err := h.m.Deliver(h.buf[start:end]); err != nil {
 			return err
 		}
-		p = p[n:]
+		start = end
 	}
 	return nil
 }
@@ -281,29 +288,21 @@ func TestHostileUnknownStreamFlood(t *testing.T) {
 	assert.Zero(t, h.m.NumStreams())
 }
 
-// A DATA message longer than any credit resets its stream and is skipped
-// as it arrives, without being buffered whole; what follows it is read
-// as usual.
+// A DATA message longer than any credit resets its stream and is
+// skipped; what follows it in the payload is read as usual. One that runs
+// past the end of its payload breaks the protocol: messages never continue
+// across payloads.
 func TestHostileOversizeDataSkipped(t *testing.T) {
-	h := newHostile(t, Config{})
+	h := newHostile(t, Config{StreamWindow: InitialWindow})
 	h.send(openMessage(1, Info{}), openMessage(3, Info{}))
 	require.NoError(t, h.flush())
 	s1, err := h.m.Accept(ctx(t))
 	require.NoError(t, err)
 	s3, err := h.m.Accept(ctx(t))
 	require.NoError(t, err)
-	// 16 MiB announced for stream 1, arriving in link-sized payloads.
-	msg := binary.AppendUvarint(header(nil, msgData, 1), 16*mib)
-	require.NoError(t, h.m.Deliver(msg))
-	piece := make([]byte, 32<<10)
-	for range 16 * mib / len(piece) {
-		require.NoError(t, h.m.Deliver(piece))
-		h.m.mu.Lock()
-		inBuf := len(h.m.inBuf)
-		h.m.mu.Unlock()
-		require.Zero(t, inBuf)
-	}
-	require.NoError(t, h.m.Deliver(dataMsg(3, []byte("still here"))))
+	p := dataMsg(1, make([]byte, InitialWindow+1))
+	p = append(p, dataMsg(3, []byte("still here"))...)
+	require.NoError(t, h.m.Deliver(p))
 	var re *ResetError
 	_, err = s1.Read(make([]byte, 1))
 	require.ErrorAs(t, err, &re)
@@ -312,7 +311,11 @@ func TestHostileOversizeDataSkipped(t *testing.T) {
 	_, err = io.ReadFull(s3, got)
 	require.NoError(t, err)
 	assert.Equal(t, "still here", string(got))
-	assert.Contains(t, string(h.out[:fillN(h.m, h.out)]), "peer sent beyond its credit")
+
+	// 16 MiB announced in a payload of a few bytes.
+	msg := binary.AppendUvarint(header(nil, msgData, 3), 16*mib)
+	assert.ErrorContains(t, h.m.Deliver(append(msg, "abc"...)), "runs past the end of its payload")
+	assert.ErrorContains(t, h.m.Deliver(openMessage(5, Info{Dest: "x:1"})[:4]), "runs past the end of its payload")
 }
 
 // Data beyond credit resets the stream, however often the far end tries;
@@ -385,7 +388,7 @@ func (u *floodUpper) SessionEnd(error) {}
 
 func (u *floodUpper) Deliver([]byte) error { return nil }
 
-func (u *floodUpper) Fill(p []byte) (int, link.Class) {
+func (u *floodUpper) Fill(p []byte, _ int) (int, link.Class) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	n := 0

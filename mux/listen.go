@@ -14,14 +14,22 @@ type ListenRequest struct {
 
 // ListenRemote asks the far end to listen for us, now and after every new
 // session: each connection it accepts comes back as a stream with req.Tag.
-// Results are logged.
-func (m *Mux) ListenRemote(req ListenRequest) {
+// Results are logged. A request whose fields would not fit a payload is
+// refused.
+func (m *Mux) ListenRemote(req ListenRequest) error {
+	switch {
+	case len(req.Bind) > maxAddrLen:
+		return fmt.Errorf("listen address of %d bytes (at most %d)", len(req.Bind), maxAddrLen)
+	case len(req.Network) > maxNameLen:
+		return fmt.Errorf("network name of %d bytes (at most %d)", len(req.Network), maxNameLen)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.listens = append(m.listens, req)
 	if m.up {
 		m.queue(listenMessage(req))
 	}
+	return nil
 }
 
 // UnlistenRemote withdraws the remote listen request with tag: it is not
@@ -214,7 +222,7 @@ func listenResult(req ListenRequest, why string, closing bool) []byte {
 	body = tlvString(body, tagNetwork, req.Network)
 	body = tlvString(body, tagBind, req.Bind)
 	body = tlvUint(body, tagTag, req.Tag)
-	body = tlvString(body, tagError, why)
+	body = tlvString(body, tagError, clipText(why))
 	if closing {
 		body = tlvUint(body, tagClose, 1)
 	}

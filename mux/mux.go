@@ -20,27 +20,22 @@ type Mux struct {
 	log    *slog.Logger
 	notify func()
 
-	mu          sync.Mutex
-	up          bool
-	gone        error         // why the last session was given up (a *link.GoneError), until the next one starts
-	upCh        chan struct{} // closed while a session is up
-	odd         bool          // our stream ids are odd
-	nextID      uint32
-	streams     map[uint32]*Stream
-	ctrl        []ctrlMsg // control messages waiting, in order
-	ready       []*Stream
-	outRest     []byte   // the part of a message that did not fit the last payload
-	outRestOpen *Stream  // the stream outRest opens, if it is an OPEN
-	fills       uint64   // Fill calls so far
-	inflight    []uint32 // streams with data in the payload Fill returned last
-	inflightCut bool     // that payload starts inside a message
-	inBuf       []byte   // the beginning of a message cut by a payload's end
-	inSkip      uint64   // bytes still to skip of an oversize DATA message
-	accepts     chan *Stream
-	listens     []ListenRequest // ours, sent again at each new session
-	closed      bool
-	sessionUp   time.Time
-	sessionGen  uint64 // bumped when a session ends
+	mu         sync.Mutex
+	up         bool
+	gone       error         // why the last session was given up (a *link.GoneError), until the next one starts
+	upCh       chan struct{} // closed while a session is up
+	odd        bool          // our stream ids are odd
+	nextID     uint32
+	streams    map[uint32]*Stream
+	ctrl       []ctrlMsg // control messages waiting, in order
+	ready      []*Stream
+	fills      uint64   // Fill calls so far
+	inflight   []uint32 // streams with data in the payload Fill returned last
+	accepts    chan *Stream
+	listens    []ListenRequest // ours, sent again at each new session
+	closed     bool
+	sessionUp  time.Time
+	sessionGen uint64 // bumped when a session ends
 
 	// Limits, see Config.
 	reserved   int             // the receive windows of the streams in the table
@@ -106,6 +101,9 @@ var ErrMuxClosed = errors.New("mux closed")
 // session is up. The stream may be written at once; WaitAccepted tells
 // whether the far end reached the destination.
 func (m *Mux) Open(ctx context.Context, info Info) (*Stream, error) {
+	if err := info.check(); err != nil {
+		return nil, err
+	}
 	for {
 		m.mu.Lock()
 		if m.closed {
@@ -289,7 +287,7 @@ func (m *Mux) SessionStart(s link.SessionInfo) {
 		if m.odd {
 			m.nextID = 1
 		}
-		m.inBuf, m.outRest, m.outRestOpen, m.ctrl, m.replyBytes, m.inSkip = nil, nil, nil, nil, 0, 0
+		m.ctrl, m.replyBytes = nil, 0
 		m.peerListen, m.peerTags = 0, nil
 		for _, req := range m.listens {
 			m.queue(listenMessage(req))
@@ -311,7 +309,7 @@ func (m *Mux) SessionEnd(reason error) {
 		why = "link session ended: " + reason.Error()
 	}
 	m.endStreams(&ResetError{Code: CodeSessionEnded, Reason: why, Remote: true})
-	m.inBuf, m.outRest, m.outRestOpen, m.ctrl, m.replyBytes, m.inSkip = nil, nil, nil, nil, 0, 0
+	m.ctrl, m.replyBytes = nil, 0
 	m.peerListen, m.peerTags = 0, nil
 	m.sessionGen++
 	if gone := (*link.GoneError)(nil); errors.As(reason, &gone) {
@@ -368,6 +366,7 @@ func (m *Mux) resetLocked(s *Stream, code ResetCode, reason string, tell bool) {
 }
 
 func resetMessage(id uint32, code ResetCode, reason string) []byte {
+	reason = clipText(reason)
 	b := append(header(nil, msgReset, id), byte(code))
 	b = binary.AppendUvarint(b, uint64(len(reason)))
 	return append(b, reason...)

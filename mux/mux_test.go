@@ -56,9 +56,11 @@ func newPair(t *testing.T, size int, cfg Config) (*Mux, *Mux, *pump) {
 
 func (p *pump) run(from, to *Mux, wake chan struct{}) {
 	defer p.wg.Done()
-	buf := make([]byte, p.size)
+	// Like the link: room for any message whole (at least maxControl),
+	// payloads of size wanted.
+	buf := make([]byte, max(p.size, maxControl))
 	for {
-		n := fillN(from, buf)
+		n, _ := from.Fill(buf, p.size)
 		if n > 0 {
 			p.payloads.Add(1)
 			if p.tap != nil {
@@ -344,10 +346,11 @@ func TestProtocolErrors(t *testing.T) {
 	// The same stream opened twice.
 	require.NoError(t, m.Deliver(openMessage(4, Info{})))
 	assert.ErrorIs(t, m.Deliver(openMessage(4, Info{})), errProtocol)
-	// A message cut in two payloads is fine.
+	// A message cut in two payloads is not: messages never continue
+	// across payloads.
 	msg := openMessage(6, Info{Dest: "host:1"})
-	require.NoError(t, m.Deliver(msg[:3]))
-	require.NoError(t, m.Deliver(msg[3:]))
+	assert.ErrorIs(t, m.Deliver(msg[:3]), errProtocol)
+	require.NoError(t, m.Deliver(msg))
 	// Data beyond credit resets the stream.
 	big := make([]byte, InitialWindow+1)
 	require.NoError(t, m.Deliver(withBody(header(nil, msgData, 4), big)))
@@ -410,6 +413,6 @@ func TestInteractiveBucket(t *testing.T) {
 
 // fillN fills p from m and returns the payload's length.
 func fillN(m *Mux, p []byte) int {
-	n, _ := m.Fill(p)
+	n, _ := m.Fill(p, len(p))
 	return n
 }

@@ -2,12 +2,14 @@ package mux
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sockmux/sockmux/link"
 	"github.com/stretchr/testify/assert"
@@ -125,28 +127,37 @@ func TestUrgentDataNeverOvertakesAQueuedOpen(t *testing.T) {
 	assert.Equal(t, "ls\n", got)
 }
 
-// A payload that starts inside a message (the previous payload ended in
-// the middle of one) cannot be overtaken: what overtakes it would land in
-// the middle of that message.
-func TestUrgentDataNeverSplitsAMessage(t *testing.T) {
+// A control message never continues across payloads: one longer than
+// the budget still goes whole into the room Fill is offered, one longer
+// than that room waits for the next payload; what overtakes a payload
+// therefore always starts on a message boundary.
+func TestControlMessagesStayWhole(t *testing.T) {
 	a, b := overtakePair(t)
 	busyStream(t, a, b)
 	inter, err := a.Open(ctx(t), Info{})
 	require.NoError(t, err)
 	drain(t, a, b) // inter's OPEN is across; bulk keeps Fill busy
 	ri := acceptID(t, b, inter.ID())
-	long := Info{Dest: strings.Repeat("d", 600) + ":1"}
+	long := Info{Dest: strings.Repeat("d", 250) + ":1"}
 	s, err := a.Open(ctx(t), long)
 	require.NoError(t, err)
-	first := make([]byte, 300)
-	first = first[:fillN(a, first)] // ends inside the long OPEN
+	open := openMessage(s.ID(), long)
+
+	small := make([]byte, len(open)-1)
+	n, class := a.Fill(small, len(small))
+	assert.Equal(t, link.ClassBulk, class, "the OPEN does not fit: bulk data only")
+	require.NoError(t, b.Deliver(small[:n]))
+
 	held := make([]byte, 1024)
-	held = held[:fillN(a, held)] // starts with the OPEN's rest
+	n, _ = a.Fill(held, 100) // a budget shorter than the OPEN
+	assert.GreaterOrEqual(t, n, len(open), "the OPEN went whole past the budget")
+	assert.Equal(t, open, held[:len(open)])
+	held = held[:n]
 	writeUrgent(t, a, inter, "k")
 	urgent := make([]byte, 256)
 	urgent = urgent[:a.FillUrgent(urgent)]
-	require.NoError(t, b.Deliver(first))
-	require.NoError(t, b.Deliver(urgent), "the overtaking payload broke the message stream")
+	require.NotEmpty(t, urgent)
+	require.NoError(t, b.Deliver(urgent))
 	require.NoError(t, b.Deliver(held))
 	drain(t, a, b)
 	got, err := readWithin(ri, 1)
@@ -154,6 +165,28 @@ func TestUrgentDataNeverSplitsAMessage(t *testing.T) {
 	assert.Equal(t, "k", got)
 	rs := acceptID(t, b, s.ID())
 	assert.Equal(t, long.Dest, rs.Info().Dest)
+}
+
+// No control message is longer than maxControl, so one always fits a
+// payload whole; longer fields are refused or clipped.
+func TestControlMessagesFitAPayload(t *testing.T) {
+	host := strings.Repeat("h", 255)
+	full := Info{Network: strings.Repeat("n", maxNameLen), Dest: host + ":65535", Entrance: 65535,
+		Client: strings.Repeat("c", maxClientLen), Tag: 1<<64 - 1, Proto: strings.Repeat("p", maxNameLen),
+		Service: strings.Repeat("s", maxNameLen)}
+	require.NoError(t, full.check())
+	assert.LessOrEqual(t, len(openMessage(1<<32-1, full)), maxControl)
+	req := ListenRequest{Network: strings.Repeat("n", maxNameLen), Bind: host + ":65535", Tag: 1<<64 - 1}
+	assert.LessOrEqual(t, len(listenResult(req, strings.Repeat("é", 500), true)), maxControl)
+	assert.LessOrEqual(t, len(unlistenMessage(req)), maxControl)
+	assert.LessOrEqual(t, len(resetMessage(1<<32-1, CodeRefused, strings.Repeat("x", 5000))), maxControl)
+	assert.True(t, utf8.ValidString(clipText(strings.Repeat("é", 500))))
+	assert.Equal(t, "short", clipText("short"))
+
+	m := New(Config{Logger: quiet()})
+	_, err := m.Open(context.Background(), Info{Dest: strings.Repeat("h", 300) + ":1"})
+	assert.ErrorContains(t, err, "stream destination of 302 bytes (at most 261)")
+	assert.ErrorContains(t, m.ListenRemote(ListenRequest{Bind: strings.Repeat("h", 300)}), "listen address of 300 bytes")
 }
 
 // Where it is safe, interactive data still overtakes bulk data.
@@ -208,7 +241,7 @@ func TestOvertakingKeepsEveryStreamInOrder(t *testing.T) {
 			rg.Wait()
 		}()
 		for i := range streams {
-			s, err := a.Open(ctx(t), Info{Dest: strings.Repeat("h", r.IntN(300)) + ":1"})
+			s, err := a.Open(ctx(t), Info{Dest: strings.Repeat("h", r.IntN(255)) + ":1"})
 			require.NoError(t, err)
 			var chunks [][]byte
 			for range 1 + r.IntN(20) {

@@ -108,11 +108,11 @@ func (m *Mux) maybeGrant(s *Stream) {
 	}
 }
 
-// Fill implements link.Upper: control messages first, then streams in
-// turn, each up to a quantum, until p is full. The payload is of class
-// interactive when it carries interactive data, control when it carries
-// control messages only.
-func (m *Mux) Fill(p []byte) (int, link.Class) {
+// Fill implements link.Upper: control messages first, whole, as many as
+// fit p, then streams in turn, each up to a quantum, until budget is used.
+// The payload is of class interactive when it carries interactive data,
+// control when it carries control messages only.
+func (m *Mux) Fill(p []byte, budget int) (int, link.Class) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.up {
@@ -120,42 +120,25 @@ func (m *Mux) Fill(p []byte) (int, link.Class) {
 	}
 	n := 0
 	// What FillUrgent may send ahead of this payload depends on what it
-	// carries: nothing when it starts inside a message, no stream it
-	// carries data of or opens.
+	// carries: no stream it carries data of or opens.
 	m.fills++
 	m.inflight = m.inflight[:0]
-	m.inflightCut = len(m.outRest) > 0
-	if len(m.outRest) > 0 {
-		c := copy(p, m.outRest)
-		m.outRest = m.outRest[c:]
-		n += c
-		if len(m.outRest) > 0 {
-			return n, link.ClassControl
+	sent := 0
+	for _, msg := range m.ctrl {
+		if len(msg.b) > len(p)-n {
+			break // the next payload takes it, whole
 		}
-		m.outRest = nil
-		if s := m.outRestOpen; s != nil {
-			s.openFill = m.fills
-			m.outRestOpen = nil
-		}
-	}
-	for len(m.ctrl) > 0 && n < len(p) {
-		msg := m.ctrl[0]
-		c := copy(p[n:], msg.b)
-		n += c
+		n += copy(p[n:], msg.b)
 		if msg.reply {
 			m.replyBytes -= len(msg.b)
-		}
-		m.ctrl[0] = ctrlMsg{}
-		m.ctrl = m.ctrl[1:]
-		if c < len(msg.b) {
-			m.outRest = msg.b[c:]
-			m.outRestOpen = msg.open
-			return n, link.ClassControl
 		}
 		if msg.open != nil {
 			msg.open.openFill = m.fills
 		}
+		sent++
 	}
+	clear(m.ctrl[:sent])
+	m.ctrl = m.ctrl[sent:]
 	if len(m.ctrl) == 0 {
 		m.ctrl = nil
 	}
@@ -163,8 +146,10 @@ func (m *Mux) Fill(p []byte) (int, link.Class) {
 	// control): it goes out as a short frame of its own instead of
 	// waiting, inside a full one, for bulk data to cross the line.
 	interactiveOnly := len(m.ready) > 0 && m.ready[0].interactive
-	ctrl := n
-	n, interactive := m.fillData(p, n, interactiveOnly, false)
+	ctrl, interactive := n, false
+	if n < budget {
+		n, interactive = m.fillData(p[:budget], n, interactiveOnly, false)
+	}
 	switch {
 	case interactive:
 		return n, link.ClassInteractive
@@ -197,7 +182,9 @@ func (m *Mux) fillData(p []byte, n int, interactiveOnly, ahead bool) (_ int, int
 		if interactiveOnly && !s.interactive {
 			break
 		}
-		if ahead && !m.mayOvertake(s) {
+		if ahead && !m.mayOvertake(s) || !s.inbound && s.openFill == 0 {
+			// Not ahead of the payload in flight; not before its own
+			// OPEN, which waits for a payload it fits whole.
 			i++
 			continue
 		}
@@ -241,7 +228,7 @@ func (m *Mux) fillData(p []byte, n int, interactiveOnly, ahead bool) (_ int, int
 func (m *Mux) Urgent() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.up || m.inflightCut {
+	if !m.up {
 		return false
 	}
 	for _, s := range m.ready {
@@ -259,12 +246,11 @@ func (m *Mux) Urgent() bool {
 // that may overtake the payload most recently returned by Fill (the link
 // sends that one again right after). Only whole DATA messages qualify, of
 // streams the far end already knows and that payload carries no data of,
-// and only when that payload starts on a message boundary, so the byte
-// stream of messages stays intact and every stream's bytes stay in order.
+// so every stream's bytes stay in order.
 func (m *Mux) FillUrgent(p []byte) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.up || m.inflightCut {
+	if !m.up {
 		return 0
 	}
 	n, _ := m.fillData(p, 0, true, true)

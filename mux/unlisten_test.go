@@ -40,11 +40,11 @@ func TestUnlistenRemote(t *testing.T) {
 		OnUnlisten: func(r ListenRequest) error { return log.add("close", r) },
 	}
 	a, b, _ := newPair(t, 4096, cfg)
-	a.ListenRemote(ListenRequest{Network: "tcp", Bind: "127.0.0.1:8080", Tag: 1})
-	a.ListenRemote(ListenRequest{Network: "tcp", Bind: "127.0.0.1:9090", Tag: 2})
+	require.NoError(t, a.ListenRemote(ListenRequest{Network: "tcp", Bind: "127.0.0.1:8080", Tag: 1}))
+	require.NoError(t, a.ListenRemote(ListenRequest{Network: "tcp", Bind: "127.0.0.1:9090", Tag: 2}))
 	require.Eventually(t, func() bool { return len(log.get()) == 2 }, 5*time.Second, time.Millisecond)
 	assert.True(t, a.UnlistenRemote(1))
-	a.ListenRemote(ListenRequest{Network: "tcp", Bind: "[::]:8080", Tag: 3})
+	require.NoError(t, a.ListenRemote(ListenRequest{Network: "tcp", Bind: "[::]:8080", Tag: 3}))
 	assert.False(t, a.UnlistenRemote(1), "already withdrawn")
 	require.Eventually(t, func() bool { return len(log.get()) == 4 }, 5*time.Second, time.Millisecond)
 	assert.Equal(t, []string{"listen 127.0.0.1:8080 1", "listen 127.0.0.1:9090 2", "close 127.0.0.1:8080 1", "listen [::]:8080 3"}, log.get())
@@ -100,7 +100,7 @@ func TestListenRacingSessionEnd(t *testing.T) {
 		OnUnlisten: func(r ListenRequest) error { return log.add("close", r) },
 	}
 	a, b, _ := newPair(t, 4096, cfg)
-	a.ListenRemote(ListenRequest{Network: "tcp", Bind: "127.0.0.1:8080", Tag: 1})
+	require.NoError(t, a.ListenRemote(ListenRequest{Network: "tcp", Bind: "127.0.0.1:8080", Tag: 1}))
 	<-opening
 	b.SessionEnd(nil)
 	close(release)

@@ -6,8 +6,8 @@ import (
 	"fmt"
 )
 
-// Message types. Messages follow each other in the link's payloads as one
-// byte stream: a message may continue in the next payload. Each starts
+// Message types. Each of the link's payloads holds whole messages, one
+// after another (none continues in the next payload; bounds.go). Each starts
 // with its type and a stream id (unsigned varint); docs/protocol.md has
 // the layout of each.
 const (
