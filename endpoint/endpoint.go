@@ -46,7 +46,7 @@ type Options struct {
 	// endpoint's to set and must be nil.
 	Forward forward.Config
 	// AcceptStreams leaves the streams the far end opens to the caller,
-	// who takes them with Mux.Accept, instead of the forwarder's Serve:
+	// who takes them with Mux.AcceptStream, instead of the forwarder's Serve:
 	// for using sockmux as a library, and for benchmarks and tests.
 	AcceptStreams bool
 	// Grace is how long Run, once its context ends, lets the connections

@@ -735,7 +735,7 @@ func noisyLineRun(t *testing.T, ber float64, seed uint64) {
 	}
 	go func() { // end 1 echoes every stream
 		for {
-			s, err := ms[1].Accept(ctx)
+			s, err := ms[1].AcceptStream(ctx)
 			if err != nil {
 				return
 			}

@@ -76,7 +76,7 @@ func runLinePaced(t *testing.T, rate int, ber float64, dur time.Duration, echo, 
 		// b accepts streams: the bulk one it fills, the echo one it echoes.
 		go func() {
 			for {
-				s, err := b.m.Accept(ctx)
+				s, err := b.m.AcceptStream(ctx)
 				if err != nil {
 					return
 				}
