@@ -69,3 +69,17 @@ func TestDefaultConfigVerifies(t *testing.T) {
 		assert.NoError(t, c.Verify(), "%+v", p)
 	}
 }
+
+// Verify's error names the fields at fault, for a program to name its own
+// settings.
+func TestVerifyNamesTheFields(t *testing.T) {
+	var ce *ConfigError
+	require.ErrorAs(t, Config{MaxPayload: 1}.Verify(), &ce)
+	assert.Equal(t, []string{"MaxPayload"}, ce.Fields)
+	require.ErrorAs(t, Config{KeepAlive: 10 * time.Second, DeadTimeout: 5 * time.Second}.Verify(), &ce)
+	assert.Equal(t, []string{"DeadTimeout", "KeepAlive"}, ce.Fields)
+	require.ErrorAs(t, Config{Services: []string{"a b"}}.Verify(), &ce)
+	assert.Equal(t, []string{"Services"}, ce.Fields)
+	require.ErrorAs(t, Config{AEADs: []AEAD{0}}.Verify(), &ce)
+	assert.Equal(t, []string{"AEADs"}, ce.Fields)
+}

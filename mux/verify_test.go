@@ -47,3 +47,13 @@ func TestVerifyRules(t *testing.T) {
 		}
 	}
 }
+
+// Verify's error names the field at fault, for a program to name its own
+// setting.
+func TestVerifyNamesTheField(t *testing.T) {
+	var ce *ConfigError
+	require.ErrorAs(t, Config{MaxStreams: -1}.Verify(), &ce)
+	assert.Equal(t, []string{"MaxStreams"}, ce.Fields)
+	require.ErrorAs(t, Config{MaxReplyQueue: 1}.Verify(), &ce)
+	assert.Equal(t, []string{"MaxReplyQueue"}, ce.Fields)
+}

@@ -426,7 +426,7 @@ func runPlan(plan linkPlan) error {
 		if cl, ok := drv.(closer); ok {
 			cl.Close()
 		}
-		return err
+		return namedByFlags(err)
 	}
 	fwd := ep.Forwarder
 	if secret == nil {

@@ -62,6 +62,10 @@ type setting struct {
 	// example is a value to show in the error for a list key whose
 	// values are not strings.
 	example string
+	// field is the field of link.Config or mux.Config the setting fills
+	// ("link.KeepAlive"), so that an error of the layer's Verify
+	// (endpoint.New) names the flag: namedByFlags.
+	field string
 }
 
 // linkSettings is the table. fw collects the values of --port, --server
@@ -126,21 +130,21 @@ func linkSettings(fw *forwardFlags) []setting {
 		{flag: &cli.IntFlag{Name: "udp-sessions", Value: 1024, Usage: "most UDP client addresses served at once by one listener; at the limit the longest idle one ends", Category: "Forwarding"},
 			env: "SOCKMUX_UDP_SESSIONS", key: "udp-sessions", option: true, check: positive},
 		{flag: &cli.DurationFlag{Name: "keepalive", Usage: "ping the peer after this much silence (default: 1s on serial lines, 10s otherwise)", Category: "Link"},
-			env: "SOCKMUX_KEEPALIVE", key: "keepalive", option: true, check: notNegative},
+			env: "SOCKMUX_KEEPALIVE", key: "keepalive", option: true, field: "link.KeepAlive", check: notNegative},
 		{flag: &cli.DurationFlag{Name: "resume-timeout", Value: 10 * time.Minute, Usage: "end the session (reset its connections) after the link has been down this long; 0 waits for ever", Category: "Link"},
-			env: "SOCKMUX_RESUME_TIMEOUT", key: "resume-timeout", option: true, check: notNegative},
+			env: "SOCKMUX_RESUME_TIMEOUT", key: "resume-timeout", option: true, field: "link.ResumeTimeout", check: notNegative},
 		{flag: &cli.DurationFlag{Name: "dead-timeout", Usage: "reopen the transport after hearing nothing for this long (default: 5s on serial lines, 30s otherwise)", Category: "Link"},
-			env: "SOCKMUX_DEAD_TIMEOUT", key: "dead-timeout", option: true, check: notNegative},
+			env: "SOCKMUX_DEAD_TIMEOUT", key: "dead-timeout", option: true, field: "link.DeadTimeout", check: notNegative},
 		{flag: &cli.DurationFlag{Name: "handshake-timeout", Value: 10 * time.Second, Usage: "give up a transport whose peer does not complete the handshake in this time, and open it again", Category: "Link"},
-			env: "SOCKMUX_HANDSHAKE_TIMEOUT", key: "handshake-timeout", option: true, check: notNegative},
+			env: "SOCKMUX_HANDSHAKE_TIMEOUT", key: "handshake-timeout", option: true, field: "link.HandshakeTimeout", check: notNegative},
 		{flag: &cli.DurationFlag{Name: "grace", Value: 5 * time.Second, Usage: "on SIGINT/SIGTERM, how long connections under way may finish", Category: "Link"},
 			env: "SOCKMUX_GRACE", key: "grace", option: true, check: notNegative},
 		{flag: &cli.StringFlag{Name: "compress", Value: "auto", Usage: "compress what crosses the link: auto (strongest on serial lines, off on TCP and pipes), off, fast or best; used when both ends allow it", Category: "Link"},
-			env: "SOCKMUX_COMPRESS", key: "compress", option: true, check: compression},
+			env: "SOCKMUX_COMPRESS", key: "compress", option: true, field: "link.Compress", check: compression},
 		{flag: &cli.IntFlag{Name: "max-streams", Value: mux.DefaultMaxStreams, Usage: "most connections open over the link at once; each may hold up to 64 KiB of received data, so this also bounds the link's memory", Category: "Link"},
-			env: "SOCKMUX_MAX_STREAMS", key: "max-streams", option: true, check: between(1, mux.MaxStreamsLimit)},
+			env: "SOCKMUX_MAX_STREAMS", key: "max-streams", option: true, field: "mux.MaxStreams", check: between(1, mux.MaxStreamsLimit)},
 		{flag: &cli.StringFlag{Name: "secret-file", Usage: "authenticate the peer with the shared key in `FILE` (sockmux keygen FILE) and encrypt the link; both ends need the same file", Category: "Security"},
-			env: "SOCKMUX_SECRET_FILE", key: "secret-file", option: true, delegateEnv: true},
+			env: "SOCKMUX_SECRET_FILE", key: "secret-file", option: true, field: "link.Secret", delegateEnv: true},
 		{flag: &cli.BoolFlag{Name: "insecure", Usage: "allow --listen on an address other hosts can reach without --secret-file", Category: "Security"},
 			env: "SOCKMUX_INSECURE", key: "insecure", option: true},
 		{flag: &cli.StringSliceFlag{Name: "allow", Usage: "let streams from the far end reach only `DEST` = HOST|CIDR[:PORT[-PORT]] (repeatable; default: anywhere)", Category: "Security"},
@@ -384,6 +388,37 @@ func givenByFlagOrEnv(c *cli.Context, ss []setting) map[string]origin {
 		}
 	}
 	return given
+}
+
+// namedByFlags puts before err, if it is a layer's *ConfigError (from
+// endpoint.New), the flags of the fields it names.
+func namedByFlags(err error) error {
+	var fields []string
+	var le *link.ConfigError
+	var me *mux.ConfigError
+	switch {
+	case errors.As(err, &le):
+		for _, f := range le.Fields {
+			fields = append(fields, "link."+f)
+		}
+	case errors.As(err, &me):
+		for _, f := range me.Fields {
+			fields = append(fields, "mux."+f)
+		}
+	}
+	var flags []string
+	ss := linkSettings(&forwardFlags{})
+	for _, f := range fields {
+		for i := range ss {
+			if ss[i].field == f {
+				flags = append(flags, ss[i].display())
+			}
+		}
+	}
+	if len(flags) == 0 {
+		return err
+	}
+	return fmt.Errorf("%s: %w", strings.Join(flags, " and "), err)
 }
 
 // The checks.

@@ -1,13 +1,19 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/urfave/cli/v2"
+
+	"github.com/sockmux/sockmux/link"
+	"github.com/sockmux/sockmux/mux"
 )
 
 // Every entry follows the documented rule (docs/guide.md): its variable
@@ -215,5 +221,28 @@ func TestSettingsNeverPanic(t *testing.T) {
 		_, _ = planFromArgs([]string{"--connect", "127.0.0.1:1", "--" + s.name(), "x:-1"})
 		t.Setenv(s.env, "1e309")
 		_, _ = planFromArgs([]string{"--connect", "127.0.0.1:1"})
+	}
+}
+
+// An error of the link's or the mux's Verify (from endpoint.New) names
+// the flags of the fields at fault; the fields named are fields.
+func TestSettingsNameTheFlagsOfVerifyErrors(t *testing.T) {
+	err := namedByFlags(link.Config{KeepAlive: 10 * time.Second, DeadTimeout: 5 * time.Second}.Verify())
+	assert.EqualError(t, err, "--dead-timeout and --keepalive: link: DeadTimeout 5s is not longer than KeepAlive 10s: an idle link would be declared dead before it pings")
+	err = namedByFlags(mux.Config{MaxStreams: -1}.Verify())
+	assert.True(t, strings.HasPrefix(err.Error(), "--max-streams: mux: MaxStreams -1: "), err.Error())
+	other := errors.New("other")
+	assert.Equal(t, other, namedByFlags(other))
+
+	lt, mt := reflect.TypeOf(link.Config{}), reflect.TypeOf(mux.Config{})
+	for _, s := range linkSettings(&forwardFlags{}) {
+		if s.field == "" {
+			continue
+		}
+		layer, field, _ := strings.Cut(s.field, ".")
+		typ := map[string]reflect.Type{"link": lt, "mux": mt}[layer]
+		require.NotNil(t, typ, s.field)
+		_, ok := typ.FieldByName(field)
+		assert.True(t, ok, "--%s: %s is not a field", s.name(), s.field)
 	}
 }
