@@ -167,7 +167,7 @@ type transportSpec struct {
 	exec                                   string
 }
 
-// opsOptions are the values of opsFlags.
+// opsOptions are the values of the Operations settings (settings.go).
 type opsOptions struct {
 	name, control, metrics string
 }
