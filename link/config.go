@@ -149,7 +149,9 @@ const (
 	maxPayload    = 60 << 10 // a 32 KiB write and its headers fit one frame; FRAGMENT lengths are 16-bit
 )
 
-// DefaultConfig fills the zero fields of c from the transport's properties.
+// DefaultConfig fills the zero fields of c from the transport's properties,
+// and clamps MaxPayload into MinPayload..MaxPayloadLimit and Window into
+// MinWindow..MaxWindow (Config.Verify reports such a value instead).
 func DefaultConfig(c Config, p Properties) Config {
 	if c.MaxPayload == 0 {
 		c.MaxPayload = maxPayload

@@ -56,7 +56,10 @@ type ctrlMsg struct {
 }
 
 // New makes a Mux. Give it the link's Notify in cfg.Notify, and the mux to
-// the link as its Upper (package endpoint does both).
+// the link as its Upper (package endpoint does both). New does not verify
+// cfg (Config.Verify does; endpoint.New calls it): a zero or negative
+// limit takes its default, a StreamWindow below InitialWindow is raised to
+// it, and AcceptBacklog is capped at MaxStreams.
 func New(cfg Config) *Mux {
 	if cfg.StreamWindow < InitialWindow {
 		cfg.StreamWindow = InitialWindow
