@@ -141,6 +141,7 @@ func optionFlags() []cli.Flag {
 		&cli.StringFlag{Name: "dtr", Usage: "set the serial DTR line `on|off` right after open and keep it so, also across close (default: raised, as usual); --dtr off --rts off spares an ESP32 board the reset", Category: "Serial line"},
 		&cli.StringFlag{Name: "rts", Usage: "set the serial RTS line `on|off` right after open and keep it so, also across close (default: raised, as usual)", Category: "Serial line"},
 		&cli.StringFlag{Name: "carrier", Usage: "treat the loss of the input `LINE` dcd, dsr or cts as an unplugged cable at once, and wait for it to come back (where the cable wires it)", Category: "Serial line"},
+		&cli.BoolFlag{Name: "half-duplex", Usage: "the line is one bus for both directions (RS-485 two-wire, a radio modem): the ends take turns and ignore their own echo; both ends need it", Category: "Serial line"},
 		&cli.BoolFlag{Name: "low-latency", Usage: "ask a USB serial adapter for low receive latency: FTDI latency_timer 1 ms, ASYNC_LOW_LATENCY (Linux; logs what it did)", Category: "Serial line"},
 		&cli.DurationFlag{Name: "link-wait", Value: 30 * time.Second, Usage: "how long a client that connects while the link is down waits for it", Category: "Forwarding"},
 		&cli.DurationFlag{Name: "dial-timeout", Value: 10 * time.Second, Usage: "how long to wait for a destination to accept a connection", Category: "Forwarding"},
@@ -240,6 +241,7 @@ type linkOptions struct {
 	secretFile                                            string
 	maxStreams                                            int
 	compress                                              link.Compression
+	halfDuplex                                            bool
 	insecure                                              bool
 	allow                                                 []string
 }
@@ -275,6 +277,7 @@ func readOptions(c flagReader) (linkOptions, error) {
 		secretFile:       c.String("secret-file"),
 		maxStreams:       c.Int("max-streams"),
 		insecure:         c.Bool("insecure"),
+		halfDuplex:       c.Bool("half-duplex"),
 		allow:            c.StringSlice("allow"),
 	}
 	var err error
@@ -451,6 +454,9 @@ func runPlan(plan linkPlan) error {
 	if err != nil {
 		return err
 	}
+	if plan.opts.halfDuplex && plan.transport.comm == "" {
+		return errors.New("--half-duplex is for a serial line (--comm): TCP, pipes and --stdio carry both directions at once")
+	}
 	drv, err := openDriver(plan.transport, secret != nil, plan.opts.serial, plan.opts.serialOpts, log)
 	if err != nil {
 		return err
@@ -468,6 +474,7 @@ func runPlan(plan linkPlan) error {
 			HandshakeTimeout: plan.opts.handshakeTimeout,
 			Secret:           secret,
 			Compress:         plan.opts.compress,
+			HalfDuplex:       plan.opts.halfDuplex,
 		},
 		Mux: mux.Config{
 			MaxStreams:  plan.opts.maxStreams,
