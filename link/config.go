@@ -128,6 +128,11 @@ type Config struct {
 	// end knows what it may ask for (PeerServices). Each is a short
 	// name of printable ASCII without commas.
 	Services []string
+	// HalfDuplex runs the link on a line where only one end may transmit
+	// at a time and each may hear its own bytes (RS-485 two-wire, radio
+	// modems): the ends take turns (halfduplex.go). It applies to paced
+	// lines (serial) only, and both ends need it.
+	HalfDuplex bool
 	// Logger receives the link's logs; nil means slog.Default().
 	Logger *slog.Logger
 }

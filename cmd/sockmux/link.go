@@ -184,6 +184,7 @@ type linkOptions struct {
 	secretFile                                            string
 	maxStreams                                            int
 	compress                                              link.Compression
+	halfDuplex                                            bool
 	insecure                                              bool
 	allow                                                 []string
 }
@@ -221,6 +222,7 @@ func readOptions(c flagReader) (linkOptions, error) {
 		secretFile:       c.String("secret-file"),
 		maxStreams:       c.Int("max-streams"),
 		insecure:         c.Bool("insecure"),
+		halfDuplex:       c.Bool("half-duplex"),
 		allow:            c.StringSlice("allow"),
 	}
 	var err error
@@ -389,6 +391,9 @@ func runPlan(plan linkPlan) error {
 	if err != nil {
 		return err
 	}
+	if plan.opts.halfDuplex && plan.transport.comm == "" {
+		return errors.New("--half-duplex is for a serial line (--comm): TCP, pipes and --stdio carry both directions at once")
+	}
 	drv, err := openDriver(plan.transport, secret != nil, plan.opts.serial, plan.opts.serialOpts, log)
 	if err != nil {
 		return err
@@ -406,6 +411,7 @@ func runPlan(plan linkPlan) error {
 			HandshakeTimeout: plan.opts.handshakeTimeout,
 			Secret:           secret,
 			Compress:         plan.opts.compress,
+			HalfDuplex:       plan.opts.halfDuplex,
 		},
 		Mux: mux.Config{
 			MaxStreams:  plan.opts.maxStreams,

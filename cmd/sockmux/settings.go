@@ -119,6 +119,8 @@ func linkSettings(fw *forwardFlags) []setting {
 			env: "SOCKMUX_RTS", key: "rts", option: true, check: lineLevel},
 		{flag: &cli.StringFlag{Name: "carrier", Usage: "treat the loss of the input `LINE` dcd, dsr or cts as an unplugged cable at once, and wait for it to come back (where the cable wires it)", Category: "Serial line"},
 			env: "SOCKMUX_CARRIER", key: "carrier", option: true, check: carrierLine},
+		{flag: &cli.BoolFlag{Name: "half-duplex", Usage: "the line is one bus for both directions (RS-485 two-wire, a radio modem): the ends take turns and ignore their own echo; both ends need it", Category: "Serial line"},
+			env: "SOCKMUX_HALF_DUPLEX", key: "half-duplex", option: true, field: "link.HalfDuplex"},
 		{flag: &cli.BoolFlag{Name: "low-latency", Usage: "ask a USB serial adapter for low receive latency: FTDI latency_timer 1 ms, ASYNC_LOW_LATENCY (Linux; logs what it did)", Category: "Serial line"},
 			env: "SOCKMUX_LOW_LATENCY", key: "low-latency", option: true},
 		{flag: &cli.DurationFlag{Name: "link-wait", Value: 30 * time.Second, Usage: "how long a client that connects while the link is down waits for it", Category: "Forwarding"},
