@@ -3,7 +3,7 @@
 // driver that lets the receiver repair damage instead of asking for the
 // frame again (issue 19).
 //
-// Two parts:
+// Three parts:
 //
 //   - Code: a systematic Reed–Solomon code over GF(256), RS(n, n−2t) for
 //     any n ≤ 255, that corrects up to t wrong bytes anywhere in a block
@@ -17,6 +17,9 @@
 //     two: the next marker is looked for nearby), and finds it again
 //     after garbage. Level 0 is off: the bytes go as they are, and the
 //     decoder passes bytes outside blocks on unchanged.
+//   - Chooser: picks the level for one direction from what the decoder
+//     measured there (symbols corrected per block, blocks lost), or from
+//     the frames the link lost while the code was off.
 //
 // The code is a coset of Reed–Solomon (a fixed pattern added to the
 // parity), so that a block shifted by a lost byte is not taken for a
