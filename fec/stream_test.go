@@ -217,11 +217,11 @@ func TestDropInsertResync(t *testing.T) {
 	w.Write(data)
 	clean := buf.Bytes()
 	size := 255 + Overhead
-	for trial := 0; trial < 400; trial++ {
+	for trial := 0; trial < 3*size+300; trial++ {
 		wire := bytes.Clone(clean)
-		at := size + rng.IntN(len(wire)-3*size) // not the first or last blocks
-		if trial < 12 {
-			at = 3*size + Overhead + trial/3 // the first bytes of a codeword
+		at := 3*size + trial/3 // every position of block 3, each way
+		if trial >= 3*size {
+			at = size + rng.IntN(len(wire)-3*size) // then anywhere but the first and last blocks
 		}
 		hit := at / size
 		var kind string
