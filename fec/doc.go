@@ -14,8 +14,9 @@
 //     carries the level (the t) in a code that corrects 3 flipped bits.
 //     The decoder finds markers by correlation, tolerating flipped bits,
 //     follows a block stream across bytes dropped or inserted (a byte or
-//     two: the next marker is looked for nearby), and finds it again
-//     after garbage. Level 0 is off: the bytes go as they are, and the
+//     two: the next marker is looked for nearby, and a block that lost or
+//     gained one byte is decoded again with it put back or taken out),
+//     and finds it again after garbage. Level 0 is off: the bytes go as they are, and the
 //     decoder passes bytes outside blocks on unchanged.
 //   - Chooser: picks the level for one direction from what the decoder
 //     measured there (symbols corrected per block, blocks lost), or from

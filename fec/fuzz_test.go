@@ -87,13 +87,13 @@ func FuzzDecoder(f *testing.F) {
 // sent, in order, none twice; and a frame lost or damaged is always
 // accompanied by an event the decoder reports (a lost block, a lost sync,
 // plain bytes passed on): damage it corrected is never visible above it.
-// (At levels with t ≥ 8 a random overloaded block is miscorrected less
-// than once in 10⁷; weaker levels rely on the CRC for that, see TestBeyondT.)
+// (At levels with t ≥ 12 a random overloaded block is miscorrected about
+// once in 10⁹; weaker levels rely on the CRC for that, see TestBeyondT.)
 func FuzzDamagedFrames(f *testing.F) {
 	f.Add([]byte{0, 10, 1, 1, 200, 0, 2, 3, 0, 3, 9, 40}, uint8(0))
 	f.Add([]byte{1, 0, 0, 2, 1, 0}, uint8(3))
 	f.Fuzz(func(t *testing.T, ops []byte, lv uint8) {
-		level := 5 + int(lv)%(MaxLevel-4) // t ≥ 8
+		level := 6 + int(lv)%(MaxLevel-5) // t ≥ 12
 		var frames [][]byte
 		var stream []byte
 		for i := 0; i < 24; i++ {

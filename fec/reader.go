@@ -28,17 +28,20 @@ const (
 
 // ReaderStats counts what a Decoder found.
 type ReaderStats struct {
-	Blocks        uint64 // blocks decoded
-	Corrected     uint64 // symbols corrected in them
-	Uncorrectable uint64 // blocks lost: more errors than their code corrects, or a header too damaged to read
-	// (a block's place without a marker or a block in it counts as SyncLost)
-	Symbols      uint64 // codeword symbols of the blocks decoded and lost
-	Resyncs      uint64 // times the decoder found blocks after plain bytes or a lost sync
-	SyncLost     uint64 // times it lost the block stream
-	Slips        uint64 // markers found a byte or two off their place (bytes dropped or inserted)
-	HeadersFixed uint64 // headers with flipped bits, corrected
-	RawBytes     uint64 // bytes passed on as they came, outside blocks
-	Level        int    // the level of the last block decoded; 0 while reading plain bytes
+	Blocks    uint64 // blocks decoded
+	Corrected uint64 // symbols corrected in them
+	// Uncorrectable counts blocks lost: more errors than their code
+	// corrects, or a header too damaged to read (a block's place without a
+	// marker or a block in it counts as SyncLost).
+	Uncorrectable uint64
+	Symbols       uint64 // codeword symbols of the blocks decoded and lost
+	Resyncs       uint64 // times the decoder found blocks after plain bytes or a lost sync
+	SyncLost      uint64 // times it lost the block stream
+	Slips         uint64 // markers found a byte or two off their place (bytes dropped or inserted)
+	Repaired      uint64 // blocks a dropped or inserted byte had hit, decoded with it put back or taken out
+	HeadersFixed  uint64 // headers with flipped bits, corrected
+	RawBytes      uint64 // bytes passed on as they came, outside blocks
+	Level         int    // the level of the last block decoded; 0 while reading plain bytes
 }
 
 // Decoder turns what a Writer wrote, after the line damaged it, back into
@@ -63,11 +66,13 @@ type Decoder struct {
 	buf     []byte
 	end     int
 	locked  bool
-	p       int  // locked: where the next block should start
-	scan    int  // unlocked: the next place a marker may start
-	out     int  // unlocked: bytes before out were passed on (or dropped)
-	dropTo  int  // unlocked: bytes before dropTo are dropped, not passed on
-	level   int  // the level of the last block decoded
+	p       int // locked: where the next block should start
+	scan    int // unlocked: the next place a marker may start
+	out     int // unlocked: bytes before out were passed on (or dropped)
+	dropTo  int // unlocked: bytes before dropTo are dropped, not passed on
+	level   int // the level of the last block decoded
+	pend    int // locked: a block that did not decode, waiting to see whether a slip explains it (-1: none)
+	pendLvl int
 	passed  bool // bytes were passed on since the last LossMark
 	cw      []byte
 	stats   ReaderStats
@@ -78,7 +83,7 @@ func NewDecoder(n int) (*Decoder, error) {
 	if err := checkBlock(n); err != nil {
 		return nil, err
 	}
-	return &Decoder{LossMark: []byte{0}, n: n, size: n + Overhead, cw: make([]byte, n)}, nil
+	return &Decoder{LossMark: []byte{0}, n: n, size: n + Overhead, cw: make([]byte, n), pend: -1}, nil
 }
 
 // Stats returns the counters.
@@ -118,6 +123,9 @@ func (d *Decoder) compact() {
 	keep := min(d.scan, d.out)
 	if d.locked {
 		keep = d.p - slipWindow
+		if d.pend >= 0 {
+			keep = min(keep, d.pend)
+		}
 	}
 	if keep <= 0 {
 		return
@@ -129,6 +137,9 @@ func (d *Decoder) compact() {
 	d.scan = max(d.scan-keep, 0)
 	d.out = max(d.out-keep, 0)
 	d.dropTo = max(d.dropTo-keep, 0)
+	if d.pend >= 0 {
+		d.pend -= keep
+	}
 }
 
 // decode decodes the codeword at buf[c+Overhead:] at level, taking at
@@ -139,19 +150,31 @@ func (d *Decoder) decode(c, level, maxFix int) ([]byte, bool) {
 		return nil, false
 	}
 	copy(d.cw, d.buf[c+Overhead:c+d.size])
-	addCoset(d.cw, Levels[level])
-	k, err := codeFor(level).Decode(d.cw)
 	d.stats.Symbols += uint64(d.n)
-	if err != nil || k > maxFix || int(d.cw[0]) > Capacity(d.n, level) {
-		// (A count beyond the capacity is a miscorrection, or no block.)
+	k, ok := d.decodeCW(level, maxFix)
+	if !ok {
 		return nil, false
 	}
+	return d.decoded(level, k), true
+}
+
+// decodeCW decodes d.cw in place at level with at most maxFix corrections.
+func (d *Decoder) decodeCW(level, maxFix int) (int, bool) {
+	addCoset(d.cw, Levels[level])
+	k, err := codeFor(level).Decode(d.cw)
+	// (A count beyond the capacity is a miscorrection, or no block.)
+	return k, err == nil && k <= maxFix && int(d.cw[0]) <= Capacity(d.n, level)
+}
+
+// decoded counts a block decoded in d.cw with k corrections and returns
+// its data.
+func (d *Decoder) decoded(level, k int) []byte {
 	d.stats.Blocks++
 	d.stats.Corrected += uint64(k)
 	if d.OnBlock != nil {
 		d.OnBlock(level, k, true)
 	}
-	return d.cw[1 : 1+int(d.cw[0])], true
+	return d.cw[1 : 1+int(d.cw[0])]
 }
 
 // lost records a block that did not decode.
@@ -162,6 +185,49 @@ func (d *Decoder) lost(dst []byte, level int) []byte {
 		d.OnBlock(level, 0, false)
 	}
 	return append(dst, d.LossMark...)
+}
+
+// resolve settles the block that waits in d.pend, now that the next
+// marker was found delta bytes off its place: a slip of one byte is
+// repaired if it can be (at most n+1 decodings, at the level of its
+// header and at the last level before), anything else is a lost block.
+//
+// A repair tries about n words, so it takes one only with at most
+// Corrects−1 corrections: a wrong word lies that close to some codeword
+// with probability about C(n,e)·255^e/256^(2t), times n tries: 6·10⁻⁸ at
+// t = 3, 7·10⁻¹¹ at t = 8, 2·10⁻⁸ at t = 12 (with all t it would be 0.5 %
+// at t = 8). The right word needs one correction for the byte put back
+// (none for one taken out) besides the line's errors. t = 2 (one
+// correction) leaves nothing to repair with.
+func (d *Decoder) resolve(dst []byte, delta int) []byte {
+	q, level := d.pend, d.pendLvl
+	d.pend = -1
+	if delta != 1 && delta != -1 {
+		return d.lost(dst, level)
+	}
+	// The block ran from q to the next marker: n+delta codeword bytes.
+	src := d.buf[q+Overhead : q+d.size+delta]
+	for i, l := range []int{level, d.level} {
+		if (i == 1 && l == level) || Corrects(l) < 2 {
+			continue
+		}
+		for j := 0; j < d.n; j++ {
+			if delta < 0 { // a byte was dropped before src[j]: put a 0 there
+				copy(d.cw, src[:j])
+				d.cw[j] = 0
+				copy(d.cw[j+1:], src[j:])
+			} else { // src[j] was inserted: take it out
+				copy(d.cw, src[:j])
+				copy(d.cw[j:], src[j+1:])
+			}
+			if k, ok := d.decodeCW(l, Corrects(l)-1); ok {
+				d.stats.Repaired++
+				d.level = l
+				return append(dst, d.decoded(l, k)...)
+			}
+		}
+	}
+	return d.lost(dst, level)
 }
 
 // stepLocked handles the block expected at d.p; more is false when it
@@ -190,31 +256,51 @@ func (d *Decoder) stepLocked(dst []byte) (_ []byte, more bool) {
 			d.stats.Slips++
 		}
 	}
+	if d.pend >= 0 {
+		delta := 0
+		if good {
+			delta = c - p
+		}
+		dst = d.resolve(dst, delta)
+	}
 	if d.end < c+d.size {
 		return dst, false
 	}
 	level, flags, flips, ok := parseHeader(d.buf[c+markerLen:], trackHdr)
-	maxFix := Levels[d.level]
 	switch {
 	case !good:
 		// No marker: most likely garbage, where a header decodes by
-		// chance one time in three. Only the last level is tried, and
-		// only a block that needs at most t/2 corrections is taken (a
-		// random word passes that with probability 1.5e-5 at t = 2, below
-		// 1e-9 from t = 3).
-		if !ok || level != d.level {
-			flags = 0
+		// chance one time in three. Only the last level is tried, at the
+		// block's place and a byte either side (a byte dropped or
+		// inserted in the marker), and only a block that needs at most
+		// half the corrections is taken (a random word passes that with
+		// probability 2·10⁻¹⁰ at t = 3, less above; t = 2 takes none).
+		if d.end < p+1+d.size {
+			return dst, false
 		}
-		level, maxFix = d.level, Levels[d.level]/2
+		for _, q := range []int{p, p - 1, p + 1} {
+			if q < 0 {
+				continue
+			}
+			if data, ok := d.decode(q, d.level, Corrects(d.level)/2); ok {
+				d.p = q + d.size
+				return append(dst, data...), true
+			}
+		}
+		// Neither a marker nor a block (garbage, a noise burst, or bytes
+		// dropped or inserted beyond the window): search again from the
+		// next byte, dropping (not passing on) what this block's place
+		// held.
+		d.stats.SyncLost++
+		d.passed = false
+		d.unlock(p+1, p+d.size)
+		return append(dst, d.LossMark...), true
 	case !ok:
 		level, flags = d.level, 0 // the level seldom changes: try the last one
 	case flips > 0:
 		d.stats.HeadersFixed++
-		maxFix = Levels[level]
-	default:
-		maxFix = Levels[level]
 	}
-	if data, ok := d.decode(c, level, maxFix); ok {
+	if data, ok := d.decode(c, level, Corrects(level)); ok {
 		dst = append(dst, data...)
 		d.level = level
 		d.p = c + d.size
@@ -223,17 +309,11 @@ func (d *Decoder) stepLocked(dst []byte) (_ []byte, more bool) {
 		}
 		return dst, true
 	}
-	if good {
-		d.p = c + d.size // the marker was there: the next block follows
-		return d.lost(dst, level), true
-	}
-	// Neither a marker nor a block (garbage, a noise burst, or bytes
-	// dropped or inserted beyond the window): search again from the next
-	// byte, dropping (not passing on) what this block's place held.
-	d.stats.SyncLost++
-	d.passed = false
-	d.unlock(c+1, c+d.size)
-	return append(dst, d.LossMark...), true
+	// The marker was there: the next block follows. Perhaps a byte was
+	// dropped or inserted in this one: the next marker will tell.
+	d.p = c + d.size
+	d.pend, d.pendLvl = c, level
+	return dst, true
 }
 
 // unlock goes to searching for blocks from scan on, passing bytes from
@@ -260,7 +340,7 @@ func (d *Decoder) stepUnlocked(dst []byte) (_ []byte, more bool) {
 		if d.end < c+d.size {
 			return dst, false
 		}
-		data, ok := d.decode(c, level, Levels[level])
+		data, ok := d.decode(c, level, Corrects(level))
 		if !ok {
 			continue // not a block after all, or a damaged one
 		}

@@ -209,7 +209,7 @@ func TestBeyondT(t *testing.T) {
 		}
 		// A random word lies within t of some codeword with probability
 		// about C(255,t)·255^t/256^2t: 0.49 for t=2, 0.16 for 3, 0.04 for
-		// 4, 1e-4 for 6, below 1e-7 from 8 on.
+		// 4, 1.2e-3 for 6, 2.1e-5 for 8, 1.5e-9 for 12, below 1e-13 on.
 		if limit := map[int]int{2: 130, 3: 60, 4: 20}[tt]; (limit == 0 && wrong > 2) || wrong > limit {
 			t.Errorf("t=%d: %d of %d overloaded blocks miscorrected", tt, wrong, trials)
 		}

@@ -133,7 +133,7 @@ func TestErrorsUpToTEveryBlock(t *testing.T) {
 	// every marker and header: everything comes back.
 	rng := rand.New(rand.NewPCG(25, 26))
 	for level := 1; level <= MaxLevel; level++ {
-		tt := Levels[level]
+		tt := Corrects(level)
 		data := randBlock(rng, 30000)
 		wire := encodeAll(t, rng, 255, level, data)
 		for i, sp := range blockSpans(wire, 255) {
@@ -179,7 +179,7 @@ func onesCount8(b byte) int {
 
 func TestUncorrectableReported(t *testing.T) {
 	rng := rand.New(rand.NewPCG(27, 28))
-	for level := 4; level <= MaxLevel; level++ { // t ≥ 6: miscorrection below 1e-4
+	for level := 4; level <= MaxLevel; level++ { // t ≥ 6: an overloaded block is miscorrected with p ≈ 1.2e-3 or less
 		tt := Levels[level]
 		c := Capacity(255, level)
 		data := randBlock(rng, 20*c)
@@ -204,8 +204,9 @@ func TestUncorrectableReported(t *testing.T) {
 	}
 }
 
-// A byte dropped or inserted anywhere loses the block it hit, no other,
-// and the decoder is in step at the next marker.
+// A byte dropped or inserted anywhere costs at most the block it hit, and
+// the decoder is in step at the next marker; one byte dropped or inserted
+// is repaired; two dropped lose the block.
 func TestDropInsertResync(t *testing.T) {
 	rng := rand.New(rand.NewPCG(29, 30))
 	const level = 5
@@ -217,6 +218,14 @@ func TestDropInsertResync(t *testing.T) {
 	w.Write(data)
 	clean := buf.Bytes()
 	size := 255 + Overhead
+	whole, single := 0, 0
+	defer func() {
+		// One byte dropped or inserted: the block is repaired (put back or
+		// taken out at the place that decodes), whatever the place.
+		if whole != single {
+			t.Errorf("%d of %d single slips repaired", whole, single)
+		}
+	}()
 	for trial := 0; trial < 3*size+300; trial++ {
 		wire := bytes.Clone(clean)
 		at := 3*size + trial/3 // every position of block 3, each way
@@ -227,9 +236,11 @@ func TestDropInsertResync(t *testing.T) {
 		var kind string
 		switch trial % 3 {
 		case 0:
+			single++
 			kind = "drop"
 			wire = append(wire[:at], wire[at+1:]...)
 		case 1:
+			single++
 			kind = "insert"
 			wire = append(wire[:at], append([]byte{byte(rng.Uint32())}, wire[at:]...)...)
 		case 2:
@@ -241,7 +252,12 @@ func TestDropInsertResync(t *testing.T) {
 		got := decodeAll(t, rng, d, wire)
 		want := append(append(bytes.Clone(data[:hit*c]), "LOST"...), data[(hit+1)*c:]...)
 		if bytes.Equal(got, data) {
-			continue // the slip hit the last bytes of the parity, and it corrected them
+			// Repaired (one byte dropped or inserted), or the slip hit the
+			// last bytes of the parity and the code corrected them.
+			if kind != "drop 2" {
+				whole++
+			}
+			continue
 		}
 		// After a lost sync a byte or two of the misaligned stream may go
 		// on as plain bytes before the mark that starts the next block.
@@ -350,4 +366,38 @@ func isSubsequence(got, sent [][]byte) bool {
 		i++
 	}
 	return true
+}
+
+// A slip in a block that also has line errors is repaired while the
+// errors leave room (t−2 corrections, the byte put back counting one).
+func TestSlipRepairWithErrors(t *testing.T) {
+	rng := rand.New(rand.NewPCG(33, 34))
+	for level := 2; level <= MaxLevel; level++ {
+		tt := Levels[level]
+		c := Capacity(255, level)
+		data := randBlock(rng, 6*c)
+		var buf bytes.Buffer
+		w, _ := NewWriter(&buf, 255)
+		w.SetLevel(level)
+		w.Write(data)
+		size := 255 + Overhead
+		for trial := 0; trial < 20; trial++ {
+			wire := bytes.Clone(buf.Bytes())
+			cw := wire[2*size+Overhead : 3*size]
+			damage(rng, cw, tt-3)
+			at := 2*size + Overhead + rng.IntN(255)
+			if trial%2 == 0 {
+				wire = append(wire[:at], wire[at+1:]...)
+			} else {
+				wire = append(wire[:at], append([]byte{byte(rng.Uint32())}, wire[at:]...)...)
+			}
+			d := newDecoder(t, 255)
+			if got := decodeAll(t, rng, d, wire); !bytes.Equal(got, data) {
+				t.Fatalf("t=%d: a slip and %d errors in a block: not repaired, %+v", tt, tt-3, d.Stats())
+			}
+			if s := d.Stats(); s.Repaired > 1 || s.Uncorrectable+s.SyncLost != 0 {
+				t.Fatalf("t=%d: %+v", tt, s)
+			}
+		}
+	}
 }
