@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"hash/crc32"
+	"io"
 	"math/rand/v2"
 	"testing"
+	"testing/iotest"
 )
 
 // encodeAll writes data through a Writer at level in random chunks with
@@ -398,6 +400,57 @@ func TestSlipRepairWithErrors(t *testing.T) {
 			if s := d.Stats(); s.Repaired > 1 || s.Uncorrectable+s.SyncLost != 0 {
 				t.Fatalf("t=%d: %+v", tt, s)
 			}
+		}
+	}
+}
+
+// The Reader over an io.Reader that returns one byte at a time, and the
+// error after the data.
+func TestReaderOneByte(t *testing.T) {
+	rng := rand.New(rand.NewPCG(35, 36))
+	data := randBlock(rng, 5000)
+	wire := encodeAll(t, rng, 255, 6, data)
+	r, err := NewReader(iotest.OneByteReader(bytes.NewReader(wire)), 255)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("%d of %d bytes, err %v", len(got), len(data), err)
+	}
+	if s := r.Stats(); s.Blocks == 0 || s.Level != 6 {
+		t.Fatalf("%+v", s)
+	}
+	// Plain bytes (level 0) come through a byte at a time too, none held
+	// back at the end, as a stream of COBS frames ends in 0x00.
+	frames := cobsFrame(cobsFrame(nil, []byte("one")), []byte("two"))
+	r, _ = NewReader(iotest.OneByteReader(bytes.NewReader(frames)), 255)
+	if got, _ := io.ReadAll(r); !bytes.Equal(got, frames) {
+		t.Fatalf("plain bytes: %q", got)
+	}
+	d := newDecoder(t, 255)
+	var out []byte
+	for _, b := range frames {
+		out = d.Feed(out, []byte{b})
+	}
+	if !bytes.Equal(out, frames) {
+		t.Fatalf("plain bytes held back: %d of %d out", len(out), len(frames))
+	}
+}
+
+func TestBadArguments(t *testing.T) {
+	for _, n := range []int{0, MinBlock - 1, 256} {
+		if _, err := NewWriter(io.Discard, n); err == nil {
+			t.Errorf("NewWriter(%d) accepted", n)
+		}
+		if _, err := NewDecoder(n); err == nil {
+			t.Errorf("NewDecoder(%d) accepted", n)
+		}
+	}
+	w, _ := NewWriter(io.Discard, 64)
+	for _, l := range []int{-1, MaxLevel + 1, 8} { // t=20: 80 parity bytes of 64
+		if err := w.SetLevel(l); err == nil {
+			t.Errorf("SetLevel(%d) accepted for 64-byte blocks", l)
 		}
 	}
 }
