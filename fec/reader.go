@@ -207,23 +207,40 @@ func (d *Decoder) resolve(dst []byte, delta int) []byte {
 	}
 	// The block ran from q to the next marker: n+delta codeword bytes.
 	src := d.buf[q+Overhead : q+d.size+delta]
+	try := func(l, j int) bool {
+		if delta < 0 { // a byte was dropped before src[j]: put a 0 there
+			copy(d.cw, src[:j])
+			d.cw[j] = 0
+			copy(d.cw[j+1:], src[j:])
+		} else { // src[j] was inserted: take it out
+			copy(d.cw, src[:j])
+			copy(d.cw[j:], src[j+1:])
+		}
+		k, ok := d.decodeCW(l, Corrects(l)-1)
+		if ok {
+			d.stats.Repaired++
+			d.level = l
+			dst = append(dst, d.decoded(l, k)...)
+		}
+		return ok
+	}
 	for i, l := range []int{level, d.level} {
 		if (i == 1 && l == level) || Corrects(l) < 2 {
 			continue
 		}
-		for j := 0; j < d.n; j++ {
-			if delta < 0 { // a byte was dropped before src[j]: put a 0 there
-				copy(d.cw, src[:j])
-				d.cw[j] = 0
-				copy(d.cw[j+1:], src[j:])
-			} else { // src[j] was inserted: take it out
-				copy(d.cw, src[:j])
-				copy(d.cw[j:], src[j+1:])
+		// Every place within Corrects−2 of the true one decodes (the bytes
+		// between are shifted by one: wrong, besides the line's errors),
+		// so the places are tried in strides of half that first, then
+		// the rest.
+		stride := max(1, (Corrects(l)-1)/2)
+		for j := 0; j < d.n; j += stride {
+			if try(l, j) {
+				return dst
 			}
-			if k, ok := d.decodeCW(l, Corrects(l)-1); ok {
-				d.stats.Repaired++
-				d.level = l
-				return append(dst, d.decoded(l, k)...)
+		}
+		for j := 0; j < d.n && stride > 1; j++ {
+			if j%stride != 0 && try(l, j) {
+				return dst
 			}
 		}
 	}
