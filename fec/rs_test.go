@@ -3,6 +3,7 @@ package fec
 import (
 	"bytes"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
@@ -273,5 +274,37 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkStream: a Writer and a Decoder together, blocks of 255 with
+// about the byte errors of the BER each level is chosen for; MB/s of data.
+func BenchmarkStream(b *testing.B) {
+	for _, c := range []struct {
+		level int
+		ber   float64
+	}{{3, 1e-4}, {5, 1e-3}, {7, 3e-3}, {10, 1e-2}} {
+		b.Run(levelName(Levels[c.level])+"/BER="+strconv.FormatFloat(c.ber, 'g', -1, 64), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			data := randBlock(rng, 64<<10)
+			var wire bytes.Buffer
+			w, _ := NewWriter(&wire, 255)
+			w.SetLevel(c.level)
+			w.Write(data)
+			w.Flush()
+			line := wire.Bytes()
+			ch := channel{rng: rng, ber: c.ber}
+			ch.untilFlip = geometricDraw(rng, c.ber)
+			ch.apply(line)
+			d, _ := NewDecoder(255)
+			out := make([]byte, 0, len(data)+1024)
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				wire.Reset()
+				w.Write(data)
+				w.Flush()
+				out = d.Feed(out[:0], line)
+			}
+		})
 	}
 }
