@@ -269,21 +269,24 @@ func (d *Decoder) stepLocked(dst []byte) (_ []byte, more bool) {
 				}
 			}
 		}
-		if good = best <= slipFlips; good {
-			d.stats.Slips++
-		}
+		good = best <= slipFlips
 	}
-	if d.pend >= 0 {
-		delta := 0
-		if good {
-			delta = c - p
-		}
-		dst = d.resolve(dst, delta)
+	// Wait for the whole block (without a marker, for a byte more: it may
+	// start a byte late) before anything is counted or decided.
+	need := c + d.size
+	if !good {
+		need = p + 1 + d.size
 	}
-	if d.end < c+d.size {
+	if d.end < need {
 		return dst, false
 	}
-	level, flags, flips, ok := parseHeader(d.buf[c+markerLen:], trackHdr)
+	if c != p {
+		d.stats.Slips++
+	}
+	if d.pend >= 0 {
+		dst = d.resolve(dst, c-p)
+	}
+	level, flags, flips, hdrOK := parseHeader(d.buf[c+markerLen:], trackHdr)
 	switch {
 	case !good:
 		// No marker: most likely garbage, where a header decodes by
@@ -292,16 +295,17 @@ func (d *Decoder) stepLocked(dst []byte) (_ []byte, more bool) {
 		// inserted in the marker), and only a block that needs at most
 		// half the corrections is taken (a random word passes that with
 		// probability 2·10⁻¹⁰ at t = 3, less above; t = 2 takes none).
-		if d.end < p+1+d.size {
-			return dst, false
-		}
 		for _, q := range []int{p, p - 1, p + 1} {
 			if q < 0 {
 				continue
 			}
 			if data, ok := d.decode(q, d.level, Corrects(d.level)/2); ok {
 				d.p = q + d.size
-				return append(dst, data...), true
+				dst = append(dst, data...)
+				if q == p && hdrOK && level == d.level && flags&flagRaw != 0 {
+					d.unlock(d.p, d.p) // its header, at least, says so
+				}
+				return dst, true
 			}
 		}
 		// Neither a marker nor a block (garbage, a noise burst, or bytes
@@ -312,7 +316,7 @@ func (d *Decoder) stepLocked(dst []byte) (_ []byte, more bool) {
 		d.passed = false
 		d.unlock(p+1, p+d.size)
 		return append(dst, d.LossMark...), true
-	case !ok:
+	case !hdrOK:
 		level, flags = d.level, 0 // the level seldom changes: try the last one
 	case flips > 0:
 		d.stats.HeadersFixed++

@@ -454,3 +454,24 @@ func TestBadArguments(t *testing.T) {
 		}
 	}
 }
+
+// The block that turns the code off, its marker destroyed: the flywheel
+// reads it, and its header still says plain bytes follow.
+func TestOffBlockWithoutMarker(t *testing.T) {
+	rng := rand.New(rand.NewPCG(37, 38))
+	var wire bytes.Buffer
+	w, _ := NewWriter(&wire, 255)
+	w.SetLevel(5)
+	a, b := randBlock(rng, 3*Capacity(255, 5)+100), randBlock(rng, 700)
+	w.Write(a)
+	w.SetLevel(0) // the partial block goes out flagged
+	off := wire.Len() - (255 + Overhead)
+	w.Write(b)
+	line := wire.Bytes()
+	line[off] ^= 0xFF // 8 of the marker's bits
+	d := newDecoder(t, 255)
+	d.LossMark = nil
+	if got := d.Feed(nil, line); !bytes.Equal(got, append(bytes.Clone(a), b...)) {
+		t.Fatalf("%d of %d bytes; %+v", len(got), len(a)+len(b), d.Stats())
+	}
+}
