@@ -110,6 +110,9 @@ func planFromDelegate(args []string) (plan linkPlan, printOnly bool, err error) 
 			return plan, false, err
 		}
 	}
+	if options, err = applyWireParam(set, dg.wire, options); err != nil {
+		return plan, false, err
+	}
 	opts, err := readOptions(cli.NewContext(nil, set, nil))
 	if err != nil {
 		return plan, false, err
@@ -134,6 +137,7 @@ type delegateParams struct {
 	ports     []flagSpec
 	rules     []flagSpec
 	logLevel  string
+	wire      string // WIRE= (wire.go)
 }
 
 // translateDelegate translates DeleGate's SockMux parameters. A
@@ -189,6 +193,8 @@ func translateDelegate(params []string) (delegateParams, error) {
 			dg.ports = append(dg.ports, flagSpec{"port", value})
 		case name == "DEST":
 			dg.rules = append(dg.rules, flagSpec{"dest", value})
+		case name == "WIRE":
+			dg.wire = value
 		default:
 			return dg, fmt.Errorf("DeleGate parameter %s is not supported by sockmux delegate: it understands -Phost:port, SERVER=sockmux[://host:port|:comm@PATH|:commin@PATH|:commout@PATH], SERVER=...,-in, PORT= and DEST=; see docs/delegate.md", p)
 		}

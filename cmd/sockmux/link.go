@@ -156,6 +156,7 @@ func optionFlags() []cli.Flag {
 		&cli.StringFlag{Name: "secret-file", EnvVars: []string{"SOCKMUX_SECRET_FILE"}, Usage: "authenticate the peer with the shared key in `FILE` (sockmux keygen FILE) and encrypt the link; both ends need the same file", Category: "Security"},
 		&cli.BoolFlag{Name: "insecure", Usage: "allow --listen on an address other hosts can reach without --secret-file", Category: "Security"},
 		&cli.StringSliceFlag{Name: "allow", Usage: "let streams from the far end reach only `DEST` = HOST|CIDR[:PORT[-PORT]] (repeatable; default: anywhere)", Category: "Security"},
+		wireFlag(),
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug (shows frames), info, warn or error"},
 	}
 }
@@ -242,6 +243,7 @@ type linkOptions struct {
 	compress                                              link.Compression
 	insecure                                              bool
 	allow                                                 []string
+	wire                                                  string // --wire (wire.go)
 }
 
 // flagReader is what reading optionFlags needs; a *cli.Context is one.
@@ -276,6 +278,7 @@ func readOptions(c flagReader) (linkOptions, error) {
 		maxStreams:       c.Int("max-streams"),
 		insecure:         c.Bool("insecure"),
 		allow:            c.StringSlice("allow"),
+		wire:             c.String("wire"),
 	}
 	var err error
 	if o.serialOpts, err = readSerialOptions(c); err != nil {
@@ -444,6 +447,9 @@ func runPlan(plan linkPlan) error {
 			return err
 		}
 	}
+	if err := checkWire(plan, secret != nil); err != nil {
+		return err
+	}
 	if err := checkExposure(plan.transport.listen, secret != nil, plan.opts.insecure); err != nil {
 		return err
 	}
@@ -459,7 +465,7 @@ func runPlan(plan linkPlan) error {
 		log.Info("running DeleGate parameters as a sockmux link", "delegate", plan.from, "equivalent", plan.equivalent)
 	}
 
-	ep, err := endpoint.New(endpoint.Options{
+	ep, err := newEndpoint(plan, endpoint.Options{
 		Driver: drv,
 		Link: link.Config{
 			KeepAlive:        plan.opts.keepAlive,
@@ -540,9 +546,7 @@ func runPlan(plan linkPlan) error {
 	if sd, ok := drv.(*procdriver.Stdio); ok {
 		stdioDone = sd.Done()
 	}
-	cfg := ep.Link.Config()
-	log.Info("sockmux link started", "version", version, "transport", drv.String(),
-		"frame_payload", cfg.MaxPayload, "window", cfg.Window)
+	logStarted(log, ep)
 
 	var result error
 wait:

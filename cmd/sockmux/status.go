@@ -121,6 +121,9 @@ func watchStatus(ctx context.Context, path string, asJSON bool) error {
 // is a warning (this link then has none): several links on one host are
 // common, and each needs its own --name to be watched.
 func startOps(ctx context.Context, plan linkPlan, ep *endpoint.Endpoint, log *slog.Logger) (<-chan struct{}, error) {
+	if ep.Link == nil {
+		return startOpsDeleGate(ctx, plan, log) // wire.go
+	}
 	name := plan.ops.name
 	if name == "" {
 		name = control.DefaultName
