@@ -212,3 +212,19 @@ func TestDeleGateWireFIFO(t *testing.T) {
 	dgCase(t, s.smDown, s.smUp, s.dgDown, s.dgUp)
 	assert.False(t, bytes.Contains([]byte(sm.logText()), []byte("level=ERROR")), "errors logged")
 }
+
+// Two sockmux ends may speak DeleGate's wire to each other too (the
+// migration's last step may keep it at both ends for a while).
+func TestDeleGateWireBetweenTwoSockmux(t *testing.T) {
+	t.Parallel()
+	down, up := dgServers(t)
+	lport, eDown, eUp := freePort(t), freePort(t), freePort(t)
+	x := start(t, "sockmux X", "link", "--wire", "delegate", "--listen", addr(lport), "--port", strconv.Itoa(eDown)+","+strconv.Itoa(eUp))
+	x.waitLog("sockmux link started", 10*time.Second)
+	y := start(t, "sockmux Y", "link", "--wire", "delegate", "--connect", addr(lport),
+		"--server", "tcp://"+addr(down)+":-:-P"+strconv.Itoa(eDown), "--server", "tcp://"+addr(up)+":-:-P"+strconv.Itoa(eUp))
+	x.waitLog("DeleGate SockMux tunnel up", 10*time.Second)
+	y.waitLog("DeleGate SockMux tunnel up", 10*time.Second)
+	dgDownload(t, addr(eDown))
+	dgUpload(t, addr(eUp))
+}
