@@ -85,11 +85,13 @@ const (
 
 // Stats are a Link's counters.
 type Stats struct {
-	PacketsOut, PacketsIn atomic.Uint64
-	BytesOut, BytesIn     atomic.Uint64
+	PacketsOut, PacketsIn atomic.Uint64 // packets written and read
+	BytesOut, BytesIn     atomic.Uint64 // bytes written to and read from transports
+	PayloadOut, PayloadIn atomic.Uint64 // connections' bytes sent and received
 	TransportOpens        atomic.Uint64
-	Sessions              atomic.Uint64
+	Sessions              atomic.Uint64 // HELLO exchanges completed
 	Up                    atomic.Bool
+	UpSince               atomic.Int64 // unix nanoseconds of the last start of a session, while Up
 }
 
 // Link speaks DeleGate's SockMux 0.3 over a transport and carries a mux's
@@ -231,6 +233,7 @@ func (l *Link) serve(ctx context.Context, t io.ReadWriteCloser) (started bool, e
 		return false, err
 	}
 	l.stats.Sessions.Add(1)
+	l.stats.UpSince.Store(time.Now().UnixNano())
 	l.stats.Up.Store(true)
 	l.log.Info("DeleGate SockMux tunnel up", "transport", l.drv.String(), "peer", s.peerHello)
 	l.up.SessionStart(link.SessionInfo{Local: 2, Peer: 1, MaxPayload: s.fillSize()})

@@ -450,6 +450,7 @@ func (s *session) sendData(a *agent, data []byte) {
 	for len(data) > 0 {
 		n := min(len(data), chunk)
 		s.send(Packet{Type: TypeSEND, Said: a.ours, Raid: a.peer, Data: data[:n]})
+		s.l.stats.PayloadOut.Add(uint64(n))
 		a.sentOut += n
 		data = data[n:]
 	}

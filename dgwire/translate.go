@@ -45,6 +45,7 @@ func (s *session) fromMux(m mux.Msg) error {
 			s.out = append(s.out, m.Data...)
 			binary.BigEndian.PutUint16(s.out[s.connAt+6:], uint16(len(s.out)-s.connAt-HeaderLen))
 			s.connEnd = len(s.out)
+			s.l.stats.PayloadOut.Add(uint64(len(m.Data)))
 			s.deliver(mux.AppendWindow(nil, a.sid, uint64(len(m.Data))))
 		case a.state == stConnOut || a.state == stConnIn:
 			a.pending = append(a.pending, m.Data...)
@@ -178,6 +179,7 @@ func (s *session) inbound(a *agent, data []byte, acked bool) {
 	if a.inDone || len(data) == 0 {
 		return
 	}
+	s.l.stats.PayloadIn.Add(uint64(len(data)))
 	if n := len(a.runs); n > 0 && a.runs[n-1].acked == acked {
 		a.runs[n-1].n += len(data)
 	} else {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -138,7 +139,8 @@ func TestDeleGateWireReceptor(t *testing.T) {
 	t.Parallel()
 	s := newDGSetup(t)
 	lport := freePort(t)
-	sm := start(t, "sockmux receptor", append([]string{"link", "--listen", addr(lport)}, s.args...)...)
+	sock := filepath.Join(controlDir(t), "dg.sock")
+	sm := start(t, "sockmux receptor", append([]string{"link", "--listen", addr(lport), "--control", sock}, s.args...)...)
 	sm.waitLog("has none of sockmux's integrity checks", 10*time.Second)
 	waitListening(t, addr(s.smDown), 10*time.Second)
 	var c net.Conn
@@ -151,6 +153,13 @@ func TestDeleGateWireReceptor(t *testing.T) {
 	defer p.Close()
 	sm.waitLog("DeleGate SockMux tunnel up", 10*time.Second)
 	dgCase(t, s.smDown, s.smUp, s.dgDown, s.dgUp)
+	st := status(t, sock)
+	assert.Equal(t, "up", st.State)
+	assert.Greater(t, st.BytesIn, uint64(2*dgSize))
+	assert.Greater(t, st.BytesOut, uint64(2*dgSize))
+	code, out := run(t, 10*time.Second, "test-link", "--control", sock)
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, out, "needs a sockmux peer")
 }
 
 func TestDeleGateWireConnector(t *testing.T) {

@@ -121,9 +121,6 @@ func watchStatus(ctx context.Context, path string, asJSON bool) error {
 // is a warning (this link then has none): several links on one host are
 // common, and each needs its own --name to be watched.
 func startOps(ctx context.Context, plan linkPlan, ep *endpoint.Endpoint, log *slog.Logger) (<-chan struct{}, error) {
-	if ep.Link == nil {
-		return startOpsDeleGate(ctx, plan, log) // wire.go
-	}
 	name := plan.ops.name
 	if name == "" {
 		name = control.DefaultName
@@ -132,7 +129,7 @@ func startOps(ctx context.Context, plan linkPlan, ep *endpoint.Endpoint, log *sl
 	if t := plan.transport.comm; t != "" && serialport.IsSerial(t) {
 		line = lineSettings(plan.opts.serial)
 	}
-	src := control.Source{Name: name, Version: version, Line: line, Link: ep.Link, Mux: ep.Mux, Driver: ep.Driver}
+	src := control.Source{Name: name, Version: version, Line: line, Link: ep.Link, DeleGate: ep.DeleGate, Mux: ep.Mux, Driver: ep.Driver}
 	if sd, ok := ep.Driver.(*serialport.Driver); ok {
 		src.Serial = sd.LineStatus
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -81,18 +80,6 @@ func logStarted(log *slog.Logger, ep *endpoint.Endpoint) {
 	cfg := ep.Link.Config()
 	log.Info("sockmux link started", "version", version, "transport", ep.Driver.String(),
 		"frame_payload", cfg.MaxPayload, "window", cfg.Window)
-}
-
-// startOpsDeleGate stands in for startOps over a DeleGate wire: the control
-// socket and the metrics read sockmux's link, which is not there.
-func startOpsDeleGate(ctx context.Context, plan linkPlan, log *slog.Logger) (<-chan struct{}, error) {
-	if plan.ops.metrics != "" {
-		return nil, fmt.Errorf("--metrics is not served with --wire delegate yet")
-	}
-	log.Info("no control socket with --wire delegate: sockmux status reads sockmux's link, which a DeleGate tunnel does not have")
-	done := make(chan struct{})
-	go func() { <-ctx.Done(); close(done) }()
-	return done, nil
 }
 
 // applyWireParam sets --wire from sockmux delegate's WIRE= parameter,
