@@ -326,3 +326,27 @@ func ExampleHelloText() {
 	fmt.Println(HelloText(time.Date(2026, 12, 3, 11, 25, 39, 902885000, time.UTC), "vm"))
 	// Output: 20261203-112539.902885 vm
 }
+
+// A DeleGate that restarts on the same channel sends HELLO again: its
+// connections end, the exchange is answered, and new ones work.
+func TestPeerRestartsInPlace(t *testing.T) {
+	h := newHarness(t)
+	h.handshake()
+	h.write(hexBytes(t, capConnect))
+	s := h.accept()
+	s.Accept()
+	require.Equal(t, TypeCONNECTED, h.read().Type)
+	h.write(hexBytes(t, capCHello))
+	p := h.read()
+	assert.Equal(t, TypeHELLOOK, p.Type)
+	assert.Equal(t, uint16(0x315d), p.Said)
+	assert.Equal(t, TypeSETOPT, h.read().Type)
+	assert.Equal(t, TypeSETOPT, h.read().Type)
+	_, err := io.ReadAll(s)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "restarted")
+	h.write(hexBytes(t, capCHelloOK))
+	h.write(hexBytes(t, capConnect))
+	s = h.accept()
+	assert.Equal(t, 17512, s.Info().Entrance)
+}

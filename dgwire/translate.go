@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/sockmux/sockmux/mux"
 )
@@ -208,7 +209,8 @@ func (s *session) handle(p Packet) error {
 	case TypeNOOP, TypeHELLOOK, TypeSENTOOB:
 		return nil // a HELLOOK answering ours comes after the exchange ended
 	case TypeHELLO:
-		return fmt.Errorf("the DeleGate peer sent HELLO again: it restarted the tunnel")
+		s.restarted(p)
+		return nil
 	case TypeSETOPT:
 		return s.setopt(p)
 	case TypeCRYPTON:
@@ -306,6 +308,26 @@ func (s *session) handle(p Packet) error {
 		}
 	}
 	return nil
+}
+
+// restarted answers a HELLO in the middle of a session: the DeleGate at
+// the other end restarted on the same channel (a FIFO pair, a serial
+// line). Its connections are gone: every stream is reset, and the
+// exchange is answered as at the start. Under s.mu.
+func (s *session) restarted(p Packet) {
+	peer, _ := Text(p.Data)
+	s.log.Warn("the DeleGate peer restarted the tunnel (HELLO again); its connections are closed", "peer", clip(strings.ToValidUTF8(peer, "?")), "connections", len(s.agents))
+	for _, a := range s.agents {
+		if !a.inDone || !a.muxDone {
+			s.deliver(mux.AppendReset(nil, a.sid, mux.CodeSessionEnded, "the DeleGate peer restarted"))
+		}
+	}
+	s.agents = make(map[uint16]*agent)
+	s.bySid = make(map[uint32]*agent)
+	s.connEnd = -1
+	s.send(Packet{Type: TypeHELLOOK, Said: p.Said, Raid: p.Raid, Data: withNUL(s.hello)})
+	s.send(PackSizeOpt(s.l.cfg.PackSize))
+	s.send(ConnDataOpt())
 }
 
 // connect takes the peer's CONNECT: a connection that entered the peer
