@@ -32,6 +32,7 @@ as the equivalent "sockmux link" (which it logs, or prints with --print):
   SERVER=URL,-in[:-:COND]          --server URL[:-:COND]    exit for connections from the far end
   SERVER=telnet,-in (http, socks)  --server telnet          exit to a built-in proxy
   DEST=host:port[/udp]             --dest host:port[/udp]   relay exit
+  WIRE=delegate                    --wire delegate          speak DeleGate's own SockMux, to a delegated
   +=PATH                                                    more parameters from a file
   -f -v -vv -vd -vt -vs            --log-level              foreground (always); log levels
 
@@ -196,7 +197,7 @@ func translateDelegate(params []string) (delegateParams, error) {
 		case name == "WIRE":
 			dg.wire = value
 		default:
-			return dg, fmt.Errorf("DeleGate parameter %s is not supported by sockmux delegate: it understands -Phost:port, SERVER=sockmux[://host:port|:comm@PATH|:commin@PATH|:commout@PATH], SERVER=...,-in, PORT= and DEST=; see docs/delegate.md", p)
+			return dg, fmt.Errorf("DeleGate parameter %s is not supported by sockmux delegate: it understands -Phost:port, SERVER=sockmux[://host:port|:comm@PATH|:commin@PATH|:commout@PATH], SERVER=...,-in, PORT=, DEST= and WIRE=; see docs/delegate.md", p)
 		}
 	}
 	t := dg.transport
