@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -349,4 +350,42 @@ func TestPeerRestartsInPlace(t *testing.T) {
 	h.write(hexBytes(t, capConnect))
 	s = h.accept()
 	assert.Equal(t, 17512, s.Info().Entrance)
+}
+
+// Data that does not fit the CONNECT waits for CONNECTED, and what the
+// mux writes after it waits behind it, even when it would fit (a bug
+// found by TestDeleGateWireConcurrent: the short piece overtook).
+func TestInitialDataKeepsOrder(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	m := mux.New(mux.Config{StreamWindow: mux.InitialWindow, Logger: log})
+	s := newSession(New(nopDriver{}, m, Config{KeepAlive: -1, Logger: log}), discardConn{})
+	s.connData = true
+	big, small := bytes.Repeat([]byte("B"), 16370), []byte("small")
+	var p []byte
+	p = mux.AppendOpen(p, 1, mux.Info{Network: "tcp", Entrance: 17512, Client: "127.0.0.1:1"})
+	p = mux.AppendData(p, 1, []byte("first"))
+	p = mux.AppendData(p, 1, big)
+	p = mux.AppendData(p, 1, small)
+	require.NoError(t, s.translate(p))
+	r := NewReader(bytes.NewReader(s.out), PackSize)
+	pk, err := r.Read()
+	require.NoError(t, err)
+	require.Equal(t, TypeCONNECT, pk.Type)
+	_, initial := Text(pk.Data)
+	assert.Equal(t, "first", string(initial), "only what comes before the first piece that waits")
+	_, err = r.Read()
+	assert.Equal(t, io.EOF, err)
+	s.out = nil
+	require.NoError(t, s.handle(Packet{Type: TypeCONNECTED, Said: 9, Raid: pk.Said, Data: withNUL("98304 a:1 b:2")}))
+	var got []byte
+	r = NewReader(bytes.NewReader(s.out), PackSize)
+	for {
+		pk, err := r.Read()
+		if err != nil {
+			break
+		}
+		require.Equal(t, TypeSEND, pk.Type)
+		got = append(got, pk.Data...)
+	}
+	assert.Equal(t, append(big, small...), got)
 }

@@ -39,7 +39,7 @@ func (s *session) fromMux(m mux.Msg) error {
 			// go nowhere; their credit goes back so the writer is not
 			// held up.
 			s.deliver(mux.AppendWindow(nil, a.sid, uint64(len(m.Data))))
-		case a.state == stConnOut && s.connA == a && s.connEnd == len(s.out) && s.connData &&
+		case a.state == stConnOut && s.connA == a && s.connEnd == len(s.out) && s.connData && len(a.pending) == 0 &&
 			len(s.out)-s.connAt+len(m.Data) <= s.sendPack():
 			// Initial data in the CONNECT just queued, as DeleGate sends
 			// it. No SENT acknowledges it: its credit goes back now.
@@ -49,6 +49,7 @@ func (s *session) fromMux(m mux.Msg) error {
 			s.l.stats.PayloadOut.Add(uint64(len(m.Data)))
 			s.deliver(mux.AppendWindow(nil, a.sid, uint64(len(m.Data))))
 		case a.state == stConnOut || a.state == stConnIn:
+			// Behind what waits, nothing more goes into the CONNECT.
 			a.pending = append(a.pending, m.Data...)
 		default:
 			s.sendData(a, m.Data)

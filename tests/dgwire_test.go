@@ -237,3 +237,24 @@ func TestDeleGateWireBetweenTwoSockmux(t *testing.T) {
 	dgDownload(t, addr(eDown))
 	dgUpload(t, addr(eUp))
 }
+
+// Many connections at once both ways share the tunnel's flow control
+// without stalling.
+func TestDeleGateWireConcurrent(t *testing.T) {
+	t.Parallel()
+	s := newDGSetup(t)
+	lport := freePort(t)
+	sm := start(t, "sockmux receptor", append([]string{"link", "--listen", addr(lport)}, s.args...)...)
+	sm.waitLog("sockmux link started", 10*time.Second)
+	c, err := net.Dial("tcp", addr(lport))
+	require.NoError(t, err)
+	p := s.start(c)
+	defer p.Close()
+	sm.waitLog("DeleGate SockMux tunnel up", 10*time.Second)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); dgCase(t, s.smDown, s.smUp, s.dgDown, s.dgUp) }()
+	}
+	wg.Wait()
+}

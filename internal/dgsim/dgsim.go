@@ -42,8 +42,6 @@ type Peer struct {
 	pack int
 	done chan struct{}
 	err  error
-	// Packets counts the packets received by type.
-	Packets map[byte]int
 }
 
 type agent struct {
@@ -62,7 +60,7 @@ func Start(t io.ReadWriteCloser, cfg Config) *Peer {
 	if cfg.Host == "" {
 		cfg.Host = "vm"
 	}
-	p := &Peer{cfg: cfg, t: t, ags: map[uint16]*agent{}, next: 2, pack: dgwire.PackSize, done: make(chan struct{}), Packets: map[byte]int{}}
+	p := &Peer{cfg: cfg, t: t, ags: map[uint16]*agent{}, next: 2, pack: dgwire.PackSize, done: make(chan struct{})}
 	go p.run()
 	return p
 }
@@ -101,9 +99,6 @@ func (p *Peer) run() {
 			p.err = err
 			return
 		}
-		p.mu.Lock()
-		p.Packets[pk.Type]++
-		p.mu.Unlock()
 		if err := p.handle(pk, &helloDone); err != nil {
 			p.err = err
 			return
