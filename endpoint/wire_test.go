@@ -20,8 +20,10 @@ func (d lineDriver) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
 }
-func (d lineDriver) Properties() link.Properties { return link.Properties{Reliable: d.reliable, LineRate: 11520} }
-func (d lineDriver) String() string              { return "test line" }
+func (d lineDriver) Properties() link.Properties {
+	return link.Properties{Reliable: d.reliable, LineRate: 11520}
+}
+func (d lineDriver) String() string { return "test line" }
 
 func TestNewDeleGate(t *testing.T) {
 	_, err := NewDeleGate(Options{Driver: lineDriver{true}, Link: link.Config{Secret: make([]byte, 32)}}, dgwire.Config{})
