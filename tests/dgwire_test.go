@@ -19,6 +19,7 @@ import (
 
 	"github.com/sockmux/sockmux/internal/dgsim"
 	"github.com/sockmux/sockmux/internal/testutil"
+	"github.com/sockmux/sockmux/serialport"
 )
 
 // A sockmux end with --wire delegate against a simulated DeleGate 9.x
@@ -257,4 +258,21 @@ func TestDeleGateWireConcurrent(t *testing.T) {
 		go func() { defer wg.Done(); dgCase(t, s.smDown, s.smUp, s.dgDown, s.dgUp) }()
 	}
 	wg.Wait()
+}
+
+// Over a serial line (sockmux's virtual null-modem cable): sockmux warns
+// that DeleGate's wire has no integrity checks, and carries the transfers.
+func TestDeleGateWireSerial(t *testing.T) {
+	t.Parallel()
+	s := newDGSetup(t)
+	_, pathA, pathB := startCable(t, "--baud", "0")
+	sm := start(t, "sockmux on the cable", append([]string{"link", "--comm", pathA, "--baud", "115200"}, s.args...)...)
+	sm.waitLog("noise reaches the connections", 10*time.Second)
+	port, err := serialport.OpenPort(pathB, serialport.Mode{Baud: 115200, DataBits: 8, Parity: "none", StopBits: "1", Flow: "none"})
+	require.NoError(t, err)
+	p := s.start(port)
+	defer p.Close()
+	sm.waitLog("DeleGate SockMux tunnel up", 10*time.Second)
+	waitListening(t, addr(s.smDown), 10*time.Second)
+	dgCase(t, s.smDown, s.smUp, s.dgDown, s.dgUp)
 }
