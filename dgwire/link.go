@@ -187,10 +187,10 @@ func (l *Link) Run(ctx context.Context) error {
 		}
 		l.stats.TransportOpens.Add(1)
 		started, err := l.serve(ctx, t)
-		if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, errClosing)) {
+		if ctx.Err() != nil || errors.Is(err, errClosing) {
 			return nil
 		}
-		var crypt bool = errors.Is(err, ErrCrypt)
+		crypt := errors.Is(err, ErrCrypt)
 		switch {
 		case crypt:
 			l.log.Error("DeleGate peer refused", "transport", l.drv.String(), "err", err)

@@ -389,3 +389,29 @@ func TestInitialDataKeepsOrder(t *testing.T) {
 	}
 	assert.Equal(t, append(big, small...), got)
 }
+
+// A stopping end closes the connections still open with CLOSE before it
+// closes the tunnel (DeleGate has no goodbye of its own).
+func TestCloseSendsClose(t *testing.T) {
+	h := newHarness(t)
+	h.handshake()
+	h.write(hexBytes(t, capConnect))
+	s := h.accept()
+	s.Accept()
+	p := h.read()
+	require.Equal(t, TypeCONNECTED, p.Type)
+	h.m.Close()
+	h.l.Close("bye", time.Second)
+	p = h.read()
+	assert.Equal(t, TypeCLOSE, p.Type)
+	assert.Equal(t, uint16(3), p.Raid)
+	h.waitClosed()
+	select {
+	case err := <-h.done:
+		assert.NoError(t, err)
+		h.done <- nil
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after Close")
+	}
+	assert.NotContains(t, h.logs.String(), "tunnel lost")
+}
