@@ -276,3 +276,29 @@ func TestDeleGateWireSerial(t *testing.T) {
 	waitListening(t, addr(s.smDown), 10*time.Second)
 	dgCase(t, s.smDown, s.smUp, s.dgDown, s.dgUp)
 }
+
+// The built-in proxies at a sockmux exit serve connections that entered a
+// DeleGate: SOCKS5 (whose greeting arrives in the CONNECT) and HTTP.
+func TestDeleGateWireProxyExit(t *testing.T) {
+	t.Parallel()
+	web := webServer(t, "web")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	q := testutil.Port(ln)
+	lport := freePort(t)
+	sm := start(t, "sockmux receptor", "link", "--listen", addr(lport), "--wire", "delegate", "--server", "socks:-:-P"+strconv.Itoa(q))
+	sm.waitLog("sockmux link started", 10*time.Second)
+	c, err := net.Dial("tcp", addr(lport))
+	require.NoError(t, err)
+	p := dgsim.Start(c, dgsim.Config{InitialWait: 5 * time.Millisecond})
+	defer p.Close()
+	p.Entrance(ln)
+	sm.waitLog("DeleGate SockMux tunnel up", 10*time.Second)
+	code, body := get(t, socksClient(t, addr(q)), web.URL+"/socks")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "web: GET /socks ", body)
+	code, body = get(t, proxiedClient("http://"+addr(q)), web.URL+"/http")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "web: GET /http ", body)
+}
