@@ -193,8 +193,9 @@ func TestOutboundConnect(t *testing.T) {
 	_, err = io.ReadFull(s, got)
 	require.NoError(t, err)
 	assert.Equal(t, "200 ok\n", string(got))
-	// The peer refuses the next one: CLOSE without CONNECTED.
-	s2, err := h.m.Open(ctx, mux.Info{Network: "tcp", Entrance: 9999, Client: "127.0.0.1:1"})
+	// The peer refuses the next one: CLOSE without CONNECTED. (It is not
+	// told the destination asked for, and this end says so.)
+	s2, err := h.m.Open(ctx, mux.Info{Network: "tcp", Dest: "intranet:80", Entrance: 9999, Client: "127.0.0.1:1"})
 	require.NoError(t, err)
 	p = h.read()
 	require.Equal(t, TypeCONNECT, p.Type)
@@ -202,6 +203,7 @@ func TestOutboundConnect(t *testing.T) {
 	err = s2.WaitAccepted(ctx)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "entrance port 9999")
+	h.waitLog("is not told the destination")
 }
 
 func TestOutboundInitialDataInConnect(t *testing.T) {

@@ -306,3 +306,27 @@ func TestDeleGateWireProxyExit(t *testing.T) {
 	assert.Equal(t, 200, code)
 	assert.Equal(t, "web: GET /http ", body)
 }
+
+func TestDeleGateWireRefusals(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-R", "2222:127.0.0.1:22"}, "cannot listen for this end (-R)"},
+		{[]string{"-D", "1080"}, "cannot be told a destination (-D)"},
+		{[]string{"-L", "5353:127.0.0.1:53/udp"}, "only TCP"},
+		{[]string{"--secret-file", "/nonexistent"}, ""},
+	} {
+		args := append([]string{"link", "--connect", addr(freePort(t)), "--wire", "delegate"}, tc.args...)
+		code, out := run(t, 10*time.Second, args...)
+		assert.NotEqual(t, 0, code, args)
+		assert.Contains(t, out, tc.want, args)
+	}
+	key := filepath.Join(t.TempDir(), "k")
+	code, out := run(t, 10*time.Second, "keygen", key)
+	require.Equal(t, 0, code, out)
+	code, out = run(t, 10*time.Second, "link", "--connect", addr(freePort(t)), "--wire", "delegate", "--secret-file", key)
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, out, "--secret-file cannot be used")
+}
