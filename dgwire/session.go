@@ -301,6 +301,12 @@ func (s *session) deliver(p []byte) {
 
 // send queues a packet, under s.mu.
 func (s *session) send(p Packet) {
+	if len(s.out) > maxOut {
+		// The peer sends requests (ECHO, CONNECT) and does not read the
+		// answers: the writer is stuck.
+		s.fail(fmt.Errorf("the DeleGate peer does not read: %d bytes of packets wait", len(s.out)))
+		return
+	}
 	s.out = p.Append(s.out)
 	s.connEnd = -1
 	select {

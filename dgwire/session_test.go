@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -416,4 +417,24 @@ func TestCloseSendsClose(t *testing.T) {
 		t.Fatal("Run did not return after Close")
 	}
 	assert.NotContains(t, h.logs.String(), "tunnel lost")
+}
+
+// A peer that sends ECHO after ECHO and never reads the answers is given
+// up once they pile up, rather than growing the queue without end.
+func TestPeerThatDoesNotRead(t *testing.T) {
+	h := newHarness(t)
+	h.handshake()
+	big := make([]byte, 16000)
+	go func() {
+		for i := 0; i < 2000; i++ {
+			if _, err := h.peer.Write(Packet{Type: TypeECHO, Data: big}.Append(nil)); err != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(h.logs.String(), "does not read") {
+		require.True(t, time.Now().Before(deadline), "never gave up the peer")
+		time.Sleep(10 * time.Millisecond)
+	}
 }
