@@ -112,7 +112,11 @@ type Link struct {
 	closing   chan struct{} // closed by Close
 	done      chan struct{} // closed when Run returns
 	ranOnce   atomic.Bool
+	inSession atomic.Bool // a session runs (after its HELLO exchange)
 }
+
+// closeFlush bounds how long Close lets a session send its CLOSE packets.
+const closeFlush = 2 * time.Second
 
 // New makes a Link that opens drv and carries up (a *mux.Mux).
 func New(drv link.Driver, up link.Upper, cfg Config) *Link {
@@ -164,9 +168,20 @@ func (l *Link) Run(ctx context.Context) error {
 	go func() {
 		select {
 		case <-l.closing:
-			cancel()
 		case <-ctx.Done():
+			return
 		}
+		if l.inSession.Load() {
+			// The session's writer sends CLOSE for the connections
+			// still open and ends the session; give it a moment.
+			t := time.NewTimer(closeFlush)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+		}
+		cancel()
 	}()
 	delay := 100 * time.Millisecond
 	for {
@@ -237,7 +252,9 @@ func (l *Link) serve(ctx context.Context, t io.ReadWriteCloser) (started bool, e
 	l.stats.Up.Store(true)
 	l.log.Info("DeleGate SockMux tunnel up", "transport", l.drv.String(), "peer", s.peerHello)
 	l.up.SessionStart(link.SessionInfo{Local: 2, Peer: 1, MaxPayload: s.fillSize()})
+	l.inSession.Store(true)
 	err = s.run(ctx)
+	l.inSession.Store(false)
 	l.stats.Up.Store(false)
 	l.up.SessionEnd(fmt.Errorf("DeleGate tunnel: %w", err))
 	return true, err
