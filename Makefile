@@ -85,7 +85,7 @@ man:
 FUZZTIME ?= 60s
 DURATION ?= 30m
 FUZZ_TARGETS := link:FuzzFrameReader link:FuzzRawFrameReader link:FuzzCOBS link:FuzzParseHello link:FuzzParseAck link:FuzzDecompress \
-	mux:FuzzParseMessage mux:FuzzDeliver
+	mux:FuzzParseMessage mux:FuzzDeliver dgwire:FuzzReader dgwire:FuzzSession
 
 faults:
 	SOCKMUX_FAULTS=full $(GO) test -count=1 -timeout 120m -run '^TestFaultMatrix$$' -v ./tests/

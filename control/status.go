@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sockmux/sockmux/dgwire"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
 	"github.com/sockmux/sockmux/serialport"
@@ -100,8 +101,11 @@ type Source struct {
 	Version string
 	Line    string // line settings to show; empty on transports without any
 	Link    *link.Link
-	Mux     *mux.Mux
-	Driver  link.Driver
+	// DeleGate is the layer under the mux instead of Link when the end
+	// speaks DeleGate's SockMux (--wire delegate; wire.go).
+	DeleGate *dgwire.Link
+	Mux      *mux.Mux
+	Driver   link.Driver
 
 	// Serial, on a serial transport, reads its lines and error counts.
 	Serial func() serialport.LineStatus
@@ -143,8 +147,7 @@ func NewCollector(src Source, pid int) *Collector {
 // whether payload moved since the previous sample.
 func (c *Collector) sampleLocked(now time.Time) (moved bool) {
 	c.samples++
-	st := c.src.Link.Stats()
-	out, in := st.PayloadOut.Load(), st.PayloadIn.Load()
+	out, in := c.payload()
 	if !c.last.initialized {
 		c.last = sample{at: now, out: out, in: in, initialized: true}
 		return false
@@ -190,6 +193,9 @@ func (c *Collector) Run(ctx context.Context) {
 // Snapshot returns the link's status now.
 func (c *Collector) Snapshot() Status {
 	now := time.Now()
+	if c.src.Link == nil {
+		return c.snapshotDeleGate(now)
+	}
 	l := c.src.Link
 	state := l.State()
 	local, peer := l.Session()

@@ -232,6 +232,9 @@ func RunTest(ctx context.Context, src Source, opts TestOptions, progress func(Te
 		return nil, err
 	}
 	l, m := src.Link, src.Mux
+	if l == nil {
+		return nil, fmt.Errorf("the link test needs a sockmux peer: this end speaks DeleGate's SockMux (--wire delegate)")
+	}
 	if st := l.State(); st != link.StateUp {
 		return nil, fmt.Errorf("the link is not up (state %s): nothing to test", st)
 	}

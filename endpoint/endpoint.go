@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sockmux/sockmux/dgwire"
 	"github.com/sockmux/sockmux/forward"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
@@ -63,6 +64,9 @@ type Endpoint struct {
 	Link      *link.Link
 	Mux       *mux.Mux
 	Forwarder *forward.Forwarder
+	DeleGate  *dgwire.Link // the layer under the mux instead of Link with NewDeleGate (wire.go); Link is nil then
+
+	lower lower // Link or DeleGate
 
 	grace time.Duration
 	serve bool // Run runs the forwarder's Serve
@@ -145,6 +149,7 @@ func New(opts Options) (*Endpoint, error) {
 	mcfg.OnSessionEnd = func(reason error) { e.Forwarder.OnSessionEnd(reason) }
 	e.Mux = mux.New(mcfg)
 	e.Link = link.New(opts.Driver, e.Mux, opts.Link)
+	e.lower = e.Link
 	fcfg := opts.Forward
 	st := e.Link.Stats()
 	fcfg.LinkCounters = func() forward.LinkCounters { return forward.CountersOf(st) }
@@ -161,7 +166,7 @@ func (e *Endpoint) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	linkDone := make(chan error, 1)
-	go func() { linkDone <- e.Link.Run(runCtx) }()
+	go func() { linkDone <- e.lower.Run(runCtx) }()
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -207,7 +212,7 @@ func (e *Endpoint) Stop(grace time.Duration, reason string) {
 func (e *Endpoint) Close() {
 	e.Forwarder.Close()
 	e.Mux.Close()
-	e.Link.Close("closed", 0)
+	e.lower.Close("closed", 0)
 	e.closeDriver()
 }
 
@@ -223,7 +228,7 @@ func (e *Endpoint) shutdown(req stopRequest) {
 		cancel()
 	}
 	e.Mux.Close()
-	e.Link.Close(req.reason, Linger)
+	e.lower.Close(req.reason, Linger)
 }
 
 func (e *Endpoint) closeDriver() {

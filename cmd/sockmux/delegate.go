@@ -32,6 +32,7 @@ as the equivalent "sockmux link" (which it logs, or prints with --print):
   SERVER=URL,-in[:-:COND]          --server URL[:-:COND]    exit for connections from the far end
   SERVER=telnet,-in (http, socks)  --server telnet          exit to a built-in proxy
   DEST=host:port[/udp]             --dest host:port[/udp]   relay exit
+  WIRE=delegate                    --wire delegate          speak DeleGate's own SockMux, to a delegated
   +=PATH                                                    more parameters from a file
   -f -v -vv -vd -vt -vs            --log-level              foreground (always); log levels
 
@@ -110,6 +111,9 @@ func planFromDelegate(args []string) (plan linkPlan, printOnly bool, err error) 
 			return plan, false, err
 		}
 	}
+	if options, err = applyWireParam(set, dg.wire, options); err != nil {
+		return plan, false, err
+	}
 	given := map[string]origin{}
 	set.Visit(func(f *flag.Flag) { given[f.Name] = fromFlag })
 	c := cli.NewContext(nil, set, nil)
@@ -140,6 +144,7 @@ type delegateParams struct {
 	ports     []flagSpec
 	rules     []flagSpec
 	logLevel  string
+	wire      string // WIRE= (wire.go)
 }
 
 // translateDelegate translates DeleGate's SockMux parameters. A
@@ -195,8 +200,10 @@ func translateDelegate(params []string) (delegateParams, error) {
 			dg.ports = append(dg.ports, flagSpec{"port", value})
 		case name == "DEST":
 			dg.rules = append(dg.rules, flagSpec{"dest", value})
+		case name == "WIRE":
+			dg.wire = value
 		default:
-			return dg, fmt.Errorf("DeleGate parameter %s is not supported by sockmux delegate: it understands -Phost:port, SERVER=sockmux[://host:port|:comm@PATH|:commin@PATH|:commout@PATH], SERVER=...,-in, PORT= and DEST=; see docs/delegate.md", p)
+			return dg, fmt.Errorf("DeleGate parameter %s is not supported by sockmux delegate: it understands -Phost:port, SERVER=sockmux[://host:port|:comm@PATH|:commin@PATH|:commout@PATH], SERVER=...,-in, PORT=, DEST= and WIRE=; see docs/delegate.md", p)
 		}
 	}
 	t := dg.transport

@@ -187,6 +187,7 @@ type linkOptions struct {
 	halfDuplex                                            bool
 	insecure                                              bool
 	allow                                                 []string
+	wire                                                  string // --wire (wire.go)
 }
 
 // flagReader is what reading the settings needs; a *cli.Context is one.
@@ -224,6 +225,7 @@ func readOptions(c flagReader) (linkOptions, error) {
 		insecure:         c.Bool("insecure"),
 		halfDuplex:       c.Bool("half-duplex"),
 		allow:            c.StringSlice("allow"),
+		wire:             c.String("wire"),
 	}
 	var err error
 	if o.serialOpts, err = readSerialOptions(c); err != nil {
@@ -384,6 +386,9 @@ func runPlan(plan linkPlan) error {
 			return err
 		}
 	}
+	if err := checkWire(plan, secret != nil); err != nil {
+		return err
+	}
 	if err := checkExposure(plan.transport.listen, secret != nil, plan.opts.insecure); err != nil {
 		return err
 	}
@@ -402,7 +407,7 @@ func runPlan(plan linkPlan) error {
 		log.Info("running DeleGate parameters as a sockmux link", "delegate", plan.from, "equivalent", plan.equivalent)
 	}
 
-	ep, err := endpoint.New(endpoint.Options{
+	ep, err := newEndpoint(plan, endpoint.Options{
 		Driver: drv,
 		Link: link.Config{
 			KeepAlive:        plan.opts.keepAlive,
@@ -484,9 +489,7 @@ func runPlan(plan linkPlan) error {
 	if sd, ok := drv.(*procdriver.Stdio); ok {
 		stdioDone = sd.Done()
 	}
-	cfg := ep.Link.Config()
-	log.Info("sockmux link started", "version", version, "transport", drv.String(),
-		"frame_payload", cfg.MaxPayload, "window", cfg.Window)
+	logStarted(log, ep)
 
 	var result error
 wait:

@@ -85,6 +85,7 @@ func TestSettingsDefaultsPassTheirChecks(t *testing.T) {
 // what the error says of it.
 var badValues = map[string]struct{ value, why string }{
 	"listen":            {"9000", "want HOST:PORT"},
+	"wire":              {"telnet", "want one of sockmux, delegate"},
 	"connect":           {"hostonly", "want HOST:PORT"},
 	"local":             {"8081:nohostport", `forward "8081:nohostport"`},
 	"remote":            {"70000:127.0.0.1:80", `forward "70000:127.0.0.1:80"`},

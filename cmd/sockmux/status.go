@@ -129,7 +129,7 @@ func startOps(ctx context.Context, plan linkPlan, ep *endpoint.Endpoint, log *sl
 	if t := plan.transport.comm; t != "" && serialport.IsSerial(t) {
 		line = lineSettings(plan.opts.serial)
 	}
-	src := control.Source{Name: name, Version: version, Line: line, Link: ep.Link, Mux: ep.Mux, Driver: ep.Driver}
+	src := control.Source{Name: name, Version: version, Line: line, Link: ep.Link, DeleGate: ep.DeleGate, Mux: ep.Mux, Driver: ep.Driver}
 	if sd, ok := ep.Driver.(*serialport.Driver); ok {
 		src.Serial = sd.LineStatus
 	}
