@@ -267,8 +267,10 @@ func (c *conn) queueSample(f *outFrame, now time.Time) {
 		return
 	}
 	// What an ack costs without a queue: our pacing slack, the ack's own
-	// time on the line, and a few milliseconds of scheduling.
-	base := c.pace.leadNow() + lineTime(32, l.props.LineRate) + 3*time.Millisecond
+	// time on the line, the peer's gathering (reader.go: the end of a
+	// frame may wait that long in the peer's OS before it is read) and a
+	// few milliseconds of scheduling.
+	base := c.pace.leadNow() + lineTime(32, l.props.LineRate) + gatherBulk + 3*time.Millisecond
 	if c.qmin > base {
 		c.drainDue += c.qmin - base/2
 		if c.trace {
