@@ -10,7 +10,14 @@ import (
 
 func (c *conn) readLoop() error {
 	l := c.l
-	fr := newFrameReader(c.t, l.cfg.MaxPayload+frameOverhead+sealOverhead, func(err error) {
+	var src io.Reader = c.t
+	if l.props.LineRate > 0 && c.bus == nil {
+		// Not on a half-duplex line: there an end must hear the peer
+		// fall quiet within turnGap, and a gatherer's sleep looks like
+		// silence.
+		src = newGatherer(c.t, l)
+	}
+	fr := newFrameReader(src, l.cfg.MaxPayload+frameOverhead+sealOverhead, func(err error) {
 		l.stats.FramesBad.Add(1)
 		if c.trace {
 			l.log.Debug("frame dropped", "err", err)
@@ -62,6 +69,82 @@ func (c *conn) readLoop() error {
 			deliver[i] = nil
 		}
 	}
+}
+
+// Gathering: on a paced line (a serial port) bytes trickle in, a few at a
+// time (a UART's FIFO, a USB adapter's packet, a pseudo-terminal's
+// writes), and a reader that woke for each trickle would wake a thousand
+// times a second while a frame arrives. So after a read that ended inside
+// a frame the reader lets the rest gather in the operating system's buffer
+// for a while before it reads again (a gatherer): one wake-up per
+// gatherTime instead of one per trickle. A read that ends at a frame's
+// end is followed by a read at once (nothing is known to be coming), and
+// the first read after a quiet line waits only gatherStart for the rest
+// of its frame, which is short when it is a keystroke's.
+const (
+	// gatherInteractive is the gathering time while interactive payloads
+	// are about (interactiveSpell): a frame that follows a bulk one waits
+	// at most this long in the OS, on each end.
+	gatherInteractive = 10 * time.Millisecond
+	// gatherBulk is the gathering time once no interactive payload went
+	// out for interactiveSpell.
+	gatherBulk = 40 * time.Millisecond
+	// gatherStart is the wait after the first read of a frame that came
+	// on a quiet line.
+	gatherStart = 2 * time.Millisecond
+	// gatherMaxBytes bounds what may gather: half the 4 KiB a Linux tty
+	// buffers, so that a fast UART does not overrun it.
+	gatherMaxBytes = 2048
+	// gatherBlocked is how long a read must have waited to tell that the
+	// line was quiet before it.
+	gatherBlocked = time.Millisecond
+)
+
+// gatherer is the reader of a paced line's transport: see gatherInteractive.
+type gatherer struct {
+	r     io.Reader
+	l     *Link
+	rate  int
+	delay time.Duration // before the next read: 0, or how long to gather
+	since time.Time     // the delay counts from here (the last read's end)
+}
+
+func newGatherer(r io.Reader, l *Link) *gatherer {
+	return &gatherer{r: r, l: l, rate: l.props.LineRate}
+}
+
+func (g *gatherer) Read(p []byte) (int, error) {
+	if g.delay > 0 {
+		if d := time.Until(g.since.Add(g.delay)); d > 0 {
+			time.Sleep(d)
+		}
+		g.delay = 0
+	}
+	start := time.Now()
+	n, err := g.r.Read(p)
+	if n == 0 || n == len(p) || p[n-1] == 0 {
+		return n, err // at a frame's end, or behind: read on at once
+	}
+	g.since = time.Now()
+	if g.since.Sub(start) >= gatherBlocked {
+		g.delay = max(gatherStart, lineTime(32, g.rate))
+	} else {
+		g.delay = g.gatherTime()
+	}
+	return n, err
+}
+
+// gatherTime is how long bytes gather in the middle of a frame.
+func (g *gatherer) gatherTime() time.Duration {
+	l := g.l
+	l.mu.Lock()
+	quiet := time.Since(l.lastInteractive) >= interactiveSpell
+	l.mu.Unlock()
+	d := gatherInteractive
+	if quiet {
+		d = gatherBulk
+	}
+	return max(gatherStart, min(d, lineTime(gatherMaxBytes, g.rate)))
 }
 
 // handle processes one good frame and returns the payloads to deliver, in

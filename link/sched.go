@@ -96,8 +96,26 @@ func (c *conn) sendState(now time.Time, sack uint64) sendState {
 	st.set(stepHeld, l.held != nil)
 	st.set(stepPull, l.established && !l.closing && l.mayPull())
 	st.set(stepAck, c.ackDue && !now.Before(c.ackAt))
-	st.set(stepPing, now.Sub(c.lastSend) >= l.cfg.KeepAlive)
+	st.set(stepPing, !now.Before(c.pingAt()))
 	return st
+}
+
+// pingAt is when a keepalive is due, under l.mu: after a silent
+// KeepAlive. On an idle line one end keeps it alive, the one with the
+// greater session id; the other answers its pings, which are sends, and
+// pings itself only once it heard nothing for half a KeepAlive more (the
+// pinger's pings were lost, or it is gone). Were both to ping, each would
+// answer the other too, and their timers, a ping's line time apart, would
+// race: four frames and their wake-ups every KeepAlive instead of two.
+func (c *conn) pingAt() time.Time {
+	l := c.l
+	at := c.lastSend.Add(l.cfg.KeepAlive)
+	if l.localID < l.peerID {
+		if heard := c.lastRecv.Add(l.cfg.KeepAlive + l.cfg.KeepAlive/2); heard.After(at) {
+			at = heard
+		}
+	}
+	return at
 }
 
 // authRepeatDue reports whether our last handshake message, unanswered,
@@ -235,7 +253,7 @@ func (c *conn) idleWait(now time.Time) time.Duration {
 	if c.ackDue {
 		deadline(c.ackAt)
 	}
-	deadline(c.lastSend.Add(l.cfg.KeepAlive))
+	deadline(c.pingAt())
 	if d, ok := l.rtoDeadline(); ok {
 		deadline(d)
 	}

@@ -22,6 +22,7 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		drain := c.drainDue
 		c.drainDue = 0
 		interactive := time.Since(l.lastInteractive) < interactiveSpell
+		c.pace.setQuiet(!interactive)
 		if f := c.writing; f != nil {
 			c.writing = nil // written: its buffer may be reused
 			if f.freeLater {
@@ -162,15 +163,19 @@ func (c *conn) pullUrgent() *outFrame {
 // short frame with that data, and f follows under the next number.
 func (c *conn) writeSliced(ctx context.Context, out []byte, f *outFrame) error {
 	l := c.l
-	slice := c.pace.sliceLen()
+	// Slices of equal length: as few as sliceLen allows, none a short
+	// remainder that costs a wake-up of its own.
+	slice := evenSlice(len(out), c.pace.sliceLen())
+	cutAbove := max(2*int(time.Duration(c.pace.rate)*sliceInteractive/time.Second), c.shortFrame())
 	for off := 0; off < len(out); {
 		if off > 0 {
 			if err := c.pace.ready(ctx, c.broken); err != nil {
 				return c.brokenErr(err)
 			}
 			// Cut only what would delay interactive data more than a
-			// short frame does: cutting wastes what was sent.
-			if len(out)-off > max(2*slice, c.shortFrame()) && c.preempter.Urgent() {
+			// short frame does, or two interactive slices: cutting
+			// wastes what was sent.
+			if len(out)-off > cutAbove && c.preempter.Urgent() {
 				if cut := cobsCut(out, off); cut > 0 {
 					if err := c.abortFrame(out[off:cut], f); err != nil {
 						return err
@@ -189,6 +194,16 @@ func (c *conn) writeSliced(ctx context.Context, out []byte, f *outFrame) error {
 	}
 	l.stats.FramesOut.Add(1)
 	return nil
+}
+
+// evenSlice is the length of each of the fewest slices, none longer than
+// most, that n bytes split into.
+func evenSlice(n, most int) int {
+	if n <= most {
+		return n
+	}
+	k := (n + most - 1) / most
+	return (n + k - 1) / k
 }
 
 // shortFrame is the length of a frame on a paced line while interactive
@@ -263,8 +278,10 @@ func (c *conn) queueSample(f *outFrame, now time.Time) {
 		return
 	}
 	// What an ack costs without a queue: our pacing slack, the ack's own
-	// time on the line, and a few milliseconds of scheduling.
-	base := c.pace.slack + lineTime(32, l.props.LineRate) + 3*time.Millisecond
+	// time on the line, the peer's gathering (reader.go: the end of a
+	// frame may wait that long in the peer's OS before it is read) and a
+	// few milliseconds of scheduling.
+	base := c.pace.leadNow() + lineTime(32, l.props.LineRate) + gatherBulk + 3*time.Millisecond
 	if c.qmin > base {
 		c.drainDue += c.qmin - base/2
 		if c.trace {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/sockmux/sockmux/internal/fdctl"
 	"golang.org/x/sys/unix"
@@ -96,10 +95,4 @@ func (p *Port) readModemLines() (ModemLines, error) {
 		CTS: bits&unix.TIOCM_CTS != 0,
 		RI:  bits&unix.TIOCM_RI != 0,
 	}, nil
-}
-
-// interrupt wakes a Read or Write blocked in the poller; each checks
-// lostErr after setting its own deadline, so none is missed.
-func (p *Port) interrupt() {
-	_ = p.sys.f.SetDeadline(time.Now())
 }

@@ -21,11 +21,16 @@ import (
 //
 // The port has two descriptors for the device. go.bug.st/serial's configures
 // the line (raw mode, speed, framing, the exclusive-use flag) and is kept open
-// only to hold that state; all I/O goes through f, a non-blocking descriptor
-// in Go's runtime poller, so that Close interrupts a blocked Read or Write,
-// timeouts need no extra threads, and descriptors above FD_SETSIZE work.
+// only to hold that state; all I/O goes through f, a non-blocking descriptor.
+// On macOS and the BSDs f is in Go's runtime poller, so that Close interrupts
+// a blocked Read or Write and timeouts need no extra threads (port_poller.go).
+// On Linux it is not: the poller would wake the process each time the line
+// took or brought a few bytes, whoever waits for them; a Read or Write there
+// tries the descriptor first and waits, only when it must, in poll(2) on it
+// and on a wake-up descriptor that Close signals (port_io_linux.go).
 type portSys struct {
 	f   *os.File
+	io  portIO // the I/O waits: per operating system
 	sp  serial.Port
 	fi  os.FileInfo // the device as opened, to notice it vanish or change
 	pty bool        // a Linux pseudo-terminal: TIOCOUTQ always reads 0
@@ -42,17 +47,18 @@ func openPort(path string, m Mode, o Options) (*Port, error) {
 	if err := checkDeviceType(path, fi); err != nil {
 		return nil, err
 	}
-	// O_NONBLOCK: do not wait for carrier detect; the poller needs it anyway.
-	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
+	f, pio, err := openDevice(path)
 	if err != nil {
 		return nil, openError(path, err)
 	}
 	p := &Port{path: path, mode: m}
 	p.sys.f = f
+	p.sys.io = pio
 	p.ext.opts = o
 	ok := false
 	defer func() {
 		if !ok {
+			p.sys.io.close()
 			_ = f.Close()
 			if p.sys.sp != nil {
 				_ = p.sys.sp.Close()
@@ -190,65 +196,6 @@ func speedClose(actual, want int) bool {
 	return d*50 <= want
 }
 
-// Read reads at least one byte into b, waiting as long as it takes. See Port
-// for how it fails.
-func (p *Port) Read(b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	for {
-		if p.closed.Load() {
-			return 0, p.closedErr()
-		}
-		_ = p.sys.f.SetReadDeadline(p.ioDeadline())
-		if err := p.lostErr(); err != nil {
-			return 0, err
-		}
-		n, err := p.sys.f.Read(b)
-		if n > 0 {
-			return n, nil
-		}
-		if err == nil {
-			continue
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if err := p.checkNode(); err != nil {
-				return 0, err
-			}
-			continue
-		}
-		return 0, p.ioError("read", err)
-	}
-}
-
-// Write writes all of b, waiting while the device's output buffer is full
-// (flow control or a slow line). See Port for how it fails.
-func (p *Port) Write(b []byte) (int, error) {
-	written := 0
-	for written < len(b) {
-		if p.closed.Load() {
-			return written, p.closedErr()
-		}
-		_ = p.sys.f.SetWriteDeadline(p.ioDeadline())
-		if err := p.lostErr(); err != nil {
-			return written, err
-		}
-		n, err := p.sys.f.Write(b[written:])
-		written += n
-		if err == nil {
-			continue
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			if err := p.checkNode(); err != nil {
-				return written, err
-			}
-			continue
-		}
-		return written, p.ioError("write", err)
-	}
-	return written, nil
-}
-
 // OutputQueued returns how many written bytes the operating system still
 // holds for sending (TIOCOUTQ). It implements link.OutputQueuer.
 //
@@ -286,8 +233,10 @@ func (p *Port) Close() error {
 	}
 	p.stopLines()
 	p.stopNodeWatch()
-	_ = p.sys.f.Close() // wakes blocked I/O; releases the flock
+	p.sys.io.wake()     // wakes blocked I/O
+	_ = p.sys.f.Close() // releases the flock once no I/O uses it
 	_ = p.sys.sp.Close()
+	p.sys.io.close()
 	return nil
 }
 

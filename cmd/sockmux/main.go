@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 
+	"github.com/sockmux/sockmux/serialport"
 	"github.com/urfave/cli/v2"
 )
 
@@ -16,10 +18,43 @@ import (
 var version = "0.1.0-dev"
 
 func main() {
+	if serialLink(os.Args[1:], os.LookupEnv) {
+		runtime.GOMAXPROCS(1)
+	}
 	if err := newApp().Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "sockmux: "+err.Error())
 		os.Exit(1)
 	}
+}
+
+// serialLink reports whether args (os.Args after the program name) run a
+// link over a serial port and the user left GOMAXPROCS alone. Such a
+// process moves a few kilobytes a second: on one P its goroutines hand
+// work to each other without waking a second thread, which halves its
+// wake-ups (issue 20, docs/serial.md). The serial port is the one --comm
+// names (or SOCKMUX_COMM); a port named only in a --config file is not
+// seen here, and that link keeps the default.
+func serialLink(args []string, env func(string) (string, bool)) bool {
+	if _, set := env("GOMAXPROCS"); set || len(args) == 0 || args[0] != "link" {
+		return false
+	}
+	comm, _ := env("SOCKMUX_COMM")
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		switch {
+		case a == "--comm" || a == "-comm":
+			if i+1 < len(args) {
+				comm = args[i+1]
+				i++
+			}
+		case strings.HasPrefix(a, "--comm="), strings.HasPrefix(a, "-comm="):
+			_, comm, _ = strings.Cut(a, "=")
+		}
+	}
+	return comm != "" && serialport.IsSerial(comm)
 }
 
 func newApp() *cli.App {
