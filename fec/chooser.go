@@ -158,7 +158,11 @@ func (c *Chooser) ObserveFrames(good, bad int) {
 	}
 	c.badFrames.add(float64(good+bad), float64(bad), math.Pow(0.95, float64(good+bad)))
 	if c.badFrames.errs >= 2 {
-		c.move(probeLevel)
+		probe := probeLevel
+		for !ValidLevel(c.n, probe) {
+			probe-- // short blocks: the strongest they allow
+		}
+		c.move(probe)
 		c.fast, c.mid, c.slow = rate{}, rate{}, rate{}
 	}
 }

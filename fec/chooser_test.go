@@ -1,6 +1,7 @@
 package fec
 
 import (
+	"io"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -97,5 +98,33 @@ func TestChooserBurstsAndRecovery(t *testing.T) {
 	// (11.5 kB/s: 2000 blocks).
 	if l := feed(c, rng, 0, 2000); l != 0 {
 		t.Errorf("clean again: still at t=%d", Levels[l])
+	}
+}
+
+// Short blocks: the chooser stays within the levels they allow.
+func TestChooserShortBlocks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(45, 46))
+	for _, n := range []int{MinBlock, 64, 100} {
+		c := NewChooser(n)
+		var w, _ = NewWriter(io.Discard, n)
+		for i := 0; i < 3000; i++ {
+			if err := w.SetLevel(c.Level()); err != nil {
+				t.Fatalf("n=%d: %v", n, err)
+			}
+			if c.Level() == 0 {
+				c.ObserveFrames(0, 1)
+				continue
+			}
+			e := 0
+			for j := 0; j < n; j++ {
+				if rng.Float64() < 0.05 {
+					e++
+				}
+			}
+			c.Observe(c.Level(), e, e <= Corrects(c.Level()))
+		}
+		if c.Level() == 0 || !ValidLevel(n, c.Level()) {
+			t.Errorf("n=%d: level %d", n, c.Level())
+		}
 	}
 }

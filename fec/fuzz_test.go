@@ -130,6 +130,8 @@ func FuzzDamagedFrames(f *testing.F) {
 		wire.Reset()
 		w.Write(cobsFrame(nil, []byte("the end")))
 		w.Flush()
+		w.Write([]byte{0}) // an idle delimiter: the line is not over yet
+		w.Flush()
 		line = append(line, wire.Bytes()...)
 		frames = append(frames, []byte("the end"))
 		d, _ := NewDecoder(255)

@@ -272,7 +272,9 @@ func (d *Decoder) stepLocked(dst []byte) (_ []byte, more bool) {
 		good = best <= slipFlips
 	}
 	// Wait for the whole block (without a marker, for a byte more: it may
-	// start a byte late) before anything is counted or decided.
+	// start a byte late) before anything is counted or decided. (So the
+	// last block before the line goes quiet, if its marker is destroyed,
+	// is read when the next bytes come.)
 	need := c + d.size
 	if !good {
 		need = p + 1 + d.size
