@@ -38,7 +38,7 @@ import (
 // that yields would start again just as the peer's answer is on its way.
 // Measured on the virtual half-duplex cable at 115200 baud (docs/serial.md).
 const (
-	turnGap    = 25 * time.Millisecond
+	turnGap    = 35 * time.Millisecond
 	yieldGap   = 100 * time.Millisecond
 	yieldJit   = 150 * time.Millisecond
 	echoGrace  = 15 * time.Millisecond
