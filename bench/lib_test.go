@@ -251,7 +251,7 @@ func (s *sockmuxSystem) open() (net.Conn, net.Conn, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	srv, err := s.mb.Accept(ctx)
+	srv, err := s.mb.AcceptStream(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -430,7 +430,7 @@ func measureIdle(n int) (idleResult, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		for range n {
-			st, err := s.mb.Accept(ctx)
+			st, err := s.mb.AcceptStream(ctx)
 			if err != nil {
 				accepted <- err
 				return

@@ -179,6 +179,7 @@ func (s *suite) rowsTable() []row {
 	rows = append(rows, s.compareRows(failed)...)
 	rows = append(rows, s.compressRows(failed)...)
 	rows = append(rows, s.lightRows(failed)...)
+	rows = append(rows, s.halfDuplexRows(failed)...)
 	return rows
 }
 

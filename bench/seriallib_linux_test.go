@@ -89,7 +89,7 @@ func (s *suite) serialLibrary(baud int, secs float64) (*serialLibResult, error) 
 	if err != nil {
 		return nil, err
 	}
-	srv, err := mb.Accept(octx)
+	srv, err := mb.AcceptStream(octx)
 	if err != nil {
 		return nil, err
 	}

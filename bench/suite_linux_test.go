@@ -55,7 +55,8 @@ type suite struct {
 	// compression rows (compress_linux_test.go)
 	compress    map[int]*compressResult
 	compressTCP *tcpCompressResult
-	light       []*lightResult // small-device rows (light_linux_test.go)
+	light       []*lightResult    // small-device rows (light_linux_test.go)
+	halfDuplex  *halfDuplexResult // half-duplex rows (halfduplex_linux_test.go)
 	errs        map[string]error
 }
 
@@ -130,6 +131,7 @@ func TestSuite(t *testing.T) {
 	})
 	s.runCompressSections()
 	s.runLightSections()
+	s.runHalfDuplexSection()
 	s.report()
 	for name, err := range s.errs {
 		t.Errorf("%s: %v", name, err)

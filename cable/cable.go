@@ -72,6 +72,11 @@ type Config struct {
 	// arrive garbled (misframed) when the receiving end listens at another
 	// speed, as on a real line. An unpaced cable (Baud 0) ignores speeds.
 	FixedRate bool
+	// HalfDuplex makes the cable a two-wire bus (RS-485, a radio modem)
+	// instead of a wire each way: bytes both ends send at the same time
+	// collide and arrive garbled at both, and each end hears its own
+	// bytes. It needs a paced cable (Baud > 0).
+	HalfDuplex bool
 	// UnplugEvery and UnplugFor unplug the cable on a schedule: every
 	// UnplugEvery (from the start) for UnplugFor. Both zero: only Unplug
 	// unplugs.
@@ -103,6 +108,10 @@ type DirectionStats struct {
 	// Misframed counts bytes sent while the receiving end listened at
 	// another speed, delivered as what it would make of them.
 	Misframed int64
+	// Collided counts bytes of this direction garbled because the other
+	// end transmitted at the same time, Echoed the bytes the sending end
+	// heard of its own (half-duplex cables only).
+	Collided, Echoed int64
 }
 
 // String summarizes s in one line, naming only the faults that happened,
@@ -121,6 +130,7 @@ func (s DirectionStats) String() string {
 	add(s.DupChunks, "%d chunks duplicated (%d bytes)", s.DupChunks, s.Duplicated)
 	add(s.Bursts, "%d noise bursts (%d bytes garbled)", s.Bursts, s.Garbled)
 	add(s.Misframed, "%d bytes sent at a rate the other end does not listen at", s.Misframed)
+	add(s.Collided, "%d bytes collided with the other end's", s.Collided)
 	if len(faults) > 0 {
 		str += " (" + strings.Join(faults, ", ") + ")"
 	}
@@ -149,6 +159,7 @@ type Cable struct {
 	seed  uint64
 	start time.Time
 	dirs  [2]*direction // A→B, B→A
+	bus   *bus          // the shared medium of a half-duplex cable, else nil
 
 	mu        sync.Mutex
 	closed    bool
@@ -209,6 +220,9 @@ func Start(ctx context.Context, cfg Config) (*Cable, error) {
 	if cfg.Baud > 0 {
 		c.rate = float64(cfg.Baud) / cfg.BitsPerByte
 	}
+	if cfg.HalfDuplex {
+		c.bus = &bus{}
+	}
 	c.mu.Lock()
 	err := c.plugLocked()
 	c.mu.Unlock()
@@ -221,6 +235,9 @@ func Start(ctx context.Context, cfg Config) (*Cable, error) {
 		speed = fmt.Sprintf("%d baud, %d bytes/s each way", cfg.Baud, int(c.rate))
 		if !cfg.FixedRate && followsRates {
 			speed += ", following the rates the ends set"
+		}
+		if cfg.HalfDuplex {
+			speed = fmt.Sprintf("%d baud, %d bytes/s on one half-duplex bus: bytes sent at once by both ends collide, each end hears its own", cfg.Baud, int(c.rate))
 		}
 	}
 	if cfg.Latency > 0 {
@@ -283,6 +300,9 @@ func validate(cfg *Config) error {
 	}
 	if err := checkPeriod("unplug", cfg.UnplugEvery, cfg.UnplugFor); err != nil {
 		return err
+	}
+	if cfg.HalfDuplex && cfg.Baud == 0 {
+		return errors.New("cable: a half-duplex cable needs a baud rate (collisions are a matter of time on the line)")
 	}
 	if cfg.ReportEvery < 0 {
 		return errors.New("cable: report interval must not be negative")

@@ -156,7 +156,7 @@ func TestPacedLikeAUART(t *testing.T) {
 func TestPacerLongRunAccuracy(t *testing.T) {
 	// The pacer counts from a fixed start: however late its sleeps end, the
 	// total carried tracks rate × time.
-	p := newPacer(11520)
+	p := newPacer(11520, false)
 	carried := 0
 	for time.Since(p.start) < 300*time.Millisecond {
 		n := p.allowance()
@@ -390,6 +390,7 @@ func TestConfigValidation(t *testing.T) {
 		"burst too long":  func(c *Config) { c.Faults.BurstEvery, c.Faults.BurstFor = time.Second, time.Second },
 		"unplug no every": func(c *Config) { c.UnplugFor = time.Second },
 		"BA faults":       func(c *Config) { c.FaultsBA = &Faults{InsertRate: 2} },
+		"unpaced bus":     func(c *Config) { c.HalfDuplex = true },
 	} {
 		cfg := ok
 		mut(&cfg)

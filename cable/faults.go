@@ -127,7 +127,7 @@ type direction struct {
 	histLen   int
 	burst     atomic.Bool
 
-	read, written, flipped, dropped, inserted, dupChunks, duplicated, garbled, bursts, misframed atomic.Int64
+	read, written, flipped, dropped, inserted, dupChunks, duplicated, garbled, bursts, misframed, collided, echoed atomic.Int64
 }
 
 func newDirection(name string, f Faults, seed, stream uint64, log *slog.Logger) *direction {
@@ -254,5 +254,7 @@ func (d *direction) stats() DirectionStats {
 		Garbled:     d.garbled.Load(),
 		Bursts:      d.bursts.Load(),
 		Misframed:   d.misframed.Load(),
+		Collided:    d.collided.Load(),
+		Echoed:      d.echoed.Load(),
 	}
 }

@@ -33,11 +33,17 @@ type pacer struct {
 	minChunk int64
 }
 
-func newPacer(rate float64) *pacer {
+func newPacer(rate float64, halfDuplex bool) *pacer {
+	burst := burstTime
+	if halfDuplex {
+		// Each chunk waits out the collision guard before the next read:
+		// a chunk may take that much more, or the line would fall behind.
+		burst += collisionGuard
+	}
 	return &pacer{
 		rate:     rate,
 		start:    time.Now(),
-		burst:    max(1, int64(rate*burstTime.Seconds())),
+		burst:    max(1, int64(rate*burst.Seconds())),
 		catchUp:  max(1, int64(rate*catchUpTime.Seconds())),
 		minChunk: max(1, int64(rate*minChunkTime.Seconds())),
 	}
@@ -77,10 +83,11 @@ func (p *pacer) took(n int, waited bool) {
 // pump carries bytes from src to dst through d until either end is closed.
 func (c *Cable) pump(d *direction, src, dst *end) {
 	defer c.pumps.Done()
+	hd := c.halfDuplexOf(d)
 	var pace *pacer
 	size := unpacedChunk
 	if c.rate > 0 {
-		pace = newPacer(c.rate)
+		pace = newPacer(c.rate, hd != nil)
 		size = int(pace.burst)
 	}
 	rates := c.newRateWatch(d, src, dst)
@@ -114,7 +121,7 @@ func (c *Cable) pump(d *direction, src, dst *end) {
 				// were written: a program sets its speed, then sends.
 				if rates.check() {
 					// The sending end changed its speed: pace at the new one.
-					pace = newPacer(float64(rates.tx) / c.cfg.BitsPerByte)
+					pace = newPacer(float64(rates.tx)/c.cfg.BitsPerByte, hd != nil)
 					if int(pace.burst) > len(buf) {
 						buf = make([]byte, pace.burst)
 					}
@@ -122,6 +129,15 @@ func (c *Cable) pump(d *direction, src, dst *end) {
 				if rates.mismatch() {
 					out = misframe(out, rates.tx, rates.rx)
 					d.misframed.Add(int64(n))
+				}
+			}
+			if hd != nil {
+				air := time.Duration(float64(n) / pace.rate * float64(time.Second))
+				out = hd.carry(out, time.Now(), air)
+				// The sending end hears its own bytes as they were on
+				// the bus, collided or not.
+				if _, werr := src.master.Write(out); werr == nil {
+					hd.echoed.Add(int64(len(out)))
 				}
 			}
 			if lat != nil {

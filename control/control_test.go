@@ -97,7 +97,7 @@ func TestSnapshotCountsAStream(t *testing.T) {
 	defer cancel()
 	s, err := a.m.Open(ctx, mux.Info{Network: "tcp", Dest: "db:5432", Entrance: 7000, Client: "127.0.0.1:1234"})
 	require.NoError(t, err)
-	peer, err := b.m.Accept(ctx)
+	peer, err := b.m.AcceptStream(ctx)
 	require.NoError(t, err)
 	peer.Accept()
 	const n = 100 << 10

@@ -68,7 +68,7 @@ func TestRunTestNeedsTheService(t *testing.T) {
 	})
 	go func() {
 		for {
-			s, err := b.m.Accept(context.Background())
+			s, err := b.m.AcceptStream(context.Background())
 			if err != nil {
 				return
 			}

@@ -104,7 +104,7 @@ func acceptNow(m *mux.Mux) <-chan *mux.Stream {
 	c := make(chan *mux.Stream, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	st, _ := m.Accept(ctx)
+	st, _ := m.AcceptStream(ctx)
 	c <- st
 	return c
 }

@@ -193,7 +193,7 @@ func (h *harness) accept() *mux.Stream {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := h.m.Accept(ctx)
+	s, err := h.m.AcceptStream(ctx)
 	require.NoError(h.t, err)
 	return s
 }

@@ -47,7 +47,7 @@ type Options struct {
 	// endpoint's to set and must be nil.
 	Forward forward.Config
 	// AcceptStreams leaves the streams the far end opens to the caller,
-	// who takes them with Mux.Accept, instead of the forwarder's Serve:
+	// who takes them with Mux.AcceptStream, instead of the forwarder's Serve:
 	// for using sockmux as a library, and for benchmarks and tests.
 	AcceptStreams bool
 	// Grace is how long Run, once its context ends, lets the connections
@@ -96,7 +96,9 @@ func StreamWindow(p link.Properties) int {
 	return max(mux.InitialWindow, min(4<<20, 2*p.LineRate))
 }
 
-// New builds an endpoint from opts. Nothing runs until Run.
+// New builds an endpoint from opts. Nothing runs until Run. Options out of
+// range are an error naming the field (link.Config.Verify,
+// mux.Config.Verify), never clamped.
 func New(opts Options) (*Endpoint, error) {
 	switch {
 	case opts.Driver == nil:
@@ -129,6 +131,14 @@ func New(opts Options) (*Endpoint, error) {
 	if opts.Link.Services == nil && !opts.AcceptStreams {
 		// The forwarder serves the far end's streams: its services too.
 		opts.Link.Services = forward.Services()
+	}
+	// The layers' own checks, once, with the reason: New of link and mux
+	// would clamp an out-of-range value silently.
+	if err := opts.Link.Verify(); err != nil {
+		return nil, err
+	}
+	if err := opts.Mux.Verify(); err != nil {
+		return nil, err
 	}
 	e := &Endpoint{Driver: opts.Driver, grace: opts.Grace, serve: !opts.AcceptStreams, log: log, stop: make(chan stopRequest, 1)}
 	// The hooks call into layers made below; see the package comment.

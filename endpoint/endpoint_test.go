@@ -198,3 +198,23 @@ func TestStreamWindowFollowsTheLine(t *testing.T) {
 	assert.Equal(t, 2*115200, StreamWindow(link.Properties{LineRate: 115200}))
 	assert.Equal(t, 4<<20, StreamWindow(link.Properties{LineRate: 100 << 20}))
 }
+
+// An out-of-range setting of the link or the mux is refused with the
+// field and the range, not clamped.
+func TestNewVerifiesTheLayersConfig(t *testing.T) {
+	drv := &tcpdriver.Connector{Addr: "127.0.0.1:1"}
+	for want, o := range map[string]Options{
+		"link: MaxPayload 100: want 512 to 61440":    {Driver: drv, Link: link.Config{MaxPayload: 100}},
+		"link: MaxPayload 61441: want 512 to 61440":  {Driver: drv, Link: link.Config{MaxPayload: 61441}},
+		`link: service name "a,b"`:                   {Driver: drv, Link: link.Config{Services: []string{"a,b"}}},
+		"mux: MaxStreams 2000000: want 1 to 1048576": {Driver: drv, Mux: mux.Config{MaxStreams: 2000000}},
+		"mux: StreamWindow 1000: want 65536":         {Driver: drv, Mux: mux.Config{StreamWindow: 1000}},
+	} {
+		_, err := New(o)
+		require.Error(t, err, want)
+		assert.Contains(t, err.Error(), want)
+	}
+	e, err := New(Options{Driver: drv, Link: link.Config{MaxPayload: link.MinPayload}, Mux: mux.Config{MaxStreams: mux.MaxStreamsLimit}, Logger: quiet()})
+	require.NoError(t, err, "the bounds themselves are valid")
+	e.Close()
+}

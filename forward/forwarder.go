@@ -374,7 +374,7 @@ func refusal(code mux.ResetCode) bool {
 // closes.
 func (f *Forwarder) Serve(ctx context.Context) error {
 	for {
-		s, err := f.m.Accept(ctx)
+		s, err := f.m.AcceptStream(ctx)
 		if err != nil {
 			return err
 		}

@@ -128,6 +128,11 @@ type Config struct {
 	// end knows what it may ask for (PeerServices). Each is a short
 	// name of printable ASCII without commas.
 	Services []string
+	// HalfDuplex runs the link on a line where only one end may transmit
+	// at a time and each may hear its own bytes (RS-485 two-wire, radio
+	// modems): the ends take turns (halfduplex.go). It applies to paced
+	// lines (serial) only, and both ends need it.
+	HalfDuplex bool
 	// Logger receives the link's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -149,7 +154,9 @@ const (
 	maxPayload    = 60 << 10 // a 32 KiB write and its headers fit one frame; FRAGMENT lengths are 16-bit
 )
 
-// DefaultConfig fills the zero fields of c from the transport's properties.
+// DefaultConfig fills the zero fields of c from the transport's properties,
+// and clamps MaxPayload into MinPayload..MaxPayloadLimit and Window into
+// MinWindow..MaxWindow (Config.Verify reports such a value instead).
 func DefaultConfig(c Config, p Properties) Config {
 	if c.MaxPayload == 0 {
 		c.MaxPayload = maxPayload

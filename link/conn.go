@@ -22,6 +22,7 @@ type conn struct {
 	pace    pacer
 	fr      *frameReader // the reader goroutine's, touched only by it
 	writing *outFrame    // a frame the writer writes from its own buffer now (l.mu)
+	bus     *bus         // the turns on a half-duplex line (halfduplex.go), else nil
 	rawOut  bool         // the peer reads length-prefixed frames (guarded by l.mu)
 	toldRaw bool         // our hello said we read them: the peer knows what follows
 
@@ -64,6 +65,10 @@ func (l *Link) serve(ctx context.Context, t io.ReadWriteCloser) error {
 		pace:     newPacer(l.props.LineRate, t),
 	}
 	c.preempter, _ = l.up.(Preempter)
+	if l.cfg.HalfDuplex && l.props.LineRate > 0 {
+		c.bus = newBus(l.props.LineRate)
+		c.t = &busTransport{ReadWriteCloser: t, b: c.bus}
+	}
 	l.mu.Lock()
 	l.cur = c
 	l.state = StateHandshake

@@ -177,6 +177,9 @@ func (c *conn) completeHandshake(h *hello, mode sessionMode) {
 			"peer", fmt.Sprintf("%016x", h.Session))
 	}
 	l.startCompression(h, mode)
+	if c.bus != nil && h.Flags&helloHalfDuplex == 0 {
+		l.log.Warn("the peer runs full duplex on a half-duplex line: frames will collide whenever both ends send; give both ends --half-duplex")
+	}
 	l.peerServices = helloServices(h.Ext)
 	l.peerMax = int(h.MaxPayload) // at least MinPayload: parseHello
 	l.peerWindow = max(1, int(h.Window))
@@ -230,6 +233,9 @@ func (c *conn) ourHello() hello {
 	}
 	if l.offersCompression() {
 		h.Flags |= helloCompress
+	}
+	if c.bus != nil {
+		h.Flags |= helloHalfDuplex
 	}
 	return h
 }

@@ -95,6 +95,9 @@ type Link struct {
 }
 
 // New prepares a link over drv for the layer up. Call Run to start it.
+// It does not verify cfg (Config.Verify does; endpoint.New calls it): zero
+// fields take their defaults, and an out-of-range MaxPayload or Window is
+// clamped into range (DefaultConfig).
 func New(drv Driver, up Upper, cfg Config) *Link {
 	props := drv.Properties()
 	cfg = DefaultConfig(cfg, props)

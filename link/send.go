@@ -21,6 +21,7 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		l.mu.Lock()
 		drain := c.drainDue
 		c.drainDue = 0
+		interactive := time.Since(l.lastInteractive) < interactiveSpell
 		if f := c.writing; f != nil {
 			c.writing = nil // written: its buffer may be reused
 			if f.freeLater {
@@ -32,6 +33,11 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		if err := c.pace.ready(ctx, c.broken); err != nil {
 			return c.brokenErr(err)
 		}
+		if c.bus != nil {
+			if err := c.bus.take(ctx, c.broken, interactive); err != nil {
+				return c.brokenErr(err)
+			}
+		}
 		out, wait, isClose, err := c.next(wire[:0], scratch[:0])
 		if err != nil {
 			return err
@@ -41,6 +47,9 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		c.preemptible = nil
 		l.mu.Unlock()
 		if out == nil {
+			if c.bus != nil {
+				c.bus.yield()
+			}
 			timer.Reset(wait)
 			select {
 			case <-ctx.Done():
@@ -238,7 +247,9 @@ const queueWindow = time.Second
 // l.mu.
 func (c *conn) queueSample(f *outFrame, now time.Time) {
 	l := c.l
-	if l.props.LineRate == 0 || f.wireLen == 0 {
+	if l.props.LineRate == 0 || f.wireLen == 0 || c.bus != nil {
+		// On a half-duplex line every ack waits for the peer's turn:
+		// that is no queue to drain.
 		return
 	}
 	excess := now.Sub(f.sentAt) - lineTime(f.wireLen, l.props.LineRate)

@@ -147,7 +147,7 @@ func (a *fuzzApp) accept() *Stream {
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
 	for len(a.m.accepts) > 0 {
-		if s, err := a.m.Accept(done); err == nil {
+		if s, err := a.m.AcceptStream(done); err == nil {
 			a.held = append(a.held, s)
 			return s
 		}

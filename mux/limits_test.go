@@ -107,7 +107,7 @@ func TestHostileOpenFloodMemoryBounded(t *testing.T) {
 	go func() {
 		defer close(done)
 		for {
-			s, err := h.m.Accept(ctx)
+			s, err := h.m.AcceptStream(ctx)
 			if err != nil {
 				return
 			}
@@ -167,7 +167,7 @@ func TestHostileOpenResetCycleBoundsUndecidedStreams(t *testing.T) {
 	go func() {
 		defer close(done)
 		for {
-			s, err := h.m.Accept(ctx)
+			s, err := h.m.AcceptStream(ctx)
 			if err != nil {
 				return
 			}
@@ -296,9 +296,9 @@ func TestHostileOversizeDataSkipped(t *testing.T) {
 	h := newHostile(t, Config{StreamWindow: InitialWindow})
 	h.send(openMessage(1, Info{}), openMessage(3, Info{}))
 	require.NoError(t, h.flush())
-	s1, err := h.m.Accept(ctx(t))
+	s1, err := h.m.AcceptStream(ctx(t))
 	require.NoError(t, err)
-	s3, err := h.m.Accept(ctx(t))
+	s3, err := h.m.AcceptStream(ctx(t))
 	require.NoError(t, err)
 	p := dataMsg(1, make([]byte, InitialWindow+1))
 	p = append(p, dataMsg(3, []byte("still here"))...)
@@ -335,7 +335,7 @@ func TestHostileDataBeyondCredit(t *testing.T) {
 	}
 	c, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := h.m.Accept(c)
+	_, err := h.m.AcceptStream(c)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
@@ -347,9 +347,9 @@ func TestWindowGrowsForBusyStreamsOnly(t *testing.T) {
 	require.NoError(t, err)
 	slow, err := a.Open(ctx(t), Info{})
 	require.NoError(t, err)
-	rf, err := b.Accept(ctx(t))
+	rf, err := b.AcceptStream(ctx(t))
 	require.NoError(t, err)
-	rs, err := b.Accept(ctx(t))
+	rs, err := b.AcceptStream(ctx(t))
 	require.NoError(t, err)
 	go func() { _, _ = fast.Write(make([]byte, 16*mib)); _ = fast.CloseWrite() }()
 	go func() { _, _ = slow.Write(make([]byte, 4*mib)) }()
@@ -443,7 +443,7 @@ func TestHostileLinkPeerMemoryBounded(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for {
-			s, err := m.Accept(ctx)
+			s, err := m.AcceptStream(ctx)
 			if err != nil {
 				return
 			}
@@ -511,13 +511,13 @@ func TestAcceptBacklogRefusesBeyond(t *testing.T) {
 	out := string(h.out[:fillN(h.m, h.out)])
 	assert.Equal(t, 5, strings.Count(out, "far end accept backlog full"))
 	for range 5 {
-		s, err := h.m.Accept(ctx(t))
+		s, err := h.m.AcceptStream(ctx(t))
 		require.NoError(t, err)
 		s.Accept()
 	}
 	h.send(openMessage(101, Info{}))
 	require.NoError(t, h.flush())
-	s, err := h.m.Accept(ctx(t))
+	s, err := h.m.AcceptStream(ctx(t))
 	require.NoError(t, err)
 	assert.Equal(t, uint32(101), s.ID())
 }
@@ -530,7 +530,7 @@ func TestStreamLimitHoldsWithRacingOpens(t *testing.T) {
 	for _, m := range []*Mux{a, b} {
 		go func() {
 			for {
-				s, err := m.Accept(context.Background())
+				s, err := m.AcceptStream(context.Background())
 				if err != nil {
 					return
 				}

@@ -56,7 +56,10 @@ type ctrlMsg struct {
 }
 
 // New makes a Mux. Give it the link's Notify in cfg.Notify, and the mux to
-// the link as its Upper (package endpoint does both).
+// the link as its Upper (package endpoint does both). New does not verify
+// cfg (Config.Verify does; endpoint.New calls it): a zero or negative
+// limit takes its default, a StreamWindow below InitialWindow is raised to
+// it, and AcceptBacklog is capped at MaxStreams.
 func New(cfg Config) *Mux {
 	if cfg.StreamWindow < InitialWindow {
 		cfg.StreamWindow = InitialWindow
@@ -211,13 +214,14 @@ func (m *Mux) forget(s *Stream) {
 	m.orphan(s)
 }
 
-// Accept returns the next stream the far end opened. The caller decides
-// where it goes, then calls Stream.Accept, or Stream.Reset with a reason.
+// AcceptStream returns the next stream the far end opened. The caller
+// decides where it goes, then answers the opener: Stream.Accept (the ACCEPT
+// message: it reached its destination) or Stream.Reset with a reason.
 //
 // Streams the far end reset (or whose session ended) before they were
-// taken are skipped. Every stream Accept returns counts against MaxStreams
-// until the caller accepts, resets or closes it.
-func (m *Mux) Accept(ctx context.Context) (*Stream, error) {
+// taken are skipped. Every stream AcceptStream returns counts against
+// MaxStreams until the caller accepts, resets or closes it.
+func (m *Mux) AcceptStream(ctx context.Context) (*Stream, error) {
 	for {
 		select {
 		case s, ok := <-m.accepts:

@@ -91,7 +91,7 @@ func TestOpenEchoHalfClose(t *testing.T) {
 	for _, size := range []int{7, 64, 447, 32 << 10} {
 		a, b, _ := newPair(t, size, Config{})
 		go func() {
-			s, err := b.Accept(ctx(t))
+			s, err := b.AcceptStream(ctx(t))
 			if err != nil {
 				return
 			}
@@ -118,7 +118,7 @@ func TestInfoCarried(t *testing.T) {
 	info := Info{Network: "udp", Dest: "[2001:db8::1]:53", Entrance: 53, Client: "10.0.0.9:4444", Tag: 1 << 40, Proto: "http"}
 	_, err := a.Open(ctx(t), info)
 	require.NoError(t, err)
-	s, err := b.Accept(ctx(t))
+	s, err := b.AcceptStream(ctx(t))
 	require.NoError(t, err)
 	assert.Equal(t, info, s.Info())
 	assert.True(t, s.Inbound())
@@ -128,7 +128,7 @@ func TestInfoCarried(t *testing.T) {
 func TestResetReasonReachesOpener(t *testing.T) {
 	a, b, _ := newPair(t, 447, Config{})
 	go func() {
-		s, err := b.Accept(ctx(t))
+		s, err := b.AcceptStream(ctx(t))
 		if err == nil {
 			s.Reset(CodeRefused, "connection refused by 10.1.2.3:80")
 		}
@@ -152,7 +152,7 @@ func TestSlowReaderStallsOnlyItsStream(t *testing.T) {
 	// Stream 1: nobody reads at the far end.
 	s1, err := a.Open(ctx(t), Info{})
 	require.NoError(t, err)
-	r1, err := b.Accept(ctx(t))
+	r1, err := b.AcceptStream(ctx(t))
 	require.NoError(t, err)
 	var wrote1 atomic.Int64
 	go func() {
@@ -168,7 +168,7 @@ func TestSlowReaderStallsOnlyItsStream(t *testing.T) {
 	// Stream 2: a bulk transfer goes through regardless.
 	s2, err := a.Open(ctx(t), Info{})
 	require.NoError(t, err)
-	r2, err := b.Accept(ctx(t))
+	r2, err := b.AcceptStream(ctx(t))
 	require.NoError(t, err)
 	data := make([]byte, 2<<20)
 	go func() { _, _ = s2.Write(data); _ = s2.CloseWrite() }()
@@ -205,9 +205,9 @@ func TestInteractiveOvertakesBulk(t *testing.T) {
 	inter, err := a.Open(ctx(t), Info{})
 	require.NoError(t, err)
 	shuttle(a, b)
-	_, err = b.Accept(ctx(t))
+	_, err = b.AcceptStream(ctx(t))
 	require.NoError(t, err)
-	ri, err := b.Accept(ctx(t))
+	ri, err := b.AcceptStream(ctx(t))
 	require.NoError(t, err)
 	shuttle(b, a) // b's credit grants
 	go func() { _, _ = bulk.Write(make([]byte, 4<<20)) }()
@@ -244,7 +244,7 @@ func TestSessionEndResetsStreams(t *testing.T) {
 	a, b, _ := newPair(t, 447, Config{})
 	s, err := a.Open(ctx(t), Info{})
 	require.NoError(t, err)
-	_, err = b.Accept(ctx(t))
+	_, err = b.AcceptStream(ctx(t))
 	require.NoError(t, err)
 	a.SessionEnd(&link.PeerRestartedError{})
 	_, err = s.Read(make([]byte, 1))
@@ -264,7 +264,7 @@ func TestManyStreams(t *testing.T) {
 	a, b, _ := newPair(t, 32<<10, Config{MaxStreams: n, MaxBuffered: n * InitialWindow})
 	go func() {
 		for {
-			s, err := b.Accept(context.Background())
+			s, err := b.AcceptStream(context.Background())
 			if err != nil {
 				return
 			}
@@ -294,7 +294,7 @@ func TestConcurrentChecksums(t *testing.T) {
 	a, b, _ := newPair(t, 1500, Config{})
 	go func() {
 		for {
-			s, err := b.Accept(context.Background())
+			s, err := b.AcceptStream(context.Background())
 			if err != nil {
 				return
 			}
@@ -372,7 +372,7 @@ func TestDeadlines(t *testing.T) {
 	a, b, _ := newPair(t, 447, Config{})
 	s, err := a.Open(ctx(t), Info{})
 	require.NoError(t, err)
-	_, err = b.Accept(ctx(t))
+	_, err = b.AcceptStream(ctx(t))
 	require.NoError(t, err)
 	require.NoError(t, s.SetReadDeadline(time.Now().Add(20*time.Millisecond)))
 	_, err = s.Read(make([]byte, 1))

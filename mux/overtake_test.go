@@ -71,7 +71,7 @@ func drain(t *testing.T, a, b *Mux) {
 
 func acceptID(t *testing.T, b *Mux, id uint32) *Stream {
 	for {
-		s, err := b.Accept(ctx(t))
+		s, err := b.AcceptStream(ctx(t))
 		require.NoError(t, err)
 		if s.ID() == id {
 			return s
@@ -227,7 +227,7 @@ func TestOvertakingKeepsEveryStreamInOrder(t *testing.T) {
 			defer close(readers)
 			var rg sync.WaitGroup
 			for range streams {
-				s, err := b.Accept(ctx(t))
+				s, err := b.AcceptStream(ctx(t))
 				if err != nil {
 					return
 				}

@@ -31,7 +31,7 @@ func TestReadWhileDelivering(t *testing.T) {
 		_, _ = s.Write(data)
 		_ = s.CloseWrite()
 	}()
-	s, err := b.Accept(ctx(t))
+	s, err := b.AcceptStream(ctx(t))
 	require.NoError(t, err)
 	s.Accept()
 	var got bytes.Buffer
@@ -59,7 +59,7 @@ func TestConcurrentReadsOfOneStream(t *testing.T) {
 		_, _ = s.Write(make([]byte, size))
 		_ = s.CloseWrite()
 	}()
-	s, err := b.Accept(ctx(t))
+	s, err := b.AcceptStream(ctx(t))
 	require.NoError(t, err)
 	s.Accept()
 	var mu sync.Mutex
@@ -104,7 +104,7 @@ func TestConcurrentWritesToOneStream(t *testing.T) {
 		}()
 	}
 	go func() { wg.Wait(); _ = s.CloseWrite() }()
-	r, err := b.Accept(ctx(t))
+	r, err := b.AcceptStream(ctx(t))
 	require.NoError(t, err)
 	r.Accept()
 	got, err := io.ReadAll(r)

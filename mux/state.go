@@ -82,12 +82,12 @@ type holdState uint8
 
 const (
 	holdQueued  holdState = iota // not handed to the application (or outbound)
-	holdHeld                     // Mux.Accept returned it; not yet accepted, reset or closed
+	holdHeld                     // Mux.AcceptStream returned it; not yet accepted, reset or closed
 	holdZombie                   // held and undecided, but gone from the stream table: still counted
 	holdDecided                  // the application accepted, reset or closed it
 )
 
-// hold moves s to holdHeld when Mux.Accept hands it out, under m.mu.
+// hold moves s to holdHeld when Mux.AcceptStream hands it out, under m.mu.
 func (m *Mux) hold(s *Stream) {
 	if s.hold == holdQueued {
 		s.hold = holdHeld

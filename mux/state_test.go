@@ -64,7 +64,7 @@ func TestStreamApplyMirrorsRemoteFin(t *testing.T) {
 
 // An inbound stream the application holds undecided stays counted after
 // it leaves the table, until the application decides; a decision taken
-// before Mux.Accept handed it out is not undone.
+// before Mux.AcceptStream handed it out is not undone.
 func TestHoldState(t *testing.T) {
 	m := &Mux{}
 	s := &Stream{}

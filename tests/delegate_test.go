@@ -370,6 +370,7 @@ func TestBadRulesAndParameters(t *testing.T) {
 		{[]string{"link", "--connect", "127.0.0.1:1", "-D", "1080:x:80"}, "-D: forward"},
 		{[]string{"link", "--connect", "127.0.0.1:1", "-D", "1080/udp"}, "TCP only"},
 		{[]string{"link", "--connect", "127.0.0.1:1", "--udp-timeout", "0s"}, "--udp-timeout"},
+		{[]string{"link", "--connect", "127.0.0.1:1", "--keepalive", "10s", "--dead-timeout", "5s"}, "--dead-timeout and --keepalive: link: DeadTimeout 5s is not longer than KeepAlive 10s"},
 		{[]string{"delegate", "SERVER=sockmux://127.0.0.1:1", "FSV=sslway"}, "DeleGate parameter FSV=sslway is not supported"},
 		{[]string{"delegate", "SERVER=sockmux://127.0.0.1:1", "SERVER=telnet://h,-in(+=x.cnf)"}, "cannot run a DeleGate with options"},
 		{[]string{"delegate", "SERVER=sockmux://127.0.0.1:1", "SERVER=telnet://h"}, `add ",-in"`},

@@ -726,8 +726,10 @@ func noisyLineRun(t *testing.T, ber float64, seed uint64) {
 	var ms [2]*mux.Mux
 	for i := range 2 {
 		log := slog.New(slog.NewTextHandler(&logs[i], nil))
+		// The stream window is the endpoint's for the line
+		// (endpoint.StreamWindow), as for sockmux link.
 		e, err := endpoint.New(endpoint.Options{Driver: memlineDriver{cable.End(i), props},
-			Mux: mux.Config{StreamWindow: 2 * 11520}, AcceptStreams: true, Logger: log})
+			AcceptStreams: true, Logger: log})
 		require.NoError(t, err)
 		ms[i] = e.Mux
 		wg.Add(1)
@@ -735,7 +737,7 @@ func noisyLineRun(t *testing.T, ber float64, seed uint64) {
 	}
 	go func() { // end 1 echoes every stream
 		for {
-			s, err := ms[1].Accept(ctx)
+			s, err := ms[1].AcceptStream(ctx)
 			if err != nil {
 				return
 			}

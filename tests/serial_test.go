@@ -316,13 +316,13 @@ func TestSerialBadInput(t *testing.T) {
 		{[]string{"--comm", "/dev/null"}, "/dev/null is /dev/null, which reaches no peer"},
 		{[]string{"--comm", dir}, dir + " is a directory"},
 		{[]string{"--comm", pathA}, "serial " + pathA + ": device busy"},
-		{[]string{"--comm", pathA, "--baud", "0"}, "invalid baud rate 0"},
-		{[]string{"--comm", pathA, "--baud", "-9600"}, "invalid baud rate -9600"},
+		{[]string{"--comm", pathA, "--baud", "0"}, "--baud 0: must be positive"},
+		{[]string{"--comm", pathA, "--baud", "-9600"}, "--baud -9600: must be positive"},
 		{[]string{"--comm", pathA, "--baud", "100000000"}, "invalid baud rate 100000000"},
 		{[]string{"--comm", pathA, "--data-bits", "7"}, "7 data bits cannot carry sockmux's binary frames"},
-		{[]string{"--comm", pathA, "--parity", "sometimes"}, `invalid parity "sometimes"`},
-		{[]string{"--comm", pathA, "--stop-bits", "3"}, `invalid stop bits "3"`},
-		{[]string{"--comm", pathA, "--flow", "xonxoff"}, `invalid flow control "xonxoff"`},
+		{[]string{"--comm", pathA, "--parity", "sometimes"}, `--parity "sometimes": want one of none, odd, even, mark, space`},
+		{[]string{"--comm", pathA, "--stop-bits", "3"}, `--stop-bits "3": want one of 1, 1.5, 2`},
+		{[]string{"--comm", pathA, "--flow", "xonxoff"}, `--flow "xonxoff": want one of none, rtscts`},
 	} {
 		args := append([]string{"link"}, tc.args...)
 		code, out := run(t, 10*time.Second, args...)

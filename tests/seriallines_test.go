@@ -41,7 +41,7 @@ func TestSerialLinesLatencyAndRates(t *testing.T) {
 	oneLineError(t, code, out, "serial "+pathA+": --carrier dcd needs a device with modem-status lines; this one has none (a pseudo-terminal?)", args)
 	args = []string{"link", "--comm", pathA, "--dtr", "low"}
 	code, out = run(t, 10*time.Second, args...)
-	oneLineError(t, code, out, `invalid --dtr "low": must be on or off`, args)
+	oneLineError(t, code, out, `--dtr "low": want one of on, off`, args)
 }
 
 // TestSerialMismatchedRatesNeverConnect: the cable follows the rates the

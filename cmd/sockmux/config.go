@@ -16,82 +16,33 @@ import (
 	"github.com/sockmux/sockmux/forward"
 )
 
-// sockmux link takes each of its settings from, in this order of
-// precedence: its flag on the command line; its environment variable
-// SOCKMUX_<FLAG> (e.g. SOCKMUX_DEAD_TIMEOUT); the --config file (YAML, keys
-// are the long flag names); its default.
+// sockmux link takes each of its settings (settings.go) from, in this
+// order of precedence: its flag on the command line; its environment
+// variable (SOCKMUX_<FLAG>, e.g. SOCKMUX_DEAD_TIMEOUT); the --config file
+// (YAML, keys are the long flag names); its default.
 
-// envPrefix starts the environment variable of every sockmux link flag.
-const envPrefix = "SOCKMUX_"
-
-// envName is the environment variable of flag name: SOCKMUX_DEAD_TIMEOUT
-// for dead-timeout.
-func envName(name string) string {
-	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-}
-
-// configFlag is --config.
-func configFlag() cli.Flag {
-	return &cli.StringFlag{Name: "config", EnvVars: []string{envName("config")},
-		Usage:    "read settings from the YAML `FILE` (keys are the long flag names; flags and SOCKMUX_* variables win over it); SIGHUP reads it again and applies changed forwards",
-		Category: "Configuration"}
-}
-
-// withEnv gives each flag its environment variable. The flags whose
-// values append to a specList (--port, --server, --dest) are read from
-// the environment by specEnv instead, so that the command line replaces
-// the environment's value rather than adding to it (help shows their
-// variables too: flagEnvVars).
-func withEnv(flags []cli.Flag) {
-	for _, f := range flags {
-		name := f.Names()[0]
-		env := envName(name)
-		switch f := f.(type) {
-		case *cli.StringFlag:
-			f.EnvVars = addEnv(f.EnvVars, env)
-		case *cli.IntFlag:
-			f.EnvVars = addEnv(f.EnvVars, env)
-		case *cli.BoolFlag:
-			f.EnvVars = addEnv(f.EnvVars, env)
-		case *cli.DurationFlag:
-			f.EnvVars = addEnv(f.EnvVars, env)
-		case *cli.StringSliceFlag:
-			f.EnvVars = addEnv(f.EnvVars, env)
-		case *cli.Float64Flag:
-			f.EnvVars = addEnv(f.EnvVars, env)
-		case *cli.Int64Flag:
-			f.EnvVars = addEnv(f.EnvVars, env)
-		case *cli.UintFlag:
-			f.EnvVars = addEnv(f.EnvVars, env)
-		}
-	}
-}
-
-func addEnv(vars []string, env string) []string {
-	if slices.Contains(vars, env) {
-		return vars
-	}
-	return append(vars, env)
-}
-
-// specEnv sets each spec flag (GenericFlag) that the command line did not
-// set from its environment variable, whole: a --port list or a --server
-// host list keeps its commas.
-func specEnv(c *cli.Context, flags []cli.Flag) error {
-	for _, f := range flags {
-		if _, ok := f.(*cli.GenericFlag); !ok {
+// specEnv sets each spec setting (--port, --server, --dest) that the
+// command line did not set from its environment variable, whole: a --port
+// list or a --server host list keeps its commas. It returns the names it
+// set. (urfave/cli reads the other settings' variables itself.)
+func specEnv(c *cli.Context, ss []setting) ([]string, error) {
+	var set []string
+	for i := range ss {
+		s := &ss[i]
+		if s.spec() == nil || s.env == "" {
 			continue
 		}
-		name := f.Names()[0]
-		v, ok := os.LookupEnv(envName(name))
+		name := s.name()
+		v, ok := os.LookupEnv(s.env)
 		if !ok || v == "" || c.IsSet(name) {
 			continue
 		}
 		if err := c.Set(name, v); err != nil {
-			return fmt.Errorf("%s: %w", envName(name), err)
+			return set, fmt.Errorf("%s: %w", s.env, err)
 		}
+		set = append(set, name)
 	}
-	return nil
+	return set, nil
 }
 
 // flagKind is the type of a flag's value, which its key in the file must
@@ -129,6 +80,7 @@ type configFile struct {
 // configEntry is one key of the file with its values.
 type configEntry struct {
 	key    string
+	name   string // the setting's flag
 	line   int
 	values []configValue
 }
@@ -148,20 +100,21 @@ func configError(path string, line int, key, format string, args ...any) error {
 	return fmt.Errorf("%s:%d: key %q: %s", path, line, key, msg)
 }
 
-// loadConfig reads and checks a --config file against flags, the flags of
+// loadConfig reads and checks a --config file against ss, the settings of
 // sockmux link.
-func loadConfig(path string, flags []cli.Flag) (*configFile, error) {
+func loadConfig(path string, ss []setting) (*configFile, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--config: %w", err)
 	}
-	return parseConfig(path, data, flags)
+	return parseConfig(path, data, ss)
 }
 
-// parseConfig parses a config file's text. Every key must be the long name
-// of one of flags (but not config), given once, with a value of the flag's
-// type that its parser accepts.
-func parseConfig(path string, data []byte, flags []cli.Flag) (cf *configFile, err error) {
+// parseConfig parses a config file's text. Every key must be the key of
+// one of ss, given once, with a value of the setting's kind that its
+// check accepts. Each value is checked here, once, and reported with its
+// line; applyConfig does not check it again.
+func parseConfig(path string, data []byte, ss []setting) (cf *configFile, err error) {
 	defer func() {
 		// The YAML parser is not known to panic on bad input, but a
 		// config file must never crash the link.
@@ -169,16 +122,20 @@ func parseConfig(path string, data []byte, flags []cli.Flag) (cf *configFile, er
 			cf, err = nil, fmt.Errorf("%s: not valid YAML: %v", path, r)
 		}
 	}()
-	byName := map[string]cli.Flag{}
-	aliases := map[string]string{}
-	for _, f := range flags {
-		names := f.Names()
-		if names[0] == "config" || names[0] == "help" {
+	byKey := map[string]*setting{}
+	aliases := map[string]string{} // a flag's alias or long name: its key
+	noKey := map[string]bool{}     // flags that no key gives
+	for i := range ss {
+		s := &ss[i]
+		if s.key == "" {
+			noKey[s.name()] = true
 			continue
 		}
-		byName[names[0]] = f
-		for _, a := range names[1:] {
-			aliases[a] = names[0]
+		byKey[s.key] = s
+		for _, a := range s.flag.Names() {
+			if a != s.key {
+				aliases[a] = s.key
+			}
 		}
 	}
 	var doc yaml.Node
@@ -203,15 +160,18 @@ func parseConfig(path string, data []byte, flags []cli.Flag) (cf *configFile, er
 			return nil, configError(path, k.Line, "", "a key must be a flag name")
 		}
 		key := k.Value
-		f, ok := byName[key]
+		s, ok := byKey[key]
 		if !ok {
+			bare := strings.TrimLeft(key, "-")
 			switch {
 			case aliases[key] != "":
 				return nil, configError(path, k.Line, key, "unknown key; keys are the long flag names: write %q", aliases[key])
-			case strings.TrimLeft(key, "-") != key && byName[strings.TrimLeft(key, "-")] != nil:
-				return nil, configError(path, k.Line, key, "unknown key; write it without dashes: %q", strings.TrimLeft(key, "-"))
+			case bare != key && byKey[bare] != nil:
+				return nil, configError(path, k.Line, key, "unknown key; write it without dashes: %q", bare)
 			case key == "config":
 				return nil, configError(path, k.Line, key, "a config file cannot name another")
+			case noKey[key]:
+				return nil, configError(path, k.Line, key, "not read from a config file; give it as --%s", key)
 			}
 			return nil, configError(path, k.Line, key, "unknown key (not a flag of sockmux link; see sockmux link --help)")
 		}
@@ -219,12 +179,13 @@ func parseConfig(path string, data []byte, flags []cli.Flag) (cf *configFile, er
 			return nil, configError(path, k.Line, key, "given twice (first on line %d)", first)
 		}
 		seen[key] = k.Line
-		e, err := configValues(path, key, k.Line, v, kindOf(f))
+		e, err := configValues(path, key, k.Line, v, kindOf(s.flag), s.example)
 		if err != nil {
 			return nil, err
 		}
+		e.name = s.name()
 		for _, val := range e.values {
-			if err := checkValue(key, val.text); err != nil {
+			if err := s.problem(val.text); err != nil {
 				return nil, configError(path, val.line, key, "%v", err)
 			}
 		}
@@ -234,7 +195,7 @@ func parseConfig(path string, data []byte, flags []cli.Flag) (cf *configFile, er
 }
 
 // configValues checks v, the value of key, against the flag's kind.
-func configValues(path, key string, line int, v *yaml.Node, kind flagKind) (configEntry, error) {
+func configValues(path, key string, line int, v *yaml.Node, kind flagKind, example string) (configEntry, error) {
 	e := configEntry{key: key, line: line}
 	if v.Kind == yaml.AliasNode && v.Alias != nil {
 		v = v.Alias
@@ -255,7 +216,10 @@ func configValues(path, key string, line int, v *yaml.Node, kind flagKind) (conf
 				it = it.Alias
 			}
 			if it.Kind != yaml.ScalarNode || it.Tag == "!!null" {
-				return e, configError(path, it.Line, key, "want a list of values, each a string such as %q", listExample(key))
+				if example == "" {
+					example = "value"
+				}
+				return e, configError(path, it.Line, key, "want a list of values, each a string such as %q", example)
 			}
 			e.values = append(e.values, configValue{it.Value, it.Line})
 		}
@@ -301,96 +265,15 @@ func nodeKind(n *yaml.Node) string {
 	return "value"
 }
 
-// listExample is an example value for a list key's error message.
-func listExample(key string) string {
-	switch key {
-	case "local", "remote":
-		return "8080:127.0.0.1:80"
-	case "dynamic":
-		return "1080"
-	case "port":
-		return "9023"
-	case "server":
-		return "telnet://host:23"
-	case "dest":
-		return "host:53/udp"
-	case "allow":
-		return "10.0.0.0/8:22"
-	}
-	return "value"
-}
-
-// checkValue checks what can be checked of a value on its own, so that a
-// bad one is reported with its line.
-func checkValue(key, v string) error {
-	var err error
-	switch key {
-	case "local":
-		_, err = forward.ParseForward(forward.Local, v)
-	case "remote":
-		_, err = forward.ParseForward(forward.Remote, v)
-	case "dynamic":
-		_, err = forward.ParseForward(forward.Dynamic, v)
-	case "port":
-		_, err = forward.ParseEntrances(v)
-	case "server":
-		_, err = forward.ParseRule(v)
-	case "dest":
-		_, err = forward.ParseDest(v)
-	case "allow":
-		_, err = forward.ParseAllow([]string{v})
-	case "log-level":
-		_, err = newLogger(v)
-	case "parity":
-		err = oneOf(v, "none", "odd", "even", "mark", "space")
-	case "stop-bits":
-		err = oneOf(v, "1", "1.5", "2")
-	case "flow":
-		err = oneOf(v, "none", "rtscts")
-	case "dtr", "rts":
-		err = oneOf(v, "on", "off")
-	case "carrier":
-		err = oneOf(v, "none", "dcd", "dsr", "cts")
-	case "baud", "udp-sessions":
-		err = positive(v)
-	case "max-streams":
-		if n, _ := strconv.Atoi(v); n <= 0 || n > 1<<20 {
-			err = fmt.Errorf("%s: must be between 1 and %d", v, 1<<20)
-		}
-	case "udp-timeout":
-		if d, _ := time.ParseDuration(v); d <= 0 {
-			err = fmt.Errorf("%s: must be positive", v)
-		}
-	case "link-wait", "dial-timeout", "keepalive", "dead-timeout", "resume-timeout", "handshake-timeout", "grace":
-		if d, _ := time.ParseDuration(v); d < 0 {
-			err = fmt.Errorf("%s: must not be negative", v)
-		}
-	}
-	return err
-}
-
-func oneOf(v string, allowed ...string) error {
-	if slices.Contains(allowed, v) {
-		return nil
-	}
-	return fmt.Errorf("%q: want one of %s", v, strings.Join(allowed, ", "))
-}
-
-func positive(v string) error {
-	if n, err := strconv.Atoi(v); err != nil || n <= 0 {
-		return fmt.Errorf("%s: must be positive", v)
-	}
-	return nil
-}
-
 // applyConfig sets on c each value of cf whose flag was set neither on
 // the command line nor in the environment, and returns the keys of cf
-// that were (they are overridden). A value the flag's parser refuses is
-// reported with its line.
+// that were (they are overridden). The values were checked by
+// parseConfig; a value the flag's parser still refuses is reported with
+// its line.
 func applyConfig(c *cli.Context, cf *configFile) (overridden []string, err error) {
 	var apply []configEntry
 	for _, e := range cf.entries {
-		if c.IsSet(e.key) {
+		if c.IsSet(e.name) {
 			overridden = append(overridden, e.key)
 			continue
 		}
@@ -398,7 +281,7 @@ func applyConfig(c *cli.Context, cf *configFile) (overridden []string, err error
 	}
 	for _, e := range apply {
 		for _, v := range e.values {
-			if err := c.Set(e.key, v.text); err != nil {
+			if err := c.Set(e.name, v.text); err != nil {
 				return overridden, configError(cf.path, v.line, e.key, "%v", err)
 			}
 		}
@@ -406,17 +289,27 @@ func applyConfig(c *cli.Context, cf *configFile) (overridden []string, err error
 	return overridden, nil
 }
 
-// resolveFlags brings the environment's spec flags and the --config file
-// under c's flags, in order of precedence.
-func resolveFlags(c *cli.Context, flags []cli.Flag) (*configFile, []string, error) {
-	if err := specEnv(c, flags); err != nil {
+// resolveFlags brings the environment's spec settings and the --config
+// file under c's flags, in order of precedence, and checks every value:
+// those of the command line and the environment here, the file's as it is
+// read.
+func resolveFlags(c *cli.Context, ss []setting) (*configFile, []string, error) {
+	given := givenByFlagOrEnv(c, ss)
+	fromVars, err := specEnv(c, ss)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, name := range fromVars {
+		given[name] = fromEnv
+	}
+	if err := checkGiven(ss, c, given); err != nil {
 		return nil, nil, err
 	}
 	path := c.String("config")
 	if path == "" {
 		return nil, nil, nil
 	}
-	cf, err := loadConfig(path, flags)
+	cf, err := loadConfig(path, ss)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -424,24 +317,19 @@ func resolveFlags(c *cli.Context, flags []cli.Flag) (*configFile, []string, erro
 	return cf, overridden, err
 }
 
-// settingsOf records the value of each flag that a reload cannot change
-// while the link runs (all but the forwards, the rules and --allow), for
-// telling which of them a changed file asks for.
-func settingsOf(c *cli.Context, flags []cli.Flag) map[string]string {
+// settingsOf records the value of each setting that a reload cannot
+// change while the link runs (all but those marked reload), for telling
+// which of them a changed file asks for.
+func settingsOf(c *cli.Context, ss []setting) map[string]string {
 	out := map[string]string{}
-	for _, f := range flags {
-		name := f.Names()[0]
-		if reloadable[name] || name == "help" {
+	for i := range ss {
+		if ss[i].reload {
 			continue
 		}
+		name := ss[i].name()
 		out[name] = fmt.Sprint(c.Value(name))
 	}
 	return out
-}
-
-// reloadable are the settings SIGHUP applies to a running link.
-var reloadable = map[string]bool{
-	"local": true, "remote": true, "dynamic": true, "port": true, "server": true, "dest": true, "allow": true,
 }
 
 // commandArgs are the arguments sockmux link was run with (after "link"),

@@ -32,11 +32,13 @@ func linkFlagNames() []string {
 	return names
 }
 
-// clearEnv unsets every SOCKMUX_* variable of a link flag for the test.
+// clearEnv unsets every SOCKMUX_* variable of a link setting for the test.
 func clearEnv(t *testing.T) {
-	for _, name := range linkFlagNames() {
-		t.Setenv(envName(name), "")
-		os.Unsetenv(envName(name))
+	for _, s := range linkSettings(&forwardFlags{}) {
+		if s.env != "" {
+			t.Setenv(s.env, "")
+			os.Unsetenv(s.env)
+		}
 	}
 }
 
@@ -199,7 +201,7 @@ func TestConfigErrorsNameKeyAndLine(t *testing.T) {
 
 // Binary junk, huge nesting and the like are errors, never a crash.
 func TestConfigJunkIsAnError(t *testing.T) {
-	flags := newLinkCommand(nil).Flags
+	flags := linkSettings(&forwardFlags{})
 	for _, text := range []string{
 		"\x00\x01\x02", strings.Repeat("[", 100000), "a: &x [*x]\n", "*unknown\n",
 		"listen: &a 127.0.0.1:1\nconnect: *a\n", strings.Repeat("- ", 5000) + "x",

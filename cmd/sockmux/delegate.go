@@ -114,7 +114,13 @@ func planFromDelegate(args []string) (plan linkPlan, printOnly bool, err error) 
 	if options, err = applyWireParam(set, dg.wire, options); err != nil {
 		return plan, false, err
 	}
-	opts, err := readOptions(cli.NewContext(nil, set, nil))
+	given := map[string]origin{}
+	set.Visit(func(f *flag.Flag) { given[f.Name] = fromFlag })
+	c := cli.NewContext(nil, set, nil)
+	if err := checkGiven(optionSettings(), c, given); err != nil {
+		return plan, false, err
+	}
+	opts, err := readOptions(c)
 	if err != nil {
 		return plan, false, err
 	}

@@ -52,11 +52,14 @@ func envHint(goos string, vars []string) string {
 
 // flagEnvVars are the environment variables f is read from: its EnvVars,
 // or for a spec flag (--port, --server, --dest, read by specEnv) the
-// variable envName gives.
+// variable of its setting.
 func flagEnvVars(f cli.Flag) []string {
 	if g, ok := f.(*cli.GenericFlag); ok {
-		if _, isSpec := g.Value.(*specValue); isSpec {
-			return []string{envName(g.Name)}
+		if v, isSpec := g.Value.(*specValue); isSpec {
+			if v.env == "" {
+				return nil
+			}
+			return []string{v.env}
 		}
 	}
 	if f, ok := f.(interface{ GetEnvVars() []string }); ok {

@@ -38,12 +38,8 @@ func linkCommand() *cli.Command {
 // run with the command's arguments.
 func newLinkCommand(run func(plan linkPlan, args []string) error) *cli.Command {
 	fw := &forwardFlags{}
-	flags := transportFlags()
-	flags = append(flags, fw.flags()...)
-	flags = append(flags, optionFlags()...)
-	flags = append(flags, opsFlags()...)
-	flags = append(flags, configFlag())
-	withEnv(flags)
+	settings := linkSettings(fw)
+	flags := linkFlags(settings)
 	return &cli.Command{
 		Name:  "link",
 		Usage: "run one end of a link and its forwards",
@@ -91,7 +87,7 @@ forwards, --server/--dest rules and --allow without dropping the link.`,
 			if c.NArg() > 0 {
 				return fmt.Errorf("unexpected argument %q (forwards go with -L, -R, -D, --port, --server or --dest)", c.Args().First())
 			}
-			cf, overridden, err := resolveFlags(c, flags)
+			cf, overridden, err := resolveFlags(c, settings)
 			if err != nil {
 				return err
 			}
@@ -100,64 +96,10 @@ forwards, --server/--dest rules and --allow without dropping the link.`,
 				return err
 			}
 			if cf != nil {
-				plan.config = &planConfig{path: cf.path, keys: len(cf.entries), overridden: overridden, settings: settingsOf(c, flags)}
+				plan.config = &planConfig{path: cf.path, keys: len(cf.entries), overridden: overridden, settings: settingsOf(c, settings)}
 			}
 			return run(plan, commandArgs(c))
 		},
-	}
-}
-
-// transportFlags choose the link's transport.
-func transportFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "listen", Usage: "be the receptor: listen for the other end on `ADDR` (host:port)", Category: "Transport"},
-		&cli.StringFlag{Name: "connect", Usage: "be the connector: dial the other end at `ADDR` (host:port), again whenever it drops", Category: "Transport"},
-		&cli.StringFlag{Name: "comm", Usage: "one bidirectional channel: a serial port (/dev/ttyUSB0, COM3, or a USB adapter by identity, usb:VID:PID:SERIAL as sockmux ports prints it), a character device, a Unix socket or a Windows named pipe at `PATH`", Category: "Transport"},
-		&cli.StringFlag{Name: "commin", Usage: "read the link from the named pipe (FIFO) at `PATH`; created if missing", Category: "Transport"},
-		&cli.StringFlag{Name: "commout", Usage: "write the link to the named pipe (FIFO) at `PATH`; created if missing", Category: "Transport"},
-		&cli.BoolFlag{Name: "stdio", Usage: "the link on standard input and output (the far end runs e.g. ssh host sockmux link --stdio); sockmux exits when they end", Category: "Transport"},
-		&cli.StringFlag{Name: "exec", Usage: "the link over the standard input and output of `COMMAND` (run with sh -c), restarted with backoff whenever it exits; its stderr goes to the log", Category: "Transport"},
-	}
-}
-
-// opsFlags are sockmux link's flags for watching a running link.
-func opsFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "name", Usage: "the link's `NAME` on this host: its control socket is named after it (sockmux status --name NAME)", Category: "Operations"},
-		&cli.StringFlag{Name: "control", Usage: "serve the control socket at `PATH` (default: " + defaultControlHelp() + ")", Category: "Operations"},
-		&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`ADDR`/metrics (host:port)", Category: "Operations"},
-	}
-}
-
-// optionFlags tune the link and its forwards; sockmux delegate takes them
-// too.
-func optionFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.IntFlag{Name: "baud", Value: 115200, Usage: "serial line speed in bits per second", Category: "Serial line"},
-		&cli.IntFlag{Name: "data-bits", Value: 8, Usage: "serial data bits (sockmux needs 8)", Category: "Serial line"},
-		&cli.StringFlag{Name: "parity", Value: "none", Usage: "serial parity: none, odd, even, mark or space", Category: "Serial line"},
-		&cli.StringFlag{Name: "stop-bits", Value: "1", Usage: "serial stop bits: 1, 1.5 or 2", Category: "Serial line"},
-		&cli.StringFlag{Name: "flow", Value: "none", Usage: "serial flow control: none or rtscts", Category: "Serial line"},
-		&cli.StringFlag{Name: "dtr", Usage: "set the serial DTR line `on|off` right after open and keep it so, also across close (default: raised, as usual); --dtr off --rts off spares an ESP32 board the reset", Category: "Serial line"},
-		&cli.StringFlag{Name: "rts", Usage: "set the serial RTS line `on|off` right after open and keep it so, also across close (default: raised, as usual)", Category: "Serial line"},
-		&cli.StringFlag{Name: "carrier", Usage: "treat the loss of the input `LINE` dcd, dsr or cts as an unplugged cable at once, and wait for it to come back (where the cable wires it)", Category: "Serial line"},
-		&cli.BoolFlag{Name: "low-latency", Usage: "ask a USB serial adapter for low receive latency: FTDI latency_timer 1 ms, ASYNC_LOW_LATENCY (Linux; logs what it did)", Category: "Serial line"},
-		&cli.DurationFlag{Name: "link-wait", Value: 30 * time.Second, Usage: "how long a client that connects while the link is down waits for it", Category: "Forwarding"},
-		&cli.DurationFlag{Name: "dial-timeout", Value: 10 * time.Second, Usage: "how long to wait for a destination to accept a connection", Category: "Forwarding"},
-		&cli.DurationFlag{Name: "udp-timeout", Value: 180 * time.Second, Usage: "end a UDP client's session after this much silence both ways", Category: "Forwarding"},
-		&cli.IntFlag{Name: "udp-sessions", Value: 1024, Usage: "most UDP client addresses served at once by one listener; at the limit the longest idle one ends", Category: "Forwarding"},
-		&cli.DurationFlag{Name: "keepalive", Usage: "ping the peer after this much silence (default: 1s on serial lines, 10s otherwise)", Category: "Link"},
-		&cli.DurationFlag{Name: "resume-timeout", Value: 10 * time.Minute, Usage: "end the session (reset its connections) after the link has been down this long; 0 waits for ever", Category: "Link"},
-		&cli.DurationFlag{Name: "dead-timeout", Usage: "reopen the transport after hearing nothing for this long (default: 5s on serial lines, 30s otherwise)", Category: "Link"},
-		&cli.DurationFlag{Name: "handshake-timeout", Value: 10 * time.Second, Usage: "give up a transport whose peer does not complete the handshake in this time, and open it again", Category: "Link"},
-		&cli.DurationFlag{Name: "grace", Value: 5 * time.Second, Usage: "on SIGINT/SIGTERM, how long connections under way may finish", Category: "Link"},
-		&cli.StringFlag{Name: "compress", Value: "auto", Usage: "compress what crosses the link: auto (strongest on serial lines, off on TCP and pipes), off, fast or best; used when both ends allow it", Category: "Link"},
-		&cli.IntFlag{Name: "max-streams", Value: mux.DefaultMaxStreams, Usage: "most connections open over the link at once; each may hold up to 64 KiB of received data, so this also bounds the link's memory", Category: "Link"},
-		&cli.StringFlag{Name: "secret-file", EnvVars: []string{"SOCKMUX_SECRET_FILE"}, Usage: "authenticate the peer with the shared key in `FILE` (sockmux keygen FILE) and encrypt the link; both ends need the same file", Category: "Security"},
-		&cli.BoolFlag{Name: "insecure", Usage: "allow --listen on an address other hosts can reach without --secret-file", Category: "Security"},
-		&cli.StringSliceFlag{Name: "allow", Usage: "let streams from the far end reach only `DEST` = HOST|CIDR[:PORT[-PORT]] (repeatable; default: anywhere)", Category: "Security"},
-		wireFlag(),
-		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug (shows frames), info, warn or error"},
 	}
 }
 
@@ -179,6 +121,7 @@ type flagSpec struct{ flag, text string }
 type specValue struct {
 	list *specList
 	flag string
+	env  string // its variable (settings.go), read by specEnv
 }
 
 func (v *specValue) Set(s string) error {
@@ -188,15 +131,15 @@ func (v *specValue) Set(s string) error {
 
 func (v *specValue) String() string { return "" }
 
-func (fw *forwardFlags) flags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringSliceFlag{Name: "local", Aliases: []string{"L"}, Usage: "forward `SPEC` = [BIND:]PORT:HOST:HOSTPORT[/udp] from here to the far end (repeatable)", Category: "Forwarding"},
-		&cli.StringSliceFlag{Name: "remote", Aliases: []string{"R"}, Usage: "forward `SPEC` = [BIND:]PORT:HOST:HOSTPORT[/udp] from the far end to here (repeatable)", Category: "Forwarding"},
-		&cli.StringSliceFlag{Name: "dynamic", Aliases: []string{"D"}, Usage: "a local SOCKS5/SOCKS4a/HTTP proxy on `PORT` ([BIND:]PORT); the far end connects where each client asks (repeatable)", Category: "Forwarding"},
-		&cli.GenericFlag{Name: "port", Value: &specValue{&fw.ports, "port"}, Usage: "entrances `PORTS` = [BIND:]PORT[-PORT][/udp][,...] whose connections the far end's rules route (repeatable; DeleGate's PORT=)", Category: "Forwarding"},
-		&cli.GenericFlag{Name: "server", Value: &specValue{&fw.rules, "server"}, Usage: "exit `RULE` for connections from the far end: tcp://HOST:PORT, HOST:PORT, telnet://HOST, http://HOST, or socks, http, telnet for a built-in proxy; :-:-PPORT and :-:HOSTLIST limit it (repeatable; DeleGate's SERVER=...,-in)", Category: "Forwarding"},
-		&cli.GenericFlag{Name: "dest", Value: &specValue{&fw.rules, "dest"}, Usage: "exit `DEST` = HOST:PORT[/udp] for connections from the far end (repeatable; DeleGate's DEST=)", Category: "Forwarding"},
+// values are the flag's values in its list.
+func (v *specValue) values() []string {
+	var out []string
+	for _, s := range v.list.specs {
+		if s.flag == v.flag {
+			out = append(out, s.text)
+		}
 	}
+	return out
 }
 
 // linkPlan is everything a link end runs, whichever command described it.
@@ -224,12 +167,12 @@ type transportSpec struct {
 	exec                                   string
 }
 
-// opsOptions are the values of opsFlags.
+// opsOptions are the values of the Operations settings (settings.go).
 type opsOptions struct {
 	name, control, metrics string
 }
 
-// linkOptions are the tunables of optionFlags.
+// linkOptions are the tunables of the option settings (optionFlags).
 type linkOptions struct {
 	logLevel                                              string
 	serial                                                serialport.Mode
@@ -241,12 +184,13 @@ type linkOptions struct {
 	secretFile                                            string
 	maxStreams                                            int
 	compress                                              link.Compression
+	halfDuplex                                            bool
 	insecure                                              bool
 	allow                                                 []string
 	wire                                                  string // --wire (wire.go)
 }
 
-// flagReader is what reading optionFlags needs; a *cli.Context is one.
+// flagReader is what reading the settings needs; a *cli.Context is one.
 type flagReader interface {
 	String(name string) string
 	Int(name string) int
@@ -255,6 +199,8 @@ type flagReader interface {
 	StringSlice(name string) []string
 }
 
+// readOptions reads the options, which their checks passed (settings.go):
+// what fails here is a value the check and the parser disagree on.
 func readOptions(c flagReader) (linkOptions, error) {
 	o := linkOptions{
 		logLevel: c.String("log-level"),
@@ -277,6 +223,7 @@ func readOptions(c flagReader) (linkOptions, error) {
 		secretFile:       c.String("secret-file"),
 		maxStreams:       c.Int("max-streams"),
 		insecure:         c.Bool("insecure"),
+		halfDuplex:       c.Bool("half-duplex"),
 		allow:            c.StringSlice("allow"),
 		wire:             c.String("wire"),
 	}
@@ -286,14 +233,6 @@ func readOptions(c flagReader) (linkOptions, error) {
 	}
 	if o.compress, err = link.ParseCompression(c.String("compress")); err != nil {
 		return o, fmt.Errorf("--compress: %w", err)
-	}
-	switch {
-	case o.udpTimeout <= 0:
-		return o, fmt.Errorf("--udp-timeout %v: must be positive", o.udpTimeout)
-	case o.udpSessions <= 0:
-		return o, fmt.Errorf("--udp-sessions %d: must be positive", o.udpSessions)
-	case o.maxStreams <= 0 || o.maxStreams > 1<<20:
-		return o, fmt.Errorf("--max-streams %d: must be between 1 and %d", o.maxStreams, 1<<20)
 	}
 	return o, nil
 }
@@ -457,6 +396,9 @@ func runPlan(plan linkPlan) error {
 	if err != nil {
 		return err
 	}
+	if plan.opts.halfDuplex && plan.transport.comm == "" {
+		return errors.New("--half-duplex is for a serial line (--comm): TCP, pipes and --stdio carry both directions at once")
+	}
 	drv, err := openDriver(plan.transport, secret != nil, plan.opts.serial, plan.opts.serialOpts, log)
 	if err != nil {
 		return err
@@ -474,6 +416,7 @@ func runPlan(plan linkPlan) error {
 			HandshakeTimeout: plan.opts.handshakeTimeout,
 			Secret:           secret,
 			Compress:         plan.opts.compress,
+			HalfDuplex:       plan.opts.halfDuplex,
 		},
 		Mux: mux.Config{
 			MaxStreams:  plan.opts.maxStreams,
@@ -494,7 +437,7 @@ func runPlan(plan linkPlan) error {
 		if cl, ok := drv.(closer); ok {
 			cl.Close()
 		}
-		return err
+		return namedByFlags(err)
 	}
 	fwd := ep.Forwarder
 	if secret == nil {

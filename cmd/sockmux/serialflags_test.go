@@ -20,9 +20,9 @@ func TestSerialLineFlags(t *testing.T) {
 	assert.Equal(t, serialport.Options{}, plan.opts.serialOpts, "defaults: as before")
 
 	for want, args := range map[string][]string{
-		`invalid --dtr "low": must be on or off`:                    {"--dtr", "low"},
-		`invalid --rts "1": must be on or off`:                      {"--rts", "1"},
-		`invalid --carrier "ri": must be dcd, dsr or cts (or none)`: {"--carrier", "ri"},
+		`--dtr "low": want one of on, off`:                {"--dtr", "low"},
+		`--rts "1": want one of on, off`:                  {"--rts", "1"},
+		`--carrier "ri": want one of none, dcd, dsr, cts`: {"--carrier", "ri"},
 	} {
 		_, err := planFromArgs(append([]string{"--comm", "/dev/ttyUSB0"}, args...))
 		assert.EqualError(t, err, want)
@@ -38,5 +38,11 @@ func TestSerialLineConfigKeys(t *testing.T) {
 
 	path = writeConfig(t, "comm: /dev/ttyUSB0\ndtr: maybe\n")
 	_, err = planFromArgs([]string{"--config", path})
-	assert.ErrorContains(t, err, `"maybe": want one of on, off`)
+	assert.ErrorContains(t, err, `:2: key "dtr": "maybe": want one of on, off`)
+
+	// The file is read as the flag is: without regard to case.
+	path = writeConfig(t, "comm: /dev/ttyUSB0\ndtr: OFF\ncarrier: DSR\nparity: Even\n")
+	plan, err = planFromArgs([]string{"--config", path})
+	require.NoError(t, err)
+	assert.Equal(t, serialport.Options{DTR: serialport.LevelOff, Carrier: "dsr"}, plan.opts.serialOpts)
 }

@@ -26,7 +26,6 @@ func TestCheckWireRefuses(t *testing.T) {
 		want   string
 	}{
 		{[]string{"SERVER=sockmux://h:1", "WIRE=delegate"}, true, "--secret-file cannot be used"},
-		{[]string{"SERVER=sockmux://h:1", "WIRE=telnet"}, false, `--wire "telnet"`},
 		{[]string{"SERVER=sockmux", "-P9000", "WIRE=delegate"}, false, "no authentication"},
 		{[]string{"SERVER=sockmux://h:1", "PORT=9053/udp", "WIRE=delegate"}, false, "only TCP"},
 	} {
@@ -36,6 +35,9 @@ func TestCheckWireRefuses(t *testing.T) {
 		require.Error(t, err, tc.params)
 		assert.Contains(t, err.Error(), tc.want)
 	}
+	_, _, err := planFromDelegate([]string{"SERVER=sockmux://h:1", "WIRE=telnet"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "sockmux or delegate")
 	plan, _, err := planFromDelegate([]string{"SERVER=sockmux", "-P127.0.0.1:9000", "WIRE=delegate"})
 	require.NoError(t, err)
 	assert.NoError(t, checkWire(plan, false), "loopback receptor")

@@ -37,9 +37,11 @@ type end struct {
 	m *mux.Mux
 }
 
-func startEnd(t *testing.T, ctx context.Context, wg *sync.WaitGroup, d link.Driver, window int) *end {
+// startEnd starts an end as sockmux link configures one: its stream window
+// sized to the line by the endpoint (endpoint.StreamWindow).
+func startEnd(t *testing.T, ctx context.Context, wg *sync.WaitGroup, d link.Driver) *end {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e, err := endpoint.New(endpoint.Options{Driver: d, Mux: mux.Config{StreamWindow: window}, AcceptStreams: true, Logger: log})
+	e, err := endpoint.New(endpoint.Options{Driver: d, AcceptStreams: true, Logger: log})
 	require.NoError(t, err)
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = e.Run(ctx) }()
@@ -70,13 +72,13 @@ func runLinePaced(t *testing.T, rate int, ber float64, dur time.Duration, echo, 
 		props := link.Properties{LineRate: rate}
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
-		a := startEnd(t, ctx, &wg, driver{cable.End(0), props}, 2*rate)
-		b := startEnd(t, ctx, &wg, driver{cable.End(1), props}, 2*rate)
+		a := startEnd(t, ctx, &wg, driver{cable.End(0), props})
+		b := startEnd(t, ctx, &wg, driver{cable.End(1), props})
 
 		// b accepts streams: the bulk one it fills, the echo one it echoes.
 		go func() {
 			for {
-				s, err := b.m.Accept(ctx)
+				s, err := b.m.AcceptStream(ctx)
 				if err != nil {
 					return
 				}
