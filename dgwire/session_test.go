@@ -438,3 +438,15 @@ func TestPeerThatDoesNotRead(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// ECHO keeps a silent tunnel alive; a peer that answered ECHO once and
+// then falls silent is given up after three keepalives.
+func TestEchoKeepAlive(t *testing.T) {
+	h := newHarnessWith(t, Config{KeepAlive: 100 * time.Millisecond})
+	h.handshake()
+	p := h.read()
+	require.Equal(t, TypeECHO, p.Type)
+	h.send(Packet{Type: TypeECHOED, Said: p.Raid, Raid: p.Said, Data: p.Data})
+	h.waitClosed()
+	h.waitLog("no packet from the DeleGate peer")
+}
