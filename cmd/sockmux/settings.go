@@ -151,7 +151,7 @@ func linkSettings(fw *forwardFlags) []setting {
 			env: "SOCKMUX_INSECURE", key: "insecure", option: true},
 		{flag: &cli.StringSliceFlag{Name: "allow", Usage: "let streams from the far end reach only `DEST` = HOST|CIDR[:PORT[-PORT]] (repeatable; default: anywhere)", Category: "Security"},
 			env: "SOCKMUX_ALLOW", key: "allow", reload: true, option: true, check: allowDest, example: "10.0.0.0/8:22"},
-		wireSetting(), // wire.go
+		{flag: wireFlag(), env: "SOCKMUX_WIRE", key: "wire", option: true, check: wireName},
 		{flag: &cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug (shows frames), info, warn or error"},
 			env: "SOCKMUX_LOG_LEVEL", key: "log-level", option: true, check: logLevel},
 

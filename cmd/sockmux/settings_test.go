@@ -85,6 +85,7 @@ func TestSettingsDefaultsPassTheirChecks(t *testing.T) {
 // what the error says of it.
 var badValues = map[string]struct{ value, why string }{
 	"listen":            {"9000", "want HOST:PORT"},
+	"wire":              {"telnet", "want one of sockmux, delegate"},
 	"connect":           {"hostonly", "want HOST:PORT"},
 	"local":             {"8081:nohostport", `forward "8081:nohostport"`},
 	"remote":            {"70000:127.0.0.1:80", `forward "70000:127.0.0.1:80"`},
@@ -110,7 +111,6 @@ var badValues = map[string]struct{ value, why string }{
 	"handshake-timeout": {"-1s", "must not be negative"},
 	"grace":             {"-1s", "must not be negative"},
 	"compress":          {"zip", "want one of auto, off, fast, best"},
-	"wire":              {"telnet", "sockmux or delegate"},
 	"max-streams":       {"0", "must be between 1 and 1048576"},
 	"allow":             {"300.1.2.3/99", ""},
 	"log-level":         {"loud", "want one of debug, info, warn, error"},

@@ -14,21 +14,21 @@ import (
 	"github.com/sockmux/sockmux/link"
 )
 
-// wireSetting chooses what the link speaks: sockmux's own wire, or
-// DeleGate 9.x SockMux to a delegated at the other end (issue 18).
-func wireSetting() setting {
-	return setting{flag: &cli.StringFlag{Name: "wire", Value: endpoint.WireSockmux,
+// wireFlag chooses what the link speaks: sockmux's own wire, or DeleGate
+// 9.x SockMux to a delegated at the other end (issue 18).
+func wireFlag() cli.Flag {
+	return &cli.StringFlag{Name: "wire", Value: endpoint.WireSockmux,
 		Usage:    "what the link speaks: sockmux (both ends sockmux), or delegate: DeleGate 9.x SockMux, to a delegated at the other end (no integrity checks, resumption or authentication; TCP connections only; see docs/delegate.md)",
-		Category: "Link"},
-		env: "SOCKMUX_WIRE", key: "wire", option: true, check: wireName}
+		Category: "Link"}
 }
 
 // wireName checks a --wire value.
 func wireName(v string) error {
-	if v != endpoint.WireSockmux && v != endpoint.WireDeleGate {
-		return reason("sockmux or delegate")
+	switch v {
+	case endpoint.WireSockmux, endpoint.WireDeleGate:
+		return nil
 	}
-	return nil
+	return reason("want one of " + endpoint.WireSockmux + ", " + endpoint.WireDeleGate)
 }
 
 // checkWire checks the options against --wire before anything is opened.

@@ -37,9 +37,10 @@ func TestCheckWireRefuses(t *testing.T) {
 		require.Error(t, err, tc.params)
 		assert.Contains(t, err.Error(), tc.want)
 	}
+	// A wire sockmux does not speak is refused as the value is read.
 	_, _, err := planFromDelegate([]string{"SERVER=sockmux://h:1", "WIRE=telnet"})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "sockmux or delegate")
+	assert.Contains(t, err.Error(), `--wire "telnet": want one of sockmux, delegate`)
 	plan, _, err := planFromDelegate([]string{"SERVER=sockmux", "-P127.0.0.1:9000", "WIRE=delegate"})
 	require.NoError(t, err)
 	assert.NoError(t, checkWire(plan, false), "loopback receptor")
