@@ -93,7 +93,9 @@ type harness struct {
 // captureTime is the receptor's HELLO time in the capture.
 var captureTime = time.Date(2026, 12, 3, 11, 25, 39, 902885000, time.Local)
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessWith(t, Config{KeepAlive: -1}) }
+
+func newHarnessWith(t *testing.T, cfg Config) *harness {
 	ours, peer := tcpPair(t)
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -101,7 +103,8 @@ func newHarness(t *testing.T) *harness {
 	d := &connDriver{conns: make(chan io.ReadWriteCloser, 1)}
 	d.conns <- ours
 	h.m = mux.New(mux.Config{StreamWindow: mux.InitialWindow, Notify: func() { h.l.Notify() }, Logger: log})
-	h.l = New(d, h.m, Config{Host: "vm", Now: func() time.Time { return captureTime }, KeepAlive: -1, Logger: log})
+	cfg.Host, cfg.Now, cfg.Logger = "vm", func() time.Time { return captureTime }, log
+	h.l = New(d, h.m, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { h.done <- h.l.Run(ctx) }()
 	t.Cleanup(func() {

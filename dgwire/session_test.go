@@ -93,7 +93,8 @@ func TestSendSentThenPeerClose(t *testing.T) {
 			require.NoError(t, err)
 			acked += n
 		case TypeCLOSED:
-			assert.Equal(t, withNUL(closedText), p.Data)
+			// As the capture's @181, from our agent 2 to the peer's 3.
+			assert.Equal(t, hexBytes(t, "03 48 00 02 00 03 00 0a 4f 4b 20 63 6c 6f 73 65 64 00"), p.Append(nil))
 			closed = true
 		default:
 			t.Fatalf("unexpected %s", TypeName(p.Type))
@@ -437,4 +438,16 @@ func TestPeerThatDoesNotRead(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "never gave up the peer")
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// ECHO keeps a silent tunnel alive; a peer that answered ECHO once and
+// then falls silent is given up after three keepalives.
+func TestEchoKeepAlive(t *testing.T) {
+	h := newHarnessWith(t, Config{KeepAlive: 100 * time.Millisecond})
+	h.handshake()
+	p := h.read()
+	require.Equal(t, TypeECHO, p.Type)
+	h.send(Packet{Type: TypeECHOED, Said: p.Raid, Raid: p.Said, Data: p.Data})
+	h.waitClosed()
+	h.waitLog("no packet from the DeleGate peer")
 }

@@ -136,6 +136,18 @@ func (s *dgSetup) start(t rwc) *dgsim.Peer {
 
 type rwc = io.ReadWriteCloser
 
+// relisten closes the simulated DeleGate's entrances and listens again on
+// the same ports, for a restarted one.
+func (s *dgSetup) relisten(t *testing.T) {
+	for i, ln := range s.lns {
+		a := ln.Addr().String()
+		ln.Close()
+		var err error
+		require.Eventually(t, func() bool { s.lns[i], err = net.Listen("tcp", a); return err == nil }, 5*time.Second, 10*time.Millisecond)
+		t.Cleanup(func() { s.lns[i].Close() })
+	}
+}
+
 func TestDeleGateWireReceptor(t *testing.T) {
 	t.Parallel()
 	s := newDGSetup(t)
@@ -205,26 +217,44 @@ func (f fifoRW) Read(b []byte) (int, error)  { return f.r.Read(b) }
 func (f fifoRW) Write(b []byte) (int, error) { return f.w.Write(b) }
 func (f fifoRW) Close() error                { f.r.Close(); return f.w.Close() }
 
+// openFIFOs opens the simulated DeleGate's ends of the FIFO pair: it
+// writes in and reads out.
+func openFIFOs(t *testing.T, in, out string) fifoRW {
+	t.Helper()
+	var rw fifoRW
+	var werr, rerr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); rw.w, werr = os.OpenFile(in, os.O_WRONLY, 0) }()
+	go func() { defer wg.Done(); rw.r, rerr = os.OpenFile(out, os.O_RDONLY, 0) }()
+	wg.Wait()
+	require.NoError(t, werr)
+	require.NoError(t, rerr)
+	return rw
+}
+
 func TestDeleGateWireFIFO(t *testing.T) {
 	t.Parallel()
 	s := newDGSetup(t)
 	f := mkfifos(t, "dg2sm", "sm2dg")
 	sm := start(t, "sockmux on FIFOs", append([]string{"link", "--commin", f[0], "--commout", f[1]}, s.args...)...)
-	var rw fifoRW
-	var werr, rerr error
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); rw.w, werr = os.OpenFile(f[0], os.O_WRONLY, 0) }()
-	go func() { defer wg.Done(); rw.r, rerr = os.OpenFile(f[1], os.O_RDONLY, 0) }()
-	wg.Wait()
-	require.NoError(t, werr)
-	require.NoError(t, rerr)
-	p := s.start(rw)
+	p := s.start(openFIFOs(t, f[0], f[1]))
 	defer p.Close()
 	sm.waitLog("DeleGate SockMux tunnel up", 10*time.Second)
 	waitListening(t, addr(s.smDown), 10*time.Second)
 	dgCase(t, s.smDown, s.smUp, s.dgDown, s.dgUp)
 	assert.False(t, bytes.Contains([]byte(sm.logText()), []byte("level=ERROR")), "errors logged")
+
+	// The DeleGate is restarted on the same FIFOs: a new tunnel.
+	p.Close()
+	require.Error(t, p.Wait())
+	sm.waitLog("DeleGate tunnel lost", 10*time.Second)
+	s.relisten(t) // the new DeleGate's entrances, on the same ports
+	p = s.start(openFIFOs(t, f[0], f[1]))
+	defer p.Close()
+	sm.waitCount("DeleGate SockMux tunnel up", 2, 10*time.Second)
+	dgDownload(t, addr(s.smDown))
+	dgUpload(t, addr(s.dgUp))
 }
 
 // Two sockmux ends may speak DeleGate's wire to each other too (the

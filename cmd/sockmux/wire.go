@@ -11,6 +11,7 @@ import (
 	"github.com/sockmux/sockmux/dgwire"
 	"github.com/sockmux/sockmux/endpoint"
 	"github.com/sockmux/sockmux/forward"
+	"github.com/sockmux/sockmux/link"
 )
 
 // wireFlag chooses what the link speaks: sockmux's own wire, or DeleGate
@@ -41,6 +42,12 @@ func checkWire(plan linkPlan, keyed bool) error {
 	}
 	if keyed {
 		return fmt.Errorf("--wire delegate: a DeleGate peer has no authentication, so --secret-file cannot be used with it")
+	}
+	switch {
+	case plan.opts.halfDuplex:
+		return fmt.Errorf("--wire delegate: --half-duplex is sockmux's own link; a DeleGate peer does not take turns on the line")
+	case plan.opts.compress == link.CompressFast || plan.opts.compress == link.CompressBest:
+		return fmt.Errorf("--wire delegate: --compress is sockmux's own link; a DeleGate tunnel is not compressed")
 	}
 	if plan.transport.stdio || plan.transport.exec != "" {
 		return fmt.Errorf("--wire delegate runs over --listen, --connect, --comm or --commin/--commout, as DeleGate's SockMux does")

@@ -28,6 +28,8 @@ func TestCheckWireRefuses(t *testing.T) {
 		{[]string{"SERVER=sockmux://h:1", "WIRE=delegate"}, true, "--secret-file cannot be used"},
 		{[]string{"SERVER=sockmux", "-P9000", "WIRE=delegate"}, false, "no authentication"},
 		{[]string{"SERVER=sockmux://h:1", "PORT=9053/udp", "WIRE=delegate"}, false, "only TCP"},
+		{[]string{"--compress", "best", "SERVER=sockmux://h:1", "WIRE=delegate"}, false, "not compressed"},
+		{[]string{"--half-duplex=true", "SERVER=sockmux:comm@/dev/ttyS0", "WIRE=delegate"}, false, "does not take turns"},
 	} {
 		plan, _, err := planFromDelegate(tc.params)
 		require.NoError(t, err, tc.params)
