@@ -19,6 +19,7 @@ type driverExt struct {
 	countsOK bool        // some port had error counters
 	linesMsg string      // last logged: what opening did to the lines
 	lowLat   string      // last logged: what --low-latency did
+	rs485    string      // last logged: the RS-485 mode set
 }
 
 // NewWith is New with Options for the control lines, a carrier line and
@@ -48,6 +49,10 @@ func (d *Driver) noteLocked(p *Port) {
 	if msg := strings.Join(p.ext.lowLat, "; "); msg != "" && msg != d.ext.lowLat {
 		d.log.Info(fmt.Sprintf("serial %s: --low-latency: %s", d.path, msg))
 		d.ext.lowLat = msg
+	}
+	if msg := p.ext.rs485; msg != "" && msg != d.ext.rs485 {
+		d.log.Info(fmt.Sprintf("serial %s: %s", d.path, msg))
+		d.ext.rs485 = msg
 	}
 }
 

@@ -87,6 +87,9 @@ type Options struct {
 	// ASYNC_LOW_LATENCY where the driver has TIOCSSERIAL; what it did is
 	// in Port.LowLatencyReport and the Driver's log.
 	LowLatency bool
+	// RS485, when set, switches the port into the kernel's RS-485 mode
+	// (Linux); a port whose driver has none is not opened.
+	RS485 *RS485
 
 	// modem and counts, in tests, replace the device's modem-status
 	// lines and its receive error counters.
@@ -94,10 +97,15 @@ type Options struct {
 	counts func() (ErrorCounts, error)
 }
 
-// Validate checks the carrier line name.
+// Validate checks the carrier line name and the RS-485 delays.
 func (o Options) Validate() error {
-	_, err := ParseCarrier(o.Carrier)
-	return err
+	if _, err := ParseCarrier(o.Carrier); err != nil {
+		return err
+	}
+	if o.RS485 != nil {
+		return o.RS485.Validate()
+	}
+	return nil
 }
 
 func (o Options) explicitLines() bool { return o.DTR != LevelDefault || o.RTS != LevelDefault }
@@ -175,6 +183,7 @@ type portExt struct {
 	noModem  bool   // the device has no modem-control lines (a pty)
 	linesMsg string // what opening did to DTR and RTS, for the log
 	lowLat   []string
+	rs485    string // what Options.RS485 set, for the log
 
 	carrierErr atomic.Pointer[Error] // set once the carrier dropped
 	up         chan struct{}         // closed when the carrier was first seen up

@@ -99,6 +99,12 @@ func openPort(path string, m Mode, o Options) (*Port, error) {
 	if o.LowLatency {
 		p.ext.lowLat = p.setLowLatency()
 	}
+	if o.RS485 != nil {
+		if err := p.setRS485(*o.RS485); err != nil {
+			return nil, err
+		}
+		p.ext.rs485 = o.RS485.String()
+	}
 	// Drop whatever arrived while nobody had the port open, as a UART whose
 	// receiver was off would have.
 	_ = sp.ResetInputBuffer()

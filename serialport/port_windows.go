@@ -64,6 +64,11 @@ func openPort(path string, m Mode, o Options) (*Port, error) {
 	if o.LowLatency {
 		p.ext.lowLat = p.setLowLatency()
 	}
+	if o.RS485 != nil {
+		err := p.setRS485(*o.RS485)
+		_ = sp.Close()
+		return nil, err
+	}
 	p.startLines()
 	return p, nil
 }

@@ -251,6 +251,13 @@ func readSerialOptions(c flagReader) (serialport.Options, error) {
 		return o, err
 	}
 	o.LowLatency = c.Bool("low-latency")
+	before, after := c.Duration("rs485-delay-before"), c.Duration("rs485-delay-after")
+	switch {
+	case c.Bool("rs485"):
+		o.RS485 = &serialport.RS485{DelayBefore: before, DelayAfter: after}
+	case before != 0 || after != 0:
+		return o, errors.New("--rs485-delay-before and --rs485-delay-after need --rs485")
+	}
 	return o, nil
 }
 

@@ -121,6 +121,12 @@ func linkSettings(fw *forwardFlags) []setting {
 			env: "SOCKMUX_CARRIER", key: "carrier", option: true, check: carrierLine},
 		{flag: &cli.BoolFlag{Name: "half-duplex", Usage: "the line is one bus for both directions (RS-485 two-wire, a radio modem): the ends take turns and ignore their own echo; both ends need it", Category: "Serial line"},
 			env: "SOCKMUX_HALF_DUPLEX", key: "half-duplex", option: true, field: "link.HalfDuplex"},
+		{flag: &cli.BoolFlag{Name: "rs485", Usage: "switch the serial port into the kernel's RS-485 mode: RTS enables the line driver while sending (Linux; adapters with automatic direction control need only --half-duplex)", Category: "Serial line"},
+			env: "SOCKMUX_RS485", key: "rs485", option: true},
+		{flag: &cli.DurationFlag{Name: "rs485-delay-before", Usage: "with --rs485: raise RTS this long before sending (0 to 100ms)", Category: "Serial line"},
+			env: "SOCKMUX_RS485_DELAY_BEFORE", key: "rs485-delay-before", option: true, check: rs485Delay},
+		{flag: &cli.DurationFlag{Name: "rs485-delay-after", Usage: "with --rs485: keep RTS raised this long after sending (0 to 100ms)", Category: "Serial line"},
+			env: "SOCKMUX_RS485_DELAY_AFTER", key: "rs485-delay-after", option: true, check: rs485Delay},
 		{flag: &cli.BoolFlag{Name: "low-latency", Usage: "ask a USB serial adapter for low receive latency: FTDI latency_timer 1 ms, ASYNC_LOW_LATENCY (Linux; logs what it did)", Category: "Serial line"},
 			env: "SOCKMUX_LOW_LATENCY", key: "low-latency", option: true},
 		{flag: &cli.DurationFlag{Name: "link-wait", Value: 30 * time.Second, Usage: "how long a client that connects while the link is down waits for it", Category: "Forwarding"},
@@ -452,6 +458,13 @@ func between(lo, hi int) func(string) error {
 		}
 		return nil
 	}
+}
+
+func rs485Delay(v string) error {
+	if d, err := time.ParseDuration(v); err != nil || d < 0 || d > 100*time.Millisecond {
+		return reason("must be between 0 and 100ms")
+	}
+	return nil
 }
 
 func notNegative(v string) error {
