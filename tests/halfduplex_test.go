@@ -37,3 +37,16 @@ func TestHalfDuplexNeedsASerialLine(t *testing.T) {
 	assert.NotEqual(t, 0, code)
 	require.True(t, strings.Contains(out, "--half-duplex is for a serial line"), out)
 }
+
+// TestRS485NeedsADriverWithIt: --rs485 on a port whose driver has no
+// RS-485 mode (a pseudo-terminal) stops at start with the reason.
+func TestRS485NeedsADriverWithIt(t *testing.T) {
+	skipWithoutPtys(t)
+	_, pathA, _ := startCable(t)
+	code, out := run(t, 15*time.Second, "link", "--comm", pathA, "--rs485", "--half-duplex")
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, out, "no RS-485 mode")
+	code, out = run(t, 15*time.Second, "link", "--comm", pathA, "--rs485-delay-after", "1ms")
+	assert.NotEqual(t, 0, code)
+	assert.Contains(t, out, "need --rs485")
+}
