@@ -10,7 +10,7 @@ import (
 
 func (c *conn) readLoop() error {
 	l := c.l
-	fr := newFrameReader(c.t, l.cfg.MaxPayload+frameOverhead+sealOverhead, func(err error) {
+	fr := newFrameReader(c.t, l.acceptMax()+frameOverhead+sealOverhead, func(err error) {
 		l.stats.FramesBad.Add(1)
 		if c.trace {
 			l.log.Debug("frame dropped", "err", err)
