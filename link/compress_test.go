@@ -457,21 +457,28 @@ func FuzzDecompress(f *testing.F) {
 	f.Add([]byte{codecDeflate, 0x4a, 0x4c, 0x4a, 0x06, 0x04, 0x00, 0x00, 0xff, 0xff}, []byte("x"))
 	f.Add(deflatedFuzzSeed(), []byte{})
 	f.Add([]byte{codecStored, 'a', 'b'}, []byte("ab"))
+	// A payload of the largest plain size, and one past it.
+	big := newCompressor(flate.BestCompression)
+	f.Add(encodePayload(big, textBytes(compressPlainMax, 2), false), encodePayload(big, make([]byte, compressPlainMax+1), false))
 	f.Fuzz(func(t *testing.T, a, b []byte) {
-		d := newDecompressor(2048)
-		for _, p := range [][]byte{a, b, a} {
-			out, err := d.decode(p)
-			if err != nil {
-				if out != nil {
-					t.Fatalf("error %v with output", err)
+		// The receiver of a link's own frame size, and of the plain
+		// size a compressing end takes.
+		for _, limit := range []int{2048, compressPlainMax} {
+			d := newDecompressor(limit)
+			for _, p := range [][]byte{a, b, a} {
+				out, err := d.decode(p)
+				if err != nil {
+					if out != nil {
+						t.Fatalf("error %v with output", err)
+					}
+					break // the session would end here
 				}
-				return // the session would end here
-			}
-			if len(out) > 2048 {
-				t.Fatalf("decoded %d bytes, beyond the cap", len(out))
-			}
-			if len(d.hist) > 2*historySize || cap(d.hist) > 2*historySize {
-				t.Fatalf("history grew to %d", cap(d.hist))
+				if len(out) > limit {
+					t.Fatalf("decoded %d bytes, beyond the cap of %d", len(out), limit)
+				}
+				if len(d.hist) > 2*historySize || cap(d.hist) > 2*historySize || cap(d.out) > limit+1 {
+					t.Fatalf("history grew to %d, output to %d", cap(d.hist), cap(d.out))
+				}
 			}
 		}
 	})
