@@ -10,6 +10,7 @@ package bench
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"testing"
 	"time"
@@ -51,6 +52,39 @@ func TestCompressionRatio(t *testing.T) {
 			return total, time.Since(start)
 		}
 	}
+	// The receiver's side of deflate as the link decodes it: each unit
+	// a stream of its own, with the last 32 KiB of plain text as its
+	// dictionary.
+	inflateRun := func(unit int) (int, time.Duration) {
+		var units [][]byte
+		var out bytes.Buffer
+		w, _ := flate.NewWriter(&out, 9)
+		for off := 0; off < len(corpus); off += unit {
+			out.Reset()
+			_, _ = w.Write(corpus[off:min(off+unit, len(corpus))])
+			_ = w.Flush()
+			units = append(units, bytes.Clone(out.Bytes()))
+		}
+		start := time.Now()
+		var zr io.ReadCloser
+		buf := make([]byte, unit)
+		total := 0
+		for i, u := range units {
+			off := i * unit
+			hist := corpus[max(0, off-32<<10):off]
+			if zr == nil {
+				zr = flate.NewReaderDict(bytes.NewReader(u), hist)
+			} else {
+				_ = zr.(flate.Resetter).Reset(bytes.NewReader(u), hist)
+			}
+			n, _ := io.ReadFull(zr, buf[:min(unit, len(corpus)-off)])
+			total += n
+		}
+		if total != len(corpus) {
+			t.Fatalf("inflated %d of %d", total, len(corpus))
+		}
+		return len(corpus), time.Since(start)
+	}
 	zstdRun := func(level zstd.EncoderLevel, window int) func(int) (int, time.Duration) {
 		return func(unit int) (int, time.Duration) {
 			var out bytes.Buffer
@@ -75,6 +109,7 @@ func TestCompressionRatio(t *testing.T) {
 		{"flate-1", flateRun(1)},
 		{"flate-6", flateRun(6)},
 		{"flate-9", flateRun(9)},
+		{"inflate (ratio 1)", inflateRun},
 		{"zstd-fast w32K", zstdRun(zstd.SpeedFastest, 32<<10)},
 		{"zstd-default w32K", zstdRun(zstd.SpeedDefault, 32<<10)},
 		{"zstd-better w32K", zstdRun(zstd.SpeedBetterCompression, 32<<10)},
