@@ -655,3 +655,37 @@ func BenchmarkCompressText(b *testing.B) {
 		})
 	}
 }
+
+// Payloads longer than the line's frame (random bytes right after text)
+// survive a noisy line: lost, they go again in fragments, and what
+// arrives is what was sent.
+func TestCompressLongPayloadsOnANoisyLine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cable := newCable(Properties{LineRate: 11520}, 22)
+		cable.Rate = 11520
+		cable.BER = 1e-4
+		ft := &frameTamper{}
+		cable.Tamper = ft.tamper
+		var da []byte
+		for i := range 8 {
+			da = append(da, textBytes(24<<10, uint64(30+i))...)
+			da = append(da, randomBytes(6<<10, uint64(40+i))...)
+		}
+		p := startPairConfigs(t, cable, da, nil, Config{}, Config{})
+		p.waitFor(t, 0, len(da), 10*time.Minute)
+		p.stop()
+		p.checkGot(t, da, nil)
+		frame, long := p.a.Config().MaxPayload, 0
+		for _, n := range dataPayloads(ft, 0) {
+			require.LessOrEqual(t, n, p.b.acceptMax())
+			if n > frame {
+				long++
+			}
+		}
+		st := p.a.Stats()
+		t.Logf("%d payloads longer than the frame; %s", long, st)
+		assert.NotZero(t, long, "random bytes after text went in payloads longer than the frame")
+		assert.NotZero(t, st.FramesResent.Load(), "the line lost some")
+		assert.Less(t, float64(st.CompressedOut.Load())*1.5, float64(st.PayloadOut.Load()))
+	})
+}
