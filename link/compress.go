@@ -128,7 +128,11 @@ const compressPlainMax = 16 << 10
 // lately, times ratioMargin (a payload that compresses worse than the
 // last ones goes out longer than the line's frame), and at most
 // ratioCeiling (when text gives way to random bytes, the first such
-// payload is at most that many frames long).
+// payload is at most that many frames long). Without the margin text
+// moved over the 115200 bench cable at 3.69 times the line instead of
+// 3.66, but on a line with a bit error rate of 1e-4 (where the frame is
+// sized for the errors) 3 % more bytes went on the line for the same
+// data (TestCompressLongPayloadsOnANoisyLine's data, 8 seeds).
 const (
 	ratioMargin  = 0.9
 	ratioCeiling = 6.0
