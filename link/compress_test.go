@@ -54,15 +54,21 @@ func roundTrip(t *testing.T, level int, chunks [][]byte, bypass func(i int) bool
 	enc, dec := newCompressor(level), newDecompressor(maxPayload)
 	sent := 0
 	for i, c := range chunks {
-		payload := append([]byte{0xee}, c...)
-		n := enc.encode(payload, bypass(i))
-		require.LessOrEqual(t, n, codecHeader+len(c), "a frame never grows beyond its codec byte")
-		sent += n
-		got, err := dec.decode(payload[:n])
+		payload := encodePayload(enc, c, bypass(i))
+		require.LessOrEqual(t, len(payload), codecHeader+len(c), "a frame never grows beyond its codec byte")
+		sent += len(payload)
+		got, err := dec.decode(payload)
 		require.NoError(t, err, "chunk %d (%d bytes)", i, len(c))
 		require.Equal(t, c, got, "chunk %d", i)
 	}
 	return sent
+}
+
+// encodePayload is the payload the link sends for plain: the codec byte
+// and what follows it.
+func encodePayload(c *compressor, plain []byte, bypass bool) []byte {
+	codec, body := c.compress(plain, bypass)
+	return append([]byte{codec}, body...)
 }
 
 // chunk cuts b into pieces of sizes drawn from sizes in turn.
@@ -118,16 +124,14 @@ func TestCompressRoundTrip(t *testing.T) {
 func TestCompressStoredFeedsHistory(t *testing.T) {
 	enc, dec := newCompressor(flate.BestCompression), newDecompressor(maxPayload)
 	r := randomBytes(1000, 9)
-	p1 := append([]byte{0}, r...)
-	n := enc.encode(p1, false)
+	p1 := encodePayload(enc, r, false)
 	require.Equal(t, byte(codecStored), p1[0])
-	_, err := dec.decode(p1[:n])
+	_, err := dec.decode(p1)
 	require.NoError(t, err)
-	p2 := append([]byte{0}, r...)
-	n = enc.encode(p2, false)
+	p2 := encodePayload(enc, r, false)
 	require.Equal(t, byte(codecDeflate), p2[0])
-	assert.Less(t, n, 40, "a repeat of a stored frame is a back-reference")
-	got, err := dec.decode(p2[:n])
+	assert.Less(t, len(p2), 40, "a repeat of a stored frame is a back-reference")
+	got, err := dec.decode(p2)
 	require.NoError(t, err)
 	assert.Equal(t, r, got)
 }
@@ -453,21 +457,28 @@ func FuzzDecompress(f *testing.F) {
 	f.Add([]byte{codecDeflate, 0x4a, 0x4c, 0x4a, 0x06, 0x04, 0x00, 0x00, 0xff, 0xff}, []byte("x"))
 	f.Add(deflatedFuzzSeed(), []byte{})
 	f.Add([]byte{codecStored, 'a', 'b'}, []byte("ab"))
+	// A payload of the largest plain size, and one past it.
+	big := newCompressor(flate.BestCompression)
+	f.Add(encodePayload(big, textBytes(compressPlainMax, 2), false), encodePayload(big, make([]byte, compressPlainMax+1), false))
 	f.Fuzz(func(t *testing.T, a, b []byte) {
-		d := newDecompressor(2048)
-		for _, p := range [][]byte{a, b, a} {
-			out, err := d.decode(p)
-			if err != nil {
-				if out != nil {
-					t.Fatalf("error %v with output", err)
+		// The receiver of a link's own frame size, and of the plain
+		// size a compressing end takes.
+		for _, limit := range []int{2048, compressPlainMax} {
+			d := newDecompressor(limit)
+			for _, p := range [][]byte{a, b, a} {
+				out, err := d.decode(p)
+				if err != nil {
+					if out != nil {
+						t.Fatalf("error %v with output", err)
+					}
+					break // the session would end here
 				}
-				return // the session would end here
-			}
-			if len(out) > 2048 {
-				t.Fatalf("decoded %d bytes, beyond the cap", len(out))
-			}
-			if len(d.hist) > 2*historySize || cap(d.hist) > 2*historySize {
-				t.Fatalf("history grew to %d", cap(d.hist))
+				if len(out) > limit {
+					t.Fatalf("decoded %d bytes, beyond the cap of %d", len(out), limit)
+				}
+				if len(d.hist) > 2*historySize || cap(d.hist) > 2*historySize || cap(d.out) > limit+1 {
+					t.Fatalf("history grew to %d, output to %d", cap(d.hist), cap(d.out))
+				}
 			}
 		}
 	})
@@ -475,8 +486,7 @@ func FuzzDecompress(f *testing.F) {
 
 func deflatedFuzzSeed() []byte {
 	c := newCompressor(flate.BestCompression)
-	p := append([]byte{0}, textBytes(1500, 1)...)
-	return p[:c.encode(p, false)]
+	return encodePayload(c, textBytes(1500, 1), false)
 }
 
 // The memory a session's compression holds while idle: the sender's
@@ -487,10 +497,9 @@ func TestCompressMemoryPerSession(t *testing.T) {
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		c, d := newCompressor(level), newDecompressor(maxPayload)
-		p := append([]byte{0}, textBytes(4000, 1)...)
-		n := c.encode(p, false)
-		_, err := d.decode(p[:n])
+		c, d := newCompressor(level), newDecompressor(compressPlainMax)
+		c.plain = make([]byte, compressPlainMax) // the sender's payload buffer
+		_, err := d.decode(encodePayload(c, textBytes(compressPlainMax, 1), false))
 		require.NoError(t, err)
 		runtime.ReadMemStats(&after)
 		used := after.TotalAlloc - before.TotalAlloc
@@ -499,4 +508,184 @@ func TestCompressMemoryPerSession(t *testing.T) {
 		runtime.KeepAlive(c)
 		runtime.KeepAlive(d)
 	}
+}
+
+// dataPayloads are the payload lengths of the data frames side sent.
+func dataPayloads(ft *frameTamper, side int) []int {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	var n []int
+	for _, f := range ft.seen[side] {
+		if len(f) >= dataHeader+crcSize && f[0] == frameData {
+			n = append(n, len(f)-dataHeader-crcSize)
+		}
+	}
+	return n
+}
+
+// With compression a payload carries as many plain bytes as the recent
+// ratio fits into the line's frame: text goes in payloads several times
+// the frame's size, which still take about a frame on the line. A peer
+// that takes no more than its frame (an end from before, here one whose
+// plain limit is its frame) gets payloads of its frame's size.
+func TestCompressFillsFrameByRatio(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "peer takes more", true: "peer from before"}[legacy], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				cable := newCable(Properties{LineRate: 11520}, 12)
+				cable.Rate = 11520
+				ft := &frameTamper{}
+				cable.Tamper = ft.tamper
+				da := textBytes(256<<10, 13)
+				ua, ub := &byteUpper{send: da}, &byteUpper{}
+				a := New(cable.end(0), ua, Config{Logger: quietLogger()})
+				b := New(cable.end(1), ub, Config{Logger: quietLogger()})
+				if legacy {
+					b.setupCompression(0)
+				}
+				frame := a.Config().MaxPayload
+				require.Equal(t, map[bool]int{false: compressPlainMax + codecHeader, true: frame}[legacy], b.acceptMax())
+				ctx := t.Context()
+				done := make(chan struct{}, 2)
+				for _, l := range []*Link{a, b} {
+					go func() { _ = l.Run(ctx); done <- struct{}{} }()
+				}
+				for ub.received() < len(da) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				a.Close("done", time.Second)
+				b.Close("done", time.Second)
+				<-done
+				<-done
+				checkSame(t, da, ub.got)
+				sizes := dataPayloads(ft, 0)
+				require.NotEmpty(t, sizes)
+				st := a.Stats()
+				plainPerFrame := float64(st.PayloadOut.Load()) / float64(len(sizes))
+				long := 0
+				for _, n := range sizes {
+					require.LessOrEqual(t, n, b.acceptMax(), "never beyond what the peer takes")
+					if n > frame*5/4 {
+						long++
+					}
+				}
+				t.Logf("%d data frames, %.0f plain and %.0f sent bytes each (the frame: %d); %d longer than 1.25 frames",
+					len(sizes), plainPerFrame, float64(st.CompressedOut.Load())/float64(len(sizes)), frame, long)
+				if legacy {
+					assert.LessOrEqual(t, plainPerFrame, float64(frame))
+					return
+				}
+				assert.Greater(t, plainPerFrame, 2.5*float64(frame), "several frames of text in each")
+				assert.Less(t, long, len(sizes)/20, "frames keep about their time on the line")
+				assert.Less(t, float64(st.CompressedOut.Load())*3.5, float64(st.PayloadOut.Load()), "%s", st)
+			})
+		})
+	}
+}
+
+// The budget follows the ratio: up by the ratio of text, down to the
+// frame again as soon as random bytes come, and within bounds.
+func TestCompressBudgetFollowsRatio(t *testing.T) {
+	z := newCompressor(flate.BestCompression)
+	p := payload{room: make([]byte, compressPlainMax), hdr: codecHeader, z: z}
+	assert.Equal(t, 1000, p.budget(1001), "nothing learnt yet: the frame")
+	text := textBytes(64<<10, 14)
+	for len(text) > 0 {
+		n := min(len(text), p.budget(1001))
+		encodePayload(z, text[:n], false)
+		text = text[n:]
+	}
+	assert.Greater(t, p.budget(1001), 3000, "text: several frames of it")
+	assert.LessOrEqual(t, p.budget(1001), int(1000*ratioCeiling))
+	assert.LessOrEqual(t, p.budget(100000), compressPlainMax, "never beyond the room")
+	encodePayload(z, bytes.Repeat([]byte{'a'}, 16<<10), false)
+	assert.Equal(t, int(1000*ratioCeiling), p.budget(1001), "at most the ceiling")
+	encodePayload(z, randomBytes(p.budget(1001), 15), false)
+	assert.Equal(t, 1000, p.budget(1001), "random bytes: back to the frame at once")
+	encodePayload(z, textBytes(500, 16), true)
+	before := p.budget(1001)
+	encodePayload(z, randomBytes(500, 17), true)
+	assert.Equal(t, before, p.budget(1001), "bypass payloads teach nothing")
+}
+
+// A payload of the largest plain size decodes; one byte more is a bomb.
+func TestDecompressPlainLimit(t *testing.T) {
+	d := newDecompressor(compressPlainMax)
+	ok := deflated(t, textBytes(compressPlainMax, 18))
+	got, err := d.decode(ok)
+	require.NoError(t, err)
+	assert.Len(t, got, compressPlainMax)
+	over := deflated(t, textBytes(compressPlainMax+1, 19))
+	got, err = d.decode(over)
+	assert.ErrorIs(t, err, errCodecBomb)
+	assert.Nil(t, got)
+	assert.LessOrEqual(t, cap(d.out), compressPlainMax+1)
+}
+
+// The CPU a compressing link spends per byte of text, each way, by the
+// plain size of its payloads (at 115200 baud about 4 KiB each, at 9600
+// about 1.6 KiB, 16 KiB at most).
+func BenchmarkCompressText(b *testing.B) {
+	text := textBytes(1<<20, 20)
+	for _, unit := range []int{1 << 10, 4 << 10, 16 << 10} {
+		var payloads [][]byte
+		z := newCompressor(flate.BestCompression)
+		for _, c := range chunk(text, unit) {
+			payloads = append(payloads, encodePayload(z, c, false))
+		}
+		b.Run(fmt.Sprintf("encode/%d", unit), func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				z := newCompressor(flate.BestCompression)
+				for _, c := range chunk(text, unit) {
+					z.compress(c, false)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("decode/%d", unit), func(b *testing.B) {
+			b.SetBytes(int64(len(text)))
+			for b.Loop() {
+				d := newDecompressor(compressPlainMax)
+				for _, p := range payloads {
+					if _, err := d.decode(p); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// Payloads longer than the line's frame (random bytes right after text)
+// survive a noisy line: lost, they go again in fragments, and what
+// arrives is what was sent.
+func TestCompressLongPayloadsOnANoisyLine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cable := newCable(Properties{LineRate: 11520}, 22)
+		cable.Rate = 11520
+		cable.BER = 1e-4
+		ft := &frameTamper{}
+		cable.Tamper = ft.tamper
+		var da []byte
+		for i := range 8 {
+			da = append(da, textBytes(24<<10, uint64(30+i))...)
+			da = append(da, randomBytes(6<<10, uint64(40+i))...)
+		}
+		p := startPairConfigs(t, cable, da, nil, Config{}, Config{})
+		p.waitFor(t, 0, len(da), 10*time.Minute)
+		p.stop()
+		p.checkGot(t, da, nil)
+		frame, long := p.a.Config().MaxPayload, 0
+		for _, n := range dataPayloads(ft, 0) {
+			require.LessOrEqual(t, n, p.b.acceptMax())
+			if n > frame {
+				long++
+			}
+		}
+		st := p.a.Stats()
+		t.Logf("%d payloads longer than the frame; %s", long, st)
+		assert.NotZero(t, long, "random bytes after text went in payloads longer than the frame")
+		assert.NotZero(t, st.FramesResent.Load(), "the line lost some")
+		assert.Less(t, float64(st.CompressedOut.Load())*1.5, float64(st.PayloadOut.Load()))
+	})
 }

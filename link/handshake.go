@@ -215,7 +215,7 @@ func (c *conn) ourHello() hello {
 		Session:    l.localID,
 		PeerPrev:   c.helloPrev,
 		RxNext:     l.rxNext,
-		MaxPayload: uint32(l.cfg.MaxPayload),
+		MaxPayload: uint32(l.acceptMax()),
 		Window:     uint16(l.cfg.Window),
 		Ext:        appendHelloExt(nil, l.cfg.Services),
 	}

@@ -75,6 +75,7 @@ type Link struct {
 
 	// compression (compress.go)
 	zLevel int           // the deflate level we send with (0: none)
+	zPlain int           // plain bytes we take in one payload with compression (compressPlainMax)
 	zOn    bool          // this session's payloads carry codec bytes
 	ztx    *compressor   // the session's sending context (nil unless zOn)
 	zrx    *decompressor // the session's receiving context (nil unless zOn)
@@ -114,7 +115,7 @@ func New(drv Driver, up Upper, cfg Config) *Link {
 	}
 	l.sender = newSender(cfg, props, l.freeFrame)
 	l.receiver = newReceiver(cfg)
-	l.zLevel = compressLevel(cfg.Compress, props)
+	l.setupCompression(compressPlainMax)
 	return l
 }
 

@@ -17,7 +17,7 @@ func (c *conn) readLoop() error {
 		// silence.
 		src = newGatherer(c.t, l)
 	}
-	fr := newFrameReader(src, l.cfg.MaxPayload+frameOverhead+sealOverhead, func(err error) {
+	fr := newFrameReader(src, l.acceptMax()+frameOverhead+sealOverhead, func(err error) {
 		l.stats.FramesBad.Add(1)
 		if c.trace {
 			l.log.Debug("frame dropped", "err", err)

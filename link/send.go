@@ -96,9 +96,8 @@ func (c *conn) pull() *outFrame {
 		limit = min(limit, c.shortFrame())
 	}
 	var class Class
-	f := c.fillFrame(false, func(room []byte, hdr int) int {
-		p := room[:l.payloadLimit()-hdr]
-		n, cl := l.up.Fill(p, min(len(p), max(0, limit-hdr)))
+	f := c.fillFrame(false, func(p *payload) int {
+		n, cl := l.up.Fill(p.room, p.budget(limit))
 		class = cl
 		return n
 	})
@@ -112,31 +111,23 @@ func (c *conn) pull() *outFrame {
 // released meanwhile, compresses it (once: what is retransmitted is the
 // compressed frame) and numbers it as the next one; nil when fill put
 // nothing or the session ended while it ran (what it took belonged to
-// streams that no longer exist). fill gets the room after hdr bytes of
-// codec header, which the payload's limit includes; bypass keeps the
-// payload out of the compression history (see compressor.encode).
-func (c *conn) fillFrame(bypass bool, fill func(room []byte, hdr int) int) *outFrame {
+// streams that no longer exist). fill gets the payload's room for plain
+// bytes (compress.go); bypass keeps the payload out of the compression
+// history (see compressor.compress).
+func (c *conn) fillFrame(bypass bool, fill func(p *payload) int) *outFrame {
 	l := c.l
 	gen := l.gen
-	z, hdr := l.ztx, 0
-	if l.zOn {
-		hdr = codecHeader
-	}
-	f := getFrame(l.cfg.MaxPayload)
+	p := l.newPayload()
 	l.mu.Unlock()
-	n := fill(f.raw[dataHeader+hdr:len(f.raw)-crcSize], hdr)
-	f.plain = n
-	if n > 0 && z != nil {
-		n = z.encode(f.raw[dataHeader:dataHeader+hdr+n], bypass)
-	} else if n > 0 {
-		n += hdr
-	}
+	f := p.finish(fill(&p), bypass)
 	l.mu.Lock()
-	if n == 0 || gen != l.gen || !l.established {
+	if f == nil {
+		return nil
+	}
+	if gen != l.gen || !l.established {
 		putFrame(f)
 		return nil
 	}
-	f.raw = f.raw[:dataHeader+n]
 	f.raw[0] = frameData
 	l.sequence(f)
 	return f
@@ -149,7 +140,7 @@ func (c *conn) pullUrgent() *outFrame {
 	limit := min(c.l.payloadLimit(), 256)
 	// It goes out of the compression history: it takes the number of a
 	// frame compressed before it.
-	f := c.fillFrame(true, func(room []byte, hdr int) int { return c.preempter.FillUrgent(room[:limit-hdr]) })
+	f := c.fillFrame(true, func(p *payload) int { return c.preempter.FillUrgent(p.room[:limit-p.hdr]) })
 	if f != nil {
 		c.l.stats.Preemptions.Add(1)
 		c.l.lastInteractive = time.Now()
