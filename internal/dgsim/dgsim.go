@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sockmux/sockmux/dgwire"
@@ -33,7 +34,7 @@ type Peer struct {
 	mu   sync.Mutex
 	ags  map[uint16]*agent
 	next uint16
-	pack int
+	pack atomic.Int64 // PACKSIZE: the peer's SETOPT sets it while agents read it
 	done chan struct{}
 	err  error
 }
@@ -54,7 +55,8 @@ func Start(t io.ReadWriteCloser, cfg Config) *Peer {
 	if cfg.Host == "" {
 		cfg.Host = "vm"
 	}
-	p := &Peer{cfg: cfg, t: t, ags: map[uint16]*agent{}, next: 2, pack: dgwire.PackSize, done: make(chan struct{})}
+	p := &Peer{cfg: cfg, t: t, ags: map[uint16]*agent{}, next: 2, done: make(chan struct{})}
+	p.pack.Store(dgwire.PackSize)
 	go p.run()
 	return p
 }
@@ -118,7 +120,7 @@ func (p *Peer) handle(pk dgwire.Packet, helloDone *bool) error {
 		return p.write(dgwire.ConnDataOpt())
 	case dgwire.TypeSETOPT:
 		if len(pk.Data) >= 3 && pk.Data[0] == dgwire.OptPACKSIZE {
-			p.pack = min(dgwire.PackSize, int(pk.Data[1])<<8|int(pk.Data[2]))
+			p.pack.Store(int64(min(dgwire.PackSize, int(pk.Data[1])<<8|int(pk.Data[2]))))
 		}
 		return nil
 	case dgwire.TypeECHO:
@@ -226,7 +228,7 @@ func (p *Peer) reader(a *agent) {
 	buf := make([]byte, dgwire.PackSize-dgwire.HeaderLen)
 	for {
 		a.cond.L.Lock()
-		for !a.gone && (a.peer == dgwire.NoAgent || a.unacked > 4*p.pack) {
+		for !a.gone && (a.peer == dgwire.NoAgent || a.unacked > 4*p.packSize()) {
 			a.cond.Wait()
 		}
 		gone := a.gone
@@ -234,7 +236,7 @@ func (p *Peer) reader(a *agent) {
 		if gone {
 			return
 		}
-		n, err := a.c.Read(buf[:p.pack-dgwire.HeaderLen])
+		n, err := a.c.Read(buf[:p.packSize()-dgwire.HeaderLen])
 		if n > 0 {
 			a.cond.L.Lock()
 			a.unacked += n
@@ -298,7 +300,7 @@ func (p *Peer) connect(pk dgwire.Packet) error {
 	a.peer = pk.Said // before its goroutines start
 	txt := dgwire.ConnectText{BufSize: dgwire.BufSize, From: c.RemoteAddr().String(), To: c.LocalAddr().String()}.String()
 	data := append([]byte(txt), 0)
-	first := p.initial(c, p.pack-dgwire.HeaderLen-len(data))
+	first := p.initial(c, p.packSize()-dgwire.HeaderLen-len(data))
 	if err := p.write(dgwire.Packet{Type: dgwire.TypeCONNECTED, Said: a.id, Raid: a.peer, Data: append(data, first...)}); err != nil {
 		return err
 	}
@@ -325,7 +327,7 @@ func (p *Peer) enter(c net.Conn) {
 	a := p.newAgent(c)
 	txt := dgwire.ConnectText{BufSize: dgwire.BufSize, From: c.RemoteAddr().String(), To: c.LocalAddr().String()}.String()
 	data := append([]byte(txt), 0)
-	data = append(data, p.initial(c, p.pack-dgwire.HeaderLen-len(data))...)
+	data = append(data, p.initial(c, p.packSize()-dgwire.HeaderLen-len(data))...)
 	go p.writer(a)
 	if err := p.write(dgwire.Packet{Type: dgwire.TypeCONNECT, Said: a.id, Raid: dgwire.NoAgent, Data: data}); err != nil {
 		c.Close()
@@ -333,3 +335,6 @@ func (p *Peer) enter(c net.Conn) {
 	}
 	p.reader(a)
 }
+
+// packSize is the PACKSIZE in force.
+func (p *Peer) packSize() int { return int(p.pack.Load()) }
