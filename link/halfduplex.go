@@ -38,12 +38,12 @@ import (
 // that yields would start again just as the peer's answer is on its way.
 // Measured on the virtual half-duplex cable at 115200 baud (docs/serial.md).
 const (
-	turnGap    = 35 * time.Millisecond
+	turnGap    = 30 * time.Millisecond
 	yieldGap   = 100 * time.Millisecond
 	yieldJit   = 150 * time.Millisecond
 	echoGrace  = 15 * time.Millisecond
 	longBurst  = 600 * time.Millisecond
-	shortBurst = 40 * time.Millisecond
+	shortBurst = 20 * time.Millisecond
 )
 
 // helloHalfDuplex is the hello flag of an end that runs half duplex: the
