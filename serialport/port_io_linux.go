@@ -5,9 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
-	"sync/atomic"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -20,17 +18,9 @@ import (
 // a second on a line kept busy), even while nobody reads or writes: the
 // link's reader gathers bytes for some milliseconds between reads, and its
 // writer writes a slice of line time and sleeps. Here a Read or Write tries
-// the non-blocking descriptor first, and only when it would block waits:
-//
-//   - a Read in the runtime poller after all, on an epoll instance of the
-//     port's own (in): it holds the device for input only, one-shot, armed
-//     for each wait, so that the process wakes for input it waits for and
-//     for nothing else, and a wait costs no blocked thread (a thread
-//     blocked in a system call makes the runtime's monitor, sysmon, hand
-//     its P to another thread, several wake-ups each time);
-//   - a Write, which waits only when flow control or a full output queue
-//     holds it, in poll(2) for the device and for efd, an eventfd that
-//     Close and interrupt signal.
+// the non-blocking descriptor first, and only when it would block waits in
+// poll(2) for the device and for efd, an eventfd that Close and interrupt
+// signal; a wait ties up a thread, which a link's two loops can afford.
 //
 // The reads and writes themselves are raw system calls (rawRead,
 // rawWrite): on a non-blocking descriptor they return at once, and a
@@ -41,15 +31,6 @@ type portIO struct {
 	dev syscall.RawConn // the device's descriptor (f's)
 	efd *os.File        // an eventfd: readable once Close or interrupt signalled it
 	wrc syscall.RawConn // efd's descriptor
-	in  *inWait         // how a Read waits
-}
-
-// inWait is a Read's wait: see portIO.
-type inWait struct {
-	ep    *os.File        // the epoll instance, in the runtime poller
-	rc    syscall.RawConn // ep's descriptor
-	added bool            // the device is in ep (the reader's)
-	woken atomic.Bool     // Close or interrupt: every wait returns errWoken
 }
 
 // errWoken: the wait was cut short by Close or interrupt.
@@ -83,23 +64,9 @@ func openDevice(path string) (*os.File, portIO, error) {
 		_ = f.Close()
 		return nil, portIO{}, &os.PathError{Op: "eventfd", Path: path, Err: err}
 	}
-	pio := portIO{efd: os.NewFile(uintptr(efd), "eventfd "+path), in: &inWait{}}
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
-	if err == nil {
-		if err = unix.SetNonblock(ep, true); err != nil {
-			_ = unix.Close(ep)
-		}
-	}
-	if err != nil {
-		_ = f.Close()
-		pio.close()
-		return nil, portIO{}, &os.PathError{Op: "epoll_create", Path: path, Err: err}
-	}
-	pio.in.ep = os.NewFile(uintptr(ep), "epoll "+path) // non-blocking: in the poller
+	pio := portIO{efd: os.NewFile(uintptr(efd), "eventfd "+path)}
 	if pio.dev, err = f.SyscallConn(); err == nil {
-		if pio.wrc, err = pio.efd.SyscallConn(); err == nil {
-			pio.in.rc, err = pio.in.ep.SyscallConn()
-		}
+		pio.wrc, err = pio.efd.SyscallConn()
 	}
 	if err != nil {
 		_ = f.Close()
@@ -109,13 +76,8 @@ func openDevice(path string) (*os.File, portIO, error) {
 	return f, pio, nil
 }
 
-// wake signals the eventfd and ends the reader's wait: every wait, now and
-// later, returns errWoken.
+// wake signals the eventfd: every wait, now and later, returns errWoken.
 func (pio portIO) wake() {
-	if pio.in != nil && pio.in.ep != nil {
-		pio.in.woken.Store(true)
-		_ = pio.in.ep.SetReadDeadline(time.Unix(1, 0))
-	}
 	if pio.wrc == nil {
 		return
 	}
@@ -129,9 +91,6 @@ func (pio portIO) wake() {
 func (pio portIO) close() {
 	if pio.efd != nil {
 		_ = pio.efd.Close()
-	}
-	if pio.in != nil && pio.in.ep != nil {
-		_ = pio.in.ep.Close()
 	}
 }
 
@@ -152,12 +111,7 @@ func (pio portIO) do(b []byte, events int16, timeout int, op func(int, []byte) (
 			if err != unix.EAGAIN {
 				return
 			}
-			if events == unix.POLLIN {
-				err = pio.in.wait(int(fd), timeout)
-			} else {
-				err = pio.wait(int(fd), events, timeout)
-			}
-			if err != nil {
+			if err = pio.wait(int(fd), events, timeout); err != nil {
 				return
 			}
 		}
@@ -192,56 +146,6 @@ func (pio portIO) wait(fd int, events int16, timeout int) error {
 		return cerr
 	}
 	return werr
-}
-
-// wait arms the epoll instance for input on the device fd, once, and waits
-// for it in the runtime poller, or for timeout milliseconds (-1: none).
-// Every system call here is a raw one.
-func (w *inWait) wait(fd, timeout int) error {
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT, Fd: int32(fd)}
-	op := unix.EPOLL_CTL_MOD
-	if !w.added {
-		op = unix.EPOLL_CTL_ADD
-	}
-	var err error
-	if cerr := w.rc.Control(func(ep uintptr) { err = epollCtl(int(ep), op, fd, &ev) }); cerr != nil {
-		return cerr
-	}
-	if err != nil {
-		return err
-	}
-	w.added = true
-	var deadline time.Time
-	if timeout >= 0 {
-		deadline = time.Now().Add(time.Duration(timeout) * time.Millisecond)
-	}
-	_ = w.ep.SetReadDeadline(deadline)
-	if w.woken.Load() { // after the deadline: wake's comes later, or this sees it
-		return errWoken
-	}
-	err = w.rc.Read(func(ep uintptr) bool {
-		var out [1]unix.EpollEvent
-		n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, ep, uintptr(unsafe.Pointer(&out[0])), 1, 0, 0, 0)
-		return e == 0 && n > 0
-	})
-	switch {
-	case err == nil:
-		return nil
-	case w.woken.Load():
-		return errWoken
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return errWaitTimeout
-	}
-	return err
-}
-
-// epollCtl is epoll_ctl(2) as a raw system call.
-func epollCtl(ep, op, fd int, ev *unix.EpollEvent) error {
-	_, _, e := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(ep), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
 }
 
 // pollTimeout is the timeout of one wait in milliseconds: none when the
