@@ -84,10 +84,14 @@ func planFromDelegate(args []string) (plan linkPlan, printOnly bool, err error) 
 			printOnly = true
 		case strings.HasPrefix(a, "--"):
 			name, _, hasValue := strings.Cut(a[2:], "=")
-			if set.Lookup(name) == nil {
+			f := set.Lookup(name)
+			if f == nil {
 				return plan, false, fmt.Errorf("unknown option %s (sockmux delegate takes the link options of sockmux link, such as --baud and --log-level)", a)
 			}
 			options = append(options, a)
+			if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+				continue // --insecure alone is --insecure=true, as for sockmux link
+			}
 			if !hasValue {
 				if i+1 >= len(args) {
 					return plan, false, fmt.Errorf("option %s needs a value", a)

@@ -144,3 +144,16 @@ func TestPortListWithAHostOnEachItem(t *testing.T) {
 	_, _, err = planFromDelegate([]string{"-P127.0.0.1:9000", "SERVER=sockmux", "PORT=127.0.0.1:9011,127.0.0.1:90x"})
 	assert.EqualError(t, err, `--port: port "127.0.0.1:9011,127.0.0.1:90x": item "127.0.0.1:90x": "90x" is not a port number (1-65535)`)
 }
+
+// TestDelegateBoolOptionAlone: a bool option takes no value, as in sockmux
+// link: --insecure alone is --insecure=true, and the next argument is a
+// parameter of its own.
+func TestDelegateBoolOptionAlone(t *testing.T) {
+	plan, _, err := planFromDelegate([]string{"SERVER=sockmux", "-P0.0.0.0:9000", "--insecure", "PORT=9023"})
+	require.NoError(t, err)
+	assert.True(t, plan.opts.insecure)
+	require.Len(t, plan.forwards, 1, "PORT= after --insecure is a parameter")
+	plan, _, err = planFromDelegate([]string{"SERVER=sockmux", "-P0.0.0.0:9000", "--insecure"})
+	require.NoError(t, err, "a bool option last")
+	assert.True(t, plan.opts.insecure)
+}

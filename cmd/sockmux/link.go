@@ -447,9 +447,12 @@ func runPlan(plan linkPlan) error {
 		return namedByFlags(err)
 	}
 	fwd := ep.Forwarder
-	if secret == nil {
+	switch {
+	case plan.opts.wire == endpoint.WireDeleGate:
+		// The DeleGate wire has no authentication: its warning said so.
+	case secret == nil:
 		log.Info("authentication off: no --secret-file")
-	} else {
+	default:
 		log.Info("authentication on: the peer must hold the same key; the link is encrypted")
 	}
 	for _, fw := range plan.forwards {
