@@ -54,6 +54,11 @@ type Config struct {
 	// arrive garbled (misframed) when the receiving end listens at another
 	// speed, as on a real line. An unpaced cable (Baud 0) ignores speeds.
 	FixedRate bool
+	// MaxBaud, when positive, is the fastest rate the cable carries (a
+	// long or poor cable, a slow isolator): what an end sends faster
+	// arrives as garbage. It applies to a cable that follows the ends'
+	// rates, and must be at least Baud.
+	MaxBaud int
 	// HalfDuplex makes the cable a two-wire bus (RS-485, a radio modem)
 	// instead of a wire each way: bytes both ends send at the same time
 	// collide and arrive garbled at both, and each end hears its own
@@ -94,6 +99,9 @@ type DirectionStats struct {
 	// end transmitted at the same time, Echoed the bytes the sending end
 	// heard of its own (half-duplex cables only).
 	Collided, Echoed int64
+	// Overspeed counts bytes sent faster than Config.MaxBaud, delivered
+	// as garbage.
+	Overspeed int64
 }
 
 // String summarizes s in one line, naming only the faults that happened,
@@ -113,6 +121,7 @@ func (s DirectionStats) String() string {
 	add(s.Bursts, "%d noise bursts (%d bytes garbled)", s.Bursts, s.Garbled)
 	add(s.Misframed, "%d bytes sent at a rate the other end does not listen at", s.Misframed)
 	add(s.Collided, "%d bytes collided with the other end's", s.Collided)
+	add(s.Overspeed, "%d bytes sent faster than the cable carries", s.Overspeed)
 	if len(faults) > 0 {
 		str += " (" + strings.Join(faults, ", ") + ")"
 	}
@@ -282,6 +291,9 @@ func validate(cfg *Config) error {
 	}
 	if err := checkPeriod("unplug", cfg.UnplugEvery, cfg.UnplugFor); err != nil {
 		return err
+	}
+	if cfg.MaxBaud != 0 && (cfg.MaxBaud < cfg.Baud || cfg.Baud == 0 || cfg.FixedRate) {
+		return fmt.Errorf("cable: --max-baud %d needs a cable that follows the ends' rates, starting at or below it (--baud %d)", cfg.MaxBaud, cfg.Baud)
 	}
 	if cfg.HalfDuplex && cfg.Baud == 0 {
 		return errors.New("cable: a half-duplex cable needs a baud rate (collisions are a matter of time on the line)")

@@ -391,6 +391,8 @@ func TestConfigValidation(t *testing.T) {
 		"unplug no every": func(c *Config) { c.UnplugFor = time.Second },
 		"BA faults":       func(c *Config) { c.FaultsBA = &Faults{InsertRate: 2} },
 		"unpaced bus":     func(c *Config) { c.HalfDuplex = true },
+		"max below baud":  func(c *Config) { c.Baud, c.MaxBaud = 115200, 9600 },
+		"max, fixed rate": func(c *Config) { c.Baud, c.MaxBaud, c.FixedRate = 9600, 115200, true },
 	} {
 		cfg := ok
 		mut(&cfg)

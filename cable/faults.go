@@ -127,7 +127,7 @@ type direction struct {
 	histLen   int
 	burst     atomic.Bool
 
-	read, written, flipped, dropped, inserted, dupChunks, duplicated, garbled, bursts, misframed, collided, echoed atomic.Int64
+	read, written, flipped, dropped, inserted, dupChunks, duplicated, garbled, bursts, misframed, collided, echoed, overspeed atomic.Int64
 }
 
 func newDirection(name string, f Faults, seed, stream uint64, log *slog.Logger) *direction {
@@ -256,5 +256,6 @@ func (d *direction) stats() DirectionStats {
 		Misframed:   d.misframed.Load(),
 		Collided:    d.collided.Load(),
 		Echoed:      d.echoed.Load(),
+		Overspeed:   d.overspeed.Load(),
 	}
 }

@@ -130,6 +130,14 @@ func (c *Cable) pump(d *direction, src, dst *end) {
 					out = misframe(out, rates.tx, rates.rx)
 					d.misframed.Add(int64(n))
 				}
+				if c.cfg.MaxBaud > 0 && rates.tx > c.cfg.MaxBaud {
+					// Faster than the cable carries: the signal is
+					// smeared past recognition.
+					for i := range out {
+						out[i] = byte(d.rng[rngBurst].Uint32())
+					}
+					d.overspeed.Add(int64(len(out)))
+				}
 			}
 			if hd != nil {
 				air := time.Duration(float64(n) / pace.rate * float64(time.Second))
@@ -188,6 +196,9 @@ func (r *rateWatch) check() bool {
 	if tx, err := endSpeed(r.src.slave); err == nil && tx > 0 && tx != r.tx {
 		r.tx, changed = tx, true
 		r.c.log.Info(fmt.Sprintf("cable: %s set %d baud", r.src.label, tx))
+		if max := r.c.cfg.MaxBaud; max > 0 && tx > max {
+			r.c.log.Info(fmt.Sprintf("cable %s: %s sends at %d baud, faster than the cable carries (%d): bytes arrive garbled", r.d.name, r.src.label, tx, max))
+		}
 	}
 	if rx, err := endSpeed(r.dst.slave); err == nil && rx > 0 {
 		r.rx = rx

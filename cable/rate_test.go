@@ -156,3 +156,29 @@ func TestCableLatency(t *testing.T) {
 	_, err := Start(t.Context(), Config{PathA: "/tmp/x", PathB: "/tmp/y", Latency: -time.Millisecond})
 	assert.ErrorContains(t, err, "cable: latency -1ms must be between 0 and 1s")
 }
+
+// TestCableMaxBaud: a cable that carries up to MaxBaud garbles what an end
+// sends faster, and carries what it sends at MaxBaud or below.
+func TestCableMaxBaud(t *testing.T) {
+	var logs syncBuffer
+	c := startCable(t, Config{Baud: 115200, MaxBaud: 230400, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	a, b := openPath(t, c.cfg.PathA), openPath(t, c.cfg.PathB)
+	data := randomBytes(6, 2000)
+	for _, baud := range []int{230400, 460800} {
+		require.NoError(t, setEndSpeed(a, baud))
+		require.NoError(t, setEndSpeed(b, baud))
+		_, err := a.Write(data)
+		require.NoError(t, err)
+		got := readUntilIdle(t, b, len(data), time.Second)
+		if baud <= 230400 {
+			assert.Equal(t, data, got, "%d baud: carried", baud)
+			assert.Zero(t, c.Stats().AtoB.Overspeed)
+		} else {
+			assert.Len(t, got, len(data))
+			assert.NotEqual(t, data, got, "%d baud: garbled", baud)
+			assert.EqualValues(t, len(data), c.Stats().AtoB.Overspeed)
+		}
+	}
+	assert.Contains(t, logs.String(), "A sends at 460800 baud, faster than the cable carries (230400)")
+	assert.Contains(t, c.Stats().String(), "2000 bytes sent faster than the cable carries")
+}

@@ -40,6 +40,7 @@ removes the links.`,
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "baud", Value: 115200, Usage: "line speed in bits per second, and the speed both ends start at; 0 carries bytes as fast as possible"},
 			&cli.BoolFlag{Name: "fixed-rate", Usage: "pace at --baud whatever speed the programs set on the ends, and never garble bytes for a rate mismatch"},
+			&cli.IntFlag{Name: "max-baud", Usage: "the fastest rate the cable carries, in bits per second: what an end sends faster arrives as garbage (to try rate negotiation); 0: any"},
 			&cli.BoolFlag{Name: "half-duplex", Usage: "one bus for both directions (RS-485 two-wire, a radio modem): bytes both ends send at the same time collide and arrive garbled at both, and each end hears its own bytes"},
 			&cli.IntFlag{Name: "latency", Usage: "simulate USB adapters' latency timer of `MS` milliseconds at both ends (FTDI: 16): received bytes go out in batches of up to 62, when full or when the timer expires"},
 			&cli.IntFlag{Name: "data-bits", Value: 8, Usage: "data bits per character (5-8), for the time a byte takes on the line"},
@@ -87,6 +88,7 @@ func runCable(c *cli.Context) error {
 		BitsPerByte: framing.BitsPerByte(),
 		FixedRate:   c.Bool("fixed-rate"),
 		HalfDuplex:  c.Bool("half-duplex"),
+		MaxBaud:     c.Int("max-baud"),
 		Latency:     time.Duration(latency) * time.Millisecond,
 		Faults: cable.Faults{
 			BER:        c.Float64("ber"),
