@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/sockmux/sockmux/internal/fdctl"
+	"github.com/sockmux/sockmux/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -405,7 +406,7 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestLogsFaultsAndSummary(t *testing.T) {
-	var buf syncBuffer
+	var buf testutil.LogBuffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := Config{Log: log, ReportEvery: 50 * time.Millisecond, Faults: Faults{BER: 1e-3, DropRate: 1e-2}}
 	faultRun(t, cfg, 5000)
@@ -415,23 +416,6 @@ func TestLogsFaultsAndSummary(t *testing.T) {
 	assert.Contains(t, out, "cable stats")
 	assert.Contains(t, out, "bits flipped")
 	assert.NotContains(t, out, "flipped a bit", "bit flips are only summarized")
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func fileThere(path string) bool {
@@ -445,7 +429,7 @@ func fileThere(path string) bool {
 // summary.
 func TestCloseWaitsForACloseUnderWay(t *testing.T) {
 	for i := range 20 {
-		var buf syncBuffer
+		var buf testutil.LogBuffer
 		ctx, cancel := context.WithCancel(context.Background())
 		dir := t.TempDir()
 		c, err := Start(ctx, Config{PathA: filepath.Join(dir, "a"), PathB: filepath.Join(dir, "b"),

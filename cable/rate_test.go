@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockmux/sockmux/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -40,7 +41,7 @@ func TestMisframe(t *testing.T) {
 }
 
 func TestCableFollowsTheEndsRates(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.LogBuffer
 	c := startCable(t, Config{Baud: 115200, FaultsBA: &Faults{}, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	a, b := openPath(t, c.cfg.PathA), openPath(t, c.cfg.PathB)
 	for _, f := range []*os.File{a, b} {
@@ -160,7 +161,7 @@ func TestCableLatency(t *testing.T) {
 // TestCableMaxBaud: a cable that carries up to MaxBaud garbles what an end
 // sends faster, and carries what it sends at MaxBaud or below.
 func TestCableMaxBaud(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.LogBuffer
 	c := startCable(t, Config{Baud: 115200, MaxBaud: 230400, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	a, b := openPath(t, c.cfg.PathA), openPath(t, c.cfg.PathB)
 	data := randomBytes(6, 2000)

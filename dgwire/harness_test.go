@@ -1,7 +1,6 @@
 package dgwire
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -9,12 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/sockmux/sockmux/internal/testutil"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
 )
@@ -60,24 +59,6 @@ func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 	return a, b
 }
 
-// syncBuffer is a log sink for tests.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // harness is a Link and its mux over TCP, with the test as the DeleGate
 // peer on the other connection.
 type harness struct {
@@ -86,7 +67,7 @@ type harness struct {
 	l    *Link
 	peer net.Conn
 	r    *Reader
-	logs *syncBuffer
+	logs *testutil.LogBuffer
 	done chan error
 }
 
@@ -97,7 +78,7 @@ func newHarness(t *testing.T) *harness { return newHarnessWith(t, Config{KeepAli
 
 func newHarnessWith(t *testing.T, cfg Config) *harness {
 	ours, peer := tcpPair(t)
-	logs := &syncBuffer{}
+	logs := &testutil.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := &harness{t: t, peer: peer, r: NewReader(peer, PackSize), logs: logs, done: make(chan error, 1)}
 	d := &connDriver{conns: make(chan io.ReadWriteCloser, 1)}

@@ -3,7 +3,6 @@
 package procdriver
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -11,35 +10,17 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sockmux/sockmux/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// logBuf is a log destination safe for concurrent use.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestExecEchoesAndLogsStderr(t *testing.T) {
-	var logs logBuf
+	var logs testutil.LogBuffer
 	d := NewExec("echo starting >&2; cat", slog.New(slog.NewTextHandler(&logs, nil)))
 	defer d.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -82,7 +63,7 @@ func TestExecCloseStopsTheProcessGroup(t *testing.T) {
 }
 
 func TestExecRestartsWithBackoff(t *testing.T) {
-	var logs logBuf
+	var logs testutil.LogBuffer
 	d := NewExec("echo bye; exit 3", slog.New(slog.NewTextHandler(&logs, nil)))
 	d.MinBackoff, d.MaxBackoff = 100*time.Millisecond, 400*time.Millisecond
 	defer d.Close()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sockmux/sockmux/internal/fdctl"
+	"github.com/sockmux/sockmux/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -115,7 +116,7 @@ func TestLinesOnAPty(t *testing.T) {
 
 func TestDriverLogsLines(t *testing.T) {
 	_, a, _ := startCable(t, 0)
-	var logs logBuffer
+	var logs testutil.LogBuffer
 	d, err := NewWith(a, DefaultMode(), Options{DTR: LevelOff, RTS: LevelOn}, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)
 	defer d.Close()
@@ -130,7 +131,7 @@ func TestDriverLogsLines(t *testing.T) {
 func TestCarrierLossIsAnUnplug(t *testing.T) {
 	_, a, _ := startCable(t, 0)
 	m := &fakeModem{lines: ModemLines{DCD: true, DSR: true}}
-	var logs logBuffer
+	var logs testutil.LogBuffer
 	d, err := NewWith(a, DefaultMode(), Options{Carrier: CarrierDCD, modem: m.get}, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)
 	defer d.Close()
@@ -269,7 +270,7 @@ func TestLowLatencyWritesLatencyTimer(t *testing.T) {
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	file := filepath.Join(dir, "latency_timer")
 	require.NoError(t, os.WriteFile(file, []byte("16\n"), 0o644))
-	var logs logBuffer
+	var logs testutil.LogBuffer
 	d, err := NewWith(a, DefaultMode(), Options{LowLatency: true}, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)
 	defer d.Close()

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sockmux/sockmux/cable"
+	"github.com/sockmux/sockmux/internal/testutil"
 	"github.com/sockmux/sockmux/link"
 )
 
@@ -56,23 +56,6 @@ func readN(t *testing.T, r io.Reader, n int) []byte {
 		t.Fatalf("timed out reading %d bytes", n)
 	}
 	return buf
-}
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestWriteReadBothWays(t *testing.T) {
@@ -163,7 +146,7 @@ func TestDriverProperties(t *testing.T) {
 
 func TestReopenAfterUnplug(t *testing.T) {
 	c, a, _ := startCable(t, 0)
-	var logs logBuffer
+	var logs testutil.LogBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	d, err := New(a, DefaultMode(), log)
 	require.NoError(t, err)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sockmux/sockmux/internal/fakesys"
+	"github.com/sockmux/sockmux/internal/testutil"
 )
 
 var (
@@ -219,7 +220,7 @@ func TestIdentityFollowsReplug(t *testing.T) {
 				spec = tree.ByID("ttyUSB0")
 				require.NotEmpty(t, spec)
 			}
-			var logs logBuffer
+			var logs testutil.LogBuffer
 			d, err := sys.New(spec, DefaultMode(), slog.New(slog.NewTextHandler(&logs, nil)))
 			require.NoError(t, err)
 			defer d.Close()
@@ -266,7 +267,7 @@ func TestOtherAdapterAtPathRefused(t *testing.T) {
 	pts2, _ := c.Devices()
 	tree, sys := newTree(t, a1)
 	path := filepath.Join(tree.Dev, "ttyUSB0")
-	var logs logBuffer
+	var logs testutil.LogBuffer
 	d, err := sys.New(path, DefaultMode(), slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)
 	defer d.Close()

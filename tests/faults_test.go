@@ -683,24 +683,6 @@ type memlineDriver struct {
 
 func (d memlineDriver) Properties() link.Properties { return d.props }
 
-// lockedLog collects an end's log lines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestFaultsVirtualTime runs the real link and mux of both ends over an
 // in-memory 115200-baud line with bit errors, in virtual time, for many
 // seeds: three bulk streams and three interactive ones, each echoed and
@@ -722,7 +704,7 @@ func noisyLineRun(t *testing.T, ber float64, seed uint64) {
 	props := link.Properties{LineRate: 11520}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	var logs [2]lockedLog
+	var logs [2]testutil.LogBuffer
 	var ms [2]*mux.Mux
 	for i := range 2 {
 		log := slog.New(slog.NewTextHandler(&logs[i], nil))
