@@ -246,15 +246,22 @@ func (c *Collector) Snapshot() Status {
 	c.sampleLocked(now)
 	s.GoodputOut, s.GoodputIn = c.goodOut, c.goodIn
 	c.mu.Unlock()
-	for _, st := range c.src.Mux.Streams() {
+	s.Streams = streams(c.src.Mux, now)
+	return s
+}
+
+// streams lists m's streams as status shows them, by id.
+func streams(m *mux.Mux, now time.Time) []Stream {
+	var list []Stream
+	for _, st := range m.Streams() {
 		info := st.Info()
 		in, out := st.Counters()
-		s.Streams = append(s.Streams, Stream{
+		list = append(list, Stream{
 			ID: st.ID(), Inbound: st.Inbound(), Network: info.Network, Entrance: info.Entrance,
 			Dest: info.Dest, Client: info.Client, BytesIn: in, BytesOut: out,
 			AgeSeconds: now.Sub(st.Created()).Seconds(),
 		})
 	}
-	slices.SortFunc(s.Streams, func(a, b Stream) int { return int(int64(a.ID) - int64(b.ID)) })
-	return s
+	slices.SortFunc(list, func(a, b Stream) int { return int(int64(a.ID) - int64(b.ID)) })
+	return list
 }

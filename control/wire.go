@@ -2,7 +2,6 @@ package control
 
 import (
 	"runtime"
-	"slices"
 	"time"
 )
 
@@ -58,16 +57,7 @@ func (c *Collector) snapshotDeleGate(now time.Time) Status {
 	s.GoodputOut, s.GoodputIn = c.goodOut, c.goodIn
 	c.mu.Unlock()
 	if c.src.Mux != nil {
-		for _, st := range c.src.Mux.Streams() {
-			info := st.Info()
-			in, out := st.Counters()
-			s.Streams = append(s.Streams, Stream{
-				ID: st.ID(), Inbound: st.Inbound(), Network: info.Network, Entrance: info.Entrance,
-				Dest: info.Dest, Client: info.Client, BytesIn: in, BytesOut: out,
-				AgeSeconds: now.Sub(st.Created()).Seconds(),
-			})
-		}
+		s.Streams = streams(c.src.Mux, now)
 	}
-	slices.SortFunc(s.Streams, func(a, b Stream) int { return int(int64(a.ID) - int64(b.ID)) })
 	return s
 }
