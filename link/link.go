@@ -313,6 +313,10 @@ func (l *Link) setState(s State) {
 	l.mu.Unlock()
 }
 
+// interactiveAbout reports whether an interactive payload went out within
+// the last interactiveSpell, under l.mu.
+func (l *Link) interactiveAbout() bool { return time.Since(l.lastInteractive) < interactiveSpell }
+
 // payloadLimit is the largest payload both ends accept.
 func (l *Link) payloadLimit() int { return min(l.cfg.MaxPayload, l.peerMax) }
 

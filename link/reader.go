@@ -138,7 +138,7 @@ func (g *gatherer) Read(p []byte) (int, error) {
 func (g *gatherer) gatherTime() time.Duration {
 	l := g.l
 	l.mu.Lock()
-	quiet := time.Since(l.lastInteractive) >= interactiveSpell
+	quiet := !l.interactiveAbout()
 	l.mu.Unlock()
 	d := gatherInteractive
 	if quiet {

@@ -21,7 +21,7 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		l.mu.Lock()
 		drain := c.drainDue
 		c.drainDue = 0
-		interactive := time.Since(l.lastInteractive) < interactiveSpell
+		interactive := l.interactiveAbout()
 		c.pace.setQuiet(!interactive)
 		if f := c.writing; f != nil {
 			c.writing = nil // written: its buffer may be reused
@@ -92,7 +92,7 @@ func (c *conn) writeLoop(ctx context.Context) error {
 func (c *conn) pull() *outFrame {
 	l := c.l
 	limit := min(l.payloadLimit(), l.sizeCap)
-	if l.props.LineRate > 0 && time.Since(l.lastInteractive) < interactiveSpell {
+	if l.props.LineRate > 0 && l.interactiveAbout() {
 		limit = min(limit, c.shortFrame())
 	}
 	var class Class
