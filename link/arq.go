@@ -121,7 +121,9 @@ func (s *sender) ack(next uint16, sack uint64, now time.Time, acked func(*outFra
 	progress := false
 	for len(s.unacked) > 0 && seqLess(s.unacked[0].seq, next) {
 		f := s.unacked[0]
-		if !f.resent {
+		if !f.resent && !f.sacked {
+			// A frame selectively acknowledged gave its sample then:
+			// its cumulative ack waited for a lost frame before it.
 			s.rttSample(now.Sub(f.sentAt))
 			s.frameFate(false)
 			if acked != nil {
@@ -139,7 +141,11 @@ func (s *sender) ack(next uint16, sack uint64, now time.Time, acked func(*outFra
 			d := f.seq - next - 1
 			if d < 64 && sack&(1<<d) != 0 && !f.sacked {
 				if !f.resent {
+					s.rttSample(now.Sub(f.sentAt))
 					s.frameFate(false)
+					if acked != nil {
+						acked(f)
+					}
 				}
 				f.sacked = true
 				f.pending = false
@@ -162,6 +168,63 @@ func (s *sender) ack(next uint16, sack uint64, now time.Time, acked func(*outFra
 	return progress
 }
 
+// heard takes the peer's PIECES report of frame seq: what it holds of
+// it, which the fragments sent next skip. A report that covers the last
+// piece of a finished round shows every gap before it lost (the line
+// keeps order): the frame is due again at once, not at its timeout. It
+// reports whether a frame became due.
+func (s *sender) heard(seq uint16, total int, spans []span) bool {
+	for _, f := range s.unacked {
+		if f.seq != seq {
+			continue
+		}
+		if f.sacked || len(f.raw)-dataHeader != total {
+			return false
+		}
+		f.held = append(f.held[:0], spans...)
+		if f.pending || f.fragOff != 0 || f.lastEnd == 0 || !covers(spans, f.lastEnd-1) {
+			return false
+		}
+		f.pending = true
+		return true
+	}
+	return false
+}
+
+// covers reports whether byte i is in one of spans.
+func covers(spans []span, i int) bool {
+	for _, s := range spans {
+		if i >= s.off && i < s.off+s.n {
+			return true
+		}
+	}
+	return false
+}
+
+// nextPiece returns the next piece of f to send as a fragment, from off
+// on, at most size bytes: it starts at the first byte the peer did not say
+// it holds and ends before the next one it holds. ok is false when the
+// peer holds every byte from off on.
+func (f *outFrame) nextPiece(off, size int) (start, end int, ok bool) {
+	total := len(f.raw) - dataHeader
+	start = off
+	for _, s := range f.held {
+		if start >= s.off && start < s.off+s.n {
+			start = s.off + s.n
+		}
+	}
+	if start >= total {
+		return 0, 0, false
+	}
+	end = min(total, start+size)
+	for _, s := range f.held {
+		if s.off > start && s.off < end {
+			end = s.off
+		}
+	}
+	return start, end, true
+}
+
 // dropAcked forgets unacked frames before next (the peer has them).
 func (s *sender) dropAcked(next uint16) {
 	for len(s.unacked) > 0 && seqLess(s.unacked[0].seq, next) {
@@ -178,7 +241,7 @@ func (s *sender) resendAll(fromScratch bool) {
 	for _, f := range s.unacked {
 		switch {
 		case fromScratch:
-			f.pending, f.sacked, f.fragOff = true, false, 0
+			f.pending, f.sacked, f.fragOff, f.lastEnd, f.held = true, false, 0, 0, nil
 		case !f.sacked:
 			f.pending = true
 		}
@@ -208,8 +271,17 @@ func (s *sender) computeRTO() time.Duration {
 	return max(s.minRTO(), min(s.srtt+4*s.rttvar, 10*time.Second))
 }
 
+// initialRTO is the retransmission timer before an RTT sample: 1 s
+// (RFC 6298) where the round trip is unknown; on a paced line, where it
+// is about a frame's line time each way, three full frames' line time,
+// at least 250 ms. On a noisy line the first samples are slow to come
+// (Karn: none from frames sent twice), and every second waited there is
+// line time lost.
 func (s *sender) initialRTO() time.Duration {
-	return max(time.Second, 3*lineTime(s.maxPayload+frameOverhead, s.lineRate))
+	if s.lineRate > 0 {
+		return max(250*time.Millisecond, 3*lineTime(s.maxPayload+frameOverhead, s.lineRate))
+	}
+	return time.Second
 }
 
 // maxBackoff bounds the retransmission timer as it backs off. A paced
@@ -318,6 +390,32 @@ func (s *sender) frameFate(lost bool) {
 	}
 }
 
+// seedSize sizes the first payloads of a transport from the frames the
+// handshake lost on it, good and bad of them read so far: on a line noisy
+// enough to lose hellos, full-size payloads would be lost too, each
+// costing its line time before the first estimate from data frames
+// (frameFate) shrinks them. The estimate takes the incoming direction for
+// both; frameFate corrects it within fateWindow frames. Only while the
+// payload size is still at its largest: an estimate from data frames is
+// better.
+func (s *sender) seedSize(good, bad int) {
+	if s.reliable || s.sizeCap != s.maxPayload || bad < 3 {
+		return
+	}
+	rate := float64(bad) / float64(good+bad)
+	if rate < 0.1 {
+		return
+	}
+	ber := -math.Log1p(-min(rate, 0.99)) / (8 * handshakeFrameLen)
+	size := int(math.Sqrt(float64(frameOverhead+8) / (8 * ber)))
+	s.sizeCap = max(minSizeCap, min(s.maxPayload, size))
+	s.log.Debug("frame size for the handshake's losses", "loss", rate, "payload", s.sizeCap)
+}
+
+// handshakeFrameLen is about the wire length of the frames of a
+// handshake (HELLO, AUTH, PING), in bytes.
+const handshakeFrameLen = 64
+
 // sendWindow is how many frames may be unacknowledged.
 func (s *sender) sendWindow() int { return min(s.window, s.peerWindow) }
 
@@ -416,13 +514,19 @@ type partial struct {
 }
 
 // addFragment stores a piece of frame seq and returns the whole payload
-// once every byte of it has arrived.
-func (r *receiver) addFragment(seq uint16, total, off int, piece []byte) []byte {
-	if total == 0 || total > r.rxMaxFrame || off+len(piece) > total || !r.inWindow(seq) {
-		return nil
+// once every byte of it has arrived; news reports that the piece brought
+// bytes not had before (the sender is told which it holds: heldSpans),
+// had that the frame arrived already (the sender is told by an ack).
+func (r *receiver) addFragment(seq uint16, total, off int, piece []byte) (payload []byte, news, had bool) {
+	if total == 0 || total > r.rxMaxFrame || off+len(piece) > total {
+		return nil, false, false
+	}
+	if !r.inWindow(seq) {
+		// Before rx_next: delivered already, its ack lost.
+		return nil, false, seqLess(seq, r.rxNext)
 	}
 	if _, done := r.ooo[seq]; done {
-		return nil
+		return nil, false, true
 	}
 	p := r.partials[seq]
 	if p == nil || len(p.buf) != total {
@@ -434,13 +538,37 @@ func (r *receiver) addFragment(seq uint16, total, off int, piece []byte) []byte 
 		if !p.have[i] {
 			p.have[i] = true
 			p.left--
+			news = true
 		}
 	}
 	if p.left > 0 {
-		return nil
+		return nil, news, false
 	}
 	delete(r.partials, seq)
-	return p.buf
+	return p.buf, news, false
+}
+
+// heldSpans returns what is held of frame seq arriving in fragments: its
+// payload's length and the runs of bytes held, at most maxPieceSpans of
+// them (the first ones); ok is false when no such frame is under way.
+func (r *receiver) heldSpans(seq uint16, spans []span) (total int, _ []span, ok bool) {
+	p := r.partials[seq]
+	if p == nil {
+		return 0, spans, false
+	}
+	for i := 0; i < len(p.have) && len(spans) < maxPieceSpans; {
+		if !p.have[i] {
+			i++
+			continue
+		}
+		j := i
+		for j < len(p.have) && p.have[j] {
+			j++
+		}
+		spans = append(spans, span{i, j - i})
+		i = j
+	}
+	return len(p.buf), spans, len(spans) > 0
 }
 
 // sack returns the selective-ack bitmap of frames held out of order.

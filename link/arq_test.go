@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 )
@@ -239,14 +240,20 @@ func TestReceiverHeldPayloadIsCopied(t *testing.T) {
 
 func TestReceiverFragments(t *testing.T) {
 	r := testReceiver(8)
-	if p := r.addFragment(0, 6, 0, []byte("abc")); p != nil {
-		t.Fatal("a payload before all its pieces")
+	if p, news, _ := r.addFragment(0, 6, 0, []byte("abc")); p != nil || !news {
+		t.Fatal("a payload before all its pieces, or the first piece not news")
 	}
-	if p := r.addFragment(0, 6, 2, []byte("c")); p != nil {
-		t.Fatal("an overlapping piece completed the payload")
+	if total, spans, ok := r.heldSpans(0, nil); !ok || total != 6 || !slices.Equal(spans, []span{{0, 3}}) {
+		t.Fatalf("heldSpans = %d %v %v; want 6 [{0 3}]", total, spans, ok)
 	}
-	if p := r.addFragment(0, 6, 3, []byte("def")); !bytes.Equal(p, []byte("abcdef")) {
+	if p, news, _ := r.addFragment(0, 6, 2, []byte("c")); p != nil || news {
+		t.Fatal("a piece held already completed the payload or was news")
+	}
+	if p, news, _ := r.addFragment(0, 6, 3, []byte("def")); !bytes.Equal(p, []byte("abcdef")) || !news {
 		t.Fatalf("assembled %q; want abcdef", p)
+	}
+	if _, _, ok := r.heldSpans(0, nil); ok {
+		t.Fatal("spans of a frame assembled and gone")
 	}
 	for _, c := range []struct {
 		seq        uint16
@@ -258,16 +265,136 @@ func TestReceiverFragments(t *testing.T) {
 		{0, 4, 3, "xy"},   // past the payload's end
 		{9, 4, 0, "abcd"}, // outside the window
 	} {
-		if p := r.addFragment(c.seq, c.total, c.off, []byte(c.piece)); p != nil {
+		if p, news, _ := r.addFragment(c.seq, c.total, c.off, []byte(c.piece)); p != nil || news {
 			t.Errorf("addFragment(%d, %d, %d, %q) = %q; want it refused", c.seq, c.total, c.off, c.piece, p)
 		}
 	}
 	r.accept(1, []byte("whole"), nil)
-	if p := r.addFragment(1, 1, 0, []byte("x")); p != nil {
-		t.Fatal("a fragment of a frame already held was taken")
+	if p, _, had := r.addFragment(1, 1, 0, []byte("x")); p != nil || !had {
+		t.Fatal("a fragment of a frame already held was taken, or not reported had")
+	}
+	r.accept(0, []byte("abcdef"), nil)
+	if _, _, had := r.addFragment(0, 6, 0, []byte("abc")); !had {
+		t.Fatal("a fragment of a frame delivered already was not reported had (its ack is owed)")
 	}
 	r.reset()
 	if r.rxNext != 0 || len(r.ooo) != 0 || len(r.partials) != 0 {
 		t.Fatal("reset kept state")
+	}
+}
+
+func TestPiecesFrame(t *testing.T) {
+	spans := []span{{0, 30}, {50, 10}}
+	b := piecesFrame(nil, 7, 100, spans)
+	seq, total, got, err := parsePieces(b)
+	if err != nil || seq != 7 || total != 100 || !slices.Equal(got, spans) {
+		t.Fatalf("parsePieces = %d %d %v %v; want 7 100 %v", seq, total, got, err, spans)
+	}
+	for name, bad := range map[string][]byte{
+		"short":        b[:5],
+		"no spans":     piecesFrame(nil, 7, 100, nil),
+		"empty span":   piecesFrame(nil, 7, 100, []span{{3, 0}}),
+		"past total":   piecesFrame(nil, 7, 100, []span{{90, 11}}),
+		"overlapping":  piecesFrame(nil, 7, 100, []span{{0, 20}, {10, 5}}),
+		"out of order": piecesFrame(nil, 7, 100, []span{{50, 5}, {0, 5}}),
+		"truncated":    b[:len(b)-1],
+		"too many":     piecesFrame(nil, 7, 100, []span{{0, 1}, {2, 1}, {4, 1}, {6, 1}, {8, 1}, {10, 1}, {12, 1}, {14, 1}, {16, 1}}),
+	} {
+		if _, _, _, err := parsePieces(bad); err == nil {
+			t.Errorf("%s: parsePieces took %x", name, bad)
+		}
+	}
+}
+
+// A frame resent in fragments skips what the peer said it holds, and a
+// report that covers a finished round's last piece makes the frame due at
+// once.
+func TestSenderPieces(t *testing.T) {
+	s, _ := testSender(t, false, 11520)
+	t0 := time.Unix(1000, 0)
+	f := getFrame(100)
+	f.raw = f.raw[:dataHeader+100]
+	f.raw[0] = frameData
+	s.sequence(f)
+	s.transmitted(f, t0)
+	var pieces []span
+	for off := 0; ; {
+		start, end, ok := f.nextPiece(off, 16)
+		if !ok {
+			break
+		}
+		pieces = append(pieces, span{start, end - start})
+		off = end
+	}
+	if len(pieces) != 7 || pieces[6] != (span{96, 4}) {
+		t.Fatalf("pieces of a frame nobody holds: %v", pieces)
+	}
+	if s.heard(f.seq, 99, []span{{0, 30}}) || f.held != nil {
+		t.Fatal("a report for another length was taken")
+	}
+	s.heard(f.seq, 100, []span{{0, 30}, {50, 10}, {95, 5}})
+	pieces = pieces[:0]
+	for off := 0; ; {
+		start, end, ok := f.nextPiece(off, 16)
+		if !ok {
+			break
+		}
+		pieces = append(pieces, span{start, end - start})
+		off = end
+	}
+	if want := []span{{30, 16}, {46, 4}, {60, 16}, {76, 16}, {92, 3}}; !slices.Equal(pieces, want) {
+		t.Fatalf("pieces after a report: %v; want %v", pieces, want)
+	}
+	// The round ended at 95; a report covering byte 94 shows the rest lost.
+	f.lastEnd = 95
+	if s.heard(f.seq, 100, []span{{0, 30}, {50, 10}, {80, 20}}) != true || !f.pending {
+		t.Fatal("a report covering the round's last piece did not make the frame due")
+	}
+	f.pending = false
+	if s.heard(f.seq, 100, []span{{0, 30}}) || f.pending {
+		t.Fatal("a report short of the round's last piece made the frame due")
+	}
+	if _, _, ok := (&outFrame{raw: f.raw, held: []span{{0, 100}}}).nextPiece(0, 16); ok {
+		t.Fatal("a piece of a frame the peer holds whole")
+	}
+}
+
+// Selective acks give RTT samples and count as frames through, once: a
+// frame's cumulative ack, which waited for a lost frame before it, does not
+// sample or count again.
+func TestSenderSackSamplesOnce(t *testing.T) {
+	s, _ := testSender(t, false, 0)
+	t0 := time.Unix(1000, 0)
+	sendN(s, 2, t0)
+	var sampled []uint16
+	s.ack(0, 1<<0, t0.Add(40*time.Millisecond), func(f *outFrame) { sampled = append(sampled, f.seq) })
+	if s.srtt != 40*time.Millisecond || !slices.Equal(sampled, []uint16{1}) {
+		t.Fatalf("srtt %v, sampled %v after a sack of frame 1; want 40ms, [1]", s.srtt, sampled)
+	}
+	fates := s.fates
+	s.ack(2, 0, t0.Add(900*time.Millisecond), func(f *outFrame) { sampled = append(sampled, f.seq) })
+	if !slices.Equal(sampled, []uint16{1, 0}) || s.fates != fates+1 {
+		t.Fatalf("sampled %v, fates +%d after the cumulative ack; want [1 0], +1 (frame 0 only)", sampled, s.fates-fates)
+	}
+}
+
+// The first payloads of a transport are sized from the frames its
+// handshake lost, and only on a lossy line that lost enough of them.
+func TestSenderSeedSize(t *testing.T) {
+	for _, c := range []struct {
+		reliable  bool
+		good, bad int
+		small     bool
+	}{
+		{false, 2, 6, true},
+		{false, 40, 2, false}, // too few lost to tell
+		{false, 60, 4, false}, // under a tenth
+		{true, 2, 6, false},
+	} {
+		s, _ := testSender(t, c.reliable, 11520)
+		s.seedSize(c.good, c.bad)
+		if small := s.sizeCap < s.maxPayload; small != c.small || s.sizeCap < minSizeCap {
+			t.Errorf("%+v: sizeCap %d of %d", c, s.sizeCap, s.maxPayload)
+		}
 	}
 }

@@ -39,13 +39,17 @@ type conn struct {
 	closeDone   bool      // our goodbye (Link.Close) was written
 	ackDue      bool      // an ack is owed to the peer
 	ackAt       time.Time // when it goes out at the latest
+	piecesDue   []uint16  // frames arriving in fragments whose PIECES are owed
 	pongDue     bool      // a ping waits for its answer
 	pongToken   uint32    // the ping's token
 	pingToken   uint32    // our last ping's token
 	pingSent    time.Time // when it went out (zero once answered)
 	lastRecv    time.Time
+	lastDamaged time.Time // when a damaged frame arrived last
 	lastSend    time.Time
 	bytesIn     atomic.Uint64 // bytes read on this transport
+	framesGood  atomic.Int64  // frames read whole on this transport
+	framesBad   atomic.Int64  // frames read damaged on this transport
 
 	// The receiving compression context of the session the payloads
 	// handle returned last belong to (the reader goroutine's).
@@ -111,18 +115,19 @@ func (c *conn) watchdog() {
 		case <-t.C:
 		}
 		l.mu.Lock()
-		silent := time.Since(c.lastRecv)
+		now := time.Now()
+		silent, dead := now.Sub(c.lastRecv), c.deadAt()
 		applies := c.deadApplies()
 		l.mu.Unlock()
 		if !applies {
 			t.Reset(l.cfg.DeadTimeout) // look again later
 			continue
 		}
-		if silent > l.cfg.DeadTimeout {
+		if now.After(dead) {
 			c.fail(errPeerSilent{silent})
 			return
 		}
-		t.Reset(l.cfg.DeadTimeout - silent + time.Millisecond)
+		t.Reset(dead.Sub(now) + time.Millisecond)
 	}
 }
 
@@ -131,6 +136,27 @@ func (c *conn) watchdog() {
 // on it, since a line with nobody at the other end is not broken, and
 // reopening a serial device would only toggle its modem lines.
 func (c *conn) deadApplies() bool { return c.complete || c.l.props.Reliable }
+
+// deadAt is when the peer counts as gone, under l.mu: DeadTimeout after
+// the last frame heard whole. On a line a damaged frame is a sign of life
+// too, since a noisy line loses whole runs of the peer's frames (at BER
+// 3e-3 five hellos in a row one time in six): one heard within
+// DeadTimeout holds it off, up to three DeadTimeouts after the last whole
+// frame, so that noise alone does not hold a link whose peer is gone.
+func (c *conn) deadAt() time.Time {
+	d := c.l.cfg.DeadTimeout
+	at := c.lastRecv.Add(d)
+	if !c.l.props.Reliable && c.lastDamaged.After(c.lastRecv) {
+		alive := c.lastDamaged.Add(d)
+		if most := c.lastRecv.Add(3 * d); alive.After(most) {
+			alive = most
+		}
+		if alive.After(at) {
+			at = alive
+		}
+	}
+	return at
+}
 
 // fail breaks the transport with err; the first error wins.
 func (c *conn) fail(err error) {

@@ -41,24 +41,45 @@ func (c *conn) emitInPlace(f *outFrame) []byte {
 	return sealRaw(f.head[:rawHeader+len(f.raw)], 0)
 }
 
-// emitFragment sends the next piece of f; the retransmission is complete
-// when the last piece is out.
+// emitFragment sends the next piece of f the peer lacks; the
+// retransmission is complete when the last such piece is out. When the
+// peer reported holding all of it (its ack must have been lost), the last
+// byte goes alone, which the peer answers with an ack.
 func (c *conn) emitFragment(wire []byte, f *outFrame, payload []byte, now time.Time) []byte {
 	l := c.l
-	end := min(len(payload), f.fragOff+l.sizeCap)
-	frag := make([]byte, 0, fragHeader+end-f.fragOff+crcSize)
+	start, end, ok := f.nextPiece(f.fragOff, l.sizeCap)
+	if !ok {
+		start, end = len(payload)-1, len(payload)
+	}
+	frag := make([]byte, 0, fragHeader+end-start+crcSize)
 	frag = append(frag, frameFrag)
 	frag = binary.BigEndian.AppendUint16(frag, f.seq)
 	frag = binary.BigEndian.AppendUint16(frag, l.ackNow())
 	frag = binary.BigEndian.AppendUint16(frag, uint16(len(payload)))
-	frag = binary.BigEndian.AppendUint16(frag, uint16(f.fragOff))
-	frag = append(frag, payload[f.fragOff:end]...)
+	frag = binary.BigEndian.AppendUint16(frag, uint16(start))
+	frag = append(frag, payload[start:end]...)
 	f.fragOff = end
-	if end == len(payload) {
+	if _, _, more := f.nextPiece(end, l.sizeCap); !more {
 		f.fragOff = 0
+		f.lastEnd = end
 		l.transmitted(f, now)
 	}
 	return c.emit(wire, frag)
+}
+
+// emitPieces encodes the PIECES frame of the first frame in piecesDue
+// still arriving in fragments; nil when none is.
+func (c *conn) emitPieces(wire, scratch []byte) []byte {
+	var spans [maxPieceSpans]span
+	for len(c.piecesDue) > 0 {
+		seq := c.piecesDue[0]
+		c.piecesDue = c.piecesDue[1:]
+		if total, held, ok := c.l.heldSpans(seq, spans[:0]); ok {
+			return c.emit(wire, piecesFrame(scratch, seq, total, held))
+		}
+	}
+	c.piecesDue = nil
+	return nil
 }
 
 func (c *conn) emitAck(wire, scratch []byte, sack uint64) []byte {

@@ -18,7 +18,12 @@ const (
 	frameClose = 0x6 // the session ends (the sender shuts down)
 	frameAuth  = 0x7 // authentication handshake messages and refusal (auth.go)
 	frameFrag  = 0x8 // a piece of a data frame resent on a noisy line
+	framePiece = 0xA // which bytes of a frame arriving in fragments the receiver holds
 )
+
+// maxPieceSpans bounds the spans a PIECES frame reports; what it leaves
+// out the sender sends again.
+const maxPieceSpans = 8
 
 // fragHeader is the length of a fragment's header: type, seq, ack, the
 // whole payload's length, and this piece's offset in it.
@@ -39,6 +44,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 var (
 	errShortFrame = errors.New("frame too short")
 	errCRC        = errors.New("CRC mismatch")
+	errBadPieces  = errors.New("malformed PIECES frame")
 )
 
 // sealFrame appends the CRC-32C of frame to it.
@@ -165,6 +171,49 @@ func parseAck(body []byte) (next uint16, sack uint64, err error) {
 	return 0, 0, errShortFrame
 }
 
+// span is a run of bytes of a payload: [off, off+n).
+type span struct{ off, n int }
+
+// piecesFrame builds a PIECES frame: of frame seq, whose payload is total
+// bytes long, the receiver holds the bytes of spans (at most
+// maxPieceSpans, in order, none empty).
+func piecesFrame(dst []byte, seq uint16, total int, spans []span) []byte {
+	dst = append(dst, framePiece)
+	dst = binary.BigEndian.AppendUint16(dst, seq)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(total))
+	dst = append(dst, byte(len(spans)))
+	for _, s := range spans {
+		dst = binary.BigEndian.AppendUint16(dst, uint16(s.off))
+		dst = binary.BigEndian.AppendUint16(dst, uint16(s.n))
+	}
+	return dst
+}
+
+// parsePieces reads a PIECES frame; spans must be in order, within total,
+// not empty and not overlapping, at most maxPieceSpans of them.
+func parsePieces(body []byte) (seq uint16, total int, spans []span, err error) {
+	if len(body) < 6 {
+		return 0, 0, nil, errShortFrame
+	}
+	seq = binary.BigEndian.Uint16(body[1:])
+	total = int(binary.BigEndian.Uint16(body[3:]))
+	n := int(body[5])
+	if n == 0 || n > maxPieceSpans || len(body) != 6+4*n {
+		return 0, 0, nil, errBadPieces
+	}
+	end := 0
+	for i := range n {
+		off := int(binary.BigEndian.Uint16(body[6+4*i:]))
+		ln := int(binary.BigEndian.Uint16(body[8+4*i:]))
+		if ln == 0 || off < end || off+ln > total {
+			return 0, 0, nil, errBadPieces
+		}
+		spans = append(spans, span{off, ln})
+		end = off + ln
+	}
+	return seq, total, spans, nil
+}
+
 func frameName(t byte) string {
 	switch t {
 	case frameHello:
@@ -183,6 +232,8 @@ func frameName(t byte) string {
 		return "auth"
 	case frameFrag:
 		return "fragment"
+	case framePiece:
+		return "pieces"
 	}
 	return fmt.Sprintf("unknown(%d)", t)
 }

@@ -321,3 +321,33 @@ func checkFrameReader(t *testing.T, stream, sizes []byte, raw bool) {
 		t.Fatalf("reader dropped %d runs, the framing rule %d", bad, wantBad)
 	}
 }
+
+// FuzzParsePieces checks the PIECES frame: whatever parses builds back to
+// the same bytes, and its spans are in order, inside the payload, not
+// empty, at most maxPieceSpans.
+func FuzzParsePieces(f *testing.F) {
+	f.Add(piecesFrame(nil, 7, 100, []span{{0, 30}, {50, 10}})[1:])
+	f.Add(piecesFrame(nil, 0xFFFF, 0xFFFF, []span{{0xFFFE, 1}})[1:])
+	f.Add([]byte{0, 1, 0, 10, 1, 0, 9, 0, 2})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, rest []byte) {
+		body := append([]byte{framePiece}, rest...)
+		seq, total, spans, err := parsePieces(body)
+		if err != nil {
+			return
+		}
+		end := 0
+		for _, s := range spans {
+			if s.n <= 0 || s.off < end || s.off+s.n > total {
+				t.Fatalf("span %+v of %d bytes after %d accepted", s, total, end)
+			}
+			end = s.off + s.n
+		}
+		if len(spans) == 0 || len(spans) > maxPieceSpans {
+			t.Fatalf("%d spans accepted", len(spans))
+		}
+		if again := piecesFrame(nil, seq, total, spans); !bytes.Equal(again, body) {
+			t.Fatalf("pieces %x build back as %x", body, again)
+		}
+	})
+}

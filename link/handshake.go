@@ -177,6 +177,7 @@ func (c *conn) completeHandshake(h *hello, mode sessionMode) {
 			"peer", fmt.Sprintf("%016x", h.Session))
 	}
 	l.startCompression(h, mode)
+	l.seedSize(int(c.framesGood.Load()), int(c.framesBad.Load()))
 	if c.bus != nil && h.Flags&helloHalfDuplex == 0 {
 		l.log.Warn("the peer runs full duplex on a half-duplex line: frames will collide whenever both ends send; give both ends --half-duplex")
 	}

@@ -18,6 +18,8 @@ type outFrame struct {
 	sacked  bool   // the peer holds it out of order
 	pending bool   // due for (re)transmission
 	fragOff int    // resending in fragments: the next piece's offset
+	lastEnd int    // resending in fragments: where the round's last piece ended
+	held    []span // resending in fragments: what the peer said it holds (PIECES)
 	// acknowledged while the writer wrote it: recycled after the write
 	freeLater bool
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -19,11 +20,13 @@ func (c *conn) readLoop() error {
 	}
 	fr := newFrameReader(src, l.acceptMax()+frameOverhead+sealOverhead, func(err error) {
 		l.stats.FramesBad.Add(1)
+		c.framesBad.Add(1)
 		if c.trace {
 			l.log.Debug("frame dropped", "err", err)
 		}
 		l.mu.Lock()
 		started := c.roundDone
+		c.lastDamaged = time.Now()
 		l.mu.Unlock()
 		if l.props.Reliable && started {
 			// A reliable transport does not damage frames, and will not
@@ -46,6 +49,7 @@ func (c *conn) readLoop() error {
 			return err
 		}
 		l.stats.FramesIn.Add(1)
+		c.framesGood.Add(1)
 		if c.trace {
 			l.log.Debug("frame in", "type", frameName(body[0]), "len", len(body))
 		}
@@ -224,8 +228,24 @@ func (c *conn) handle(body []byte, deliver [][]byte) ([][]byte, error) {
 		c.onAck(binary.BigEndian.Uint16(body[3:]), 0, now)
 		total := int(binary.BigEndian.Uint16(body[5:]))
 		off := int(binary.BigEndian.Uint16(body[7:]))
-		if p := l.addFragment(seq, total, off, body[fragHeader:]); p != nil {
+		p, news, had := l.addFragment(seq, total, off, body[fragHeader:])
+		switch {
+		case p != nil:
 			deliver = c.onData(seq, p, deliver, now)
+		case had:
+			l.stats.FramesDup.Add(1)
+			c.scheduleAck(now) // our ack was lost: the sender goes on resending
+		case news:
+			c.schedulePieces(seq)
+		}
+	case framePiece:
+		seq, total, spans, err := parsePieces(body)
+		if err != nil {
+			l.stats.FramesBad.Add(1)
+			return deliver, nil
+		}
+		if c.complete && l.heard(seq, total, spans) {
+			l.Notify()
 		}
 	case frameAck:
 		next, sack, err := parseAck(body)
@@ -289,6 +309,16 @@ func (c *conn) onData(seq uint16, payload []byte, deliver [][]byte, now time.Tim
 	}
 	c.scheduleAck(now)
 	return deliver
+}
+
+// schedulePieces arranges for a PIECES frame telling the sender what we
+// hold of frame seq, which arrives in fragments, so that it sends only
+// what is missing; pieces arriving back to back share one.
+func (c *conn) schedulePieces(seq uint16) {
+	if !slices.Contains(c.piecesDue, seq) {
+		c.piecesDue = append(c.piecesDue, seq)
+	}
+	c.l.Notify()
 }
 
 // scheduleAck arranges for an ack: at once on lossy lines (the sender's

@@ -25,6 +25,7 @@ const (
 	// Steps below need the session up on this transport.
 	stepPong    // the answer to the peer's ping
 	stepSackAck // an ack telling of frames held out of order: the peer resends at once
+	stepPieces  // what we hold of a frame arriving in fragments: the peer resends only the rest
 	stepUrgent  // interactive data, in the number of a frame cut short for it
 	stepResend  // a frame lost or timed out, oldest first
 	stepHeld    // the frame cut short, under its new number
@@ -38,7 +39,7 @@ const (
 const firstUpStep = stepPong
 
 var stepNames = [stepCount]string{"none", "abandon", "goodbye", "hello", "auth", "refuse",
-	"pong", "sack-ack", "urgent", "resend", "held", "pull", "ack", "ping"}
+	"pong", "sack-ack", "pieces", "urgent", "resend", "held", "pull", "ack", "ping"}
 
 func (s step) String() string {
 	if s < stepCount {
@@ -91,6 +92,7 @@ func (c *conn) sendState(now time.Time, sack uint64) sendState {
 	}
 	st.set(stepPong, c.pongDue)
 	st.set(stepSackAck, c.ackDue && sack != 0)
+	st.set(stepPieces, len(c.piecesDue) > 0)
 	st.set(stepUrgent, c.urgentDue)
 	st.set(stepResend, l.resendDue(now))
 	st.set(stepHeld, l.held != nil)
@@ -133,8 +135,8 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	if silent := now.Sub(c.lastRecv); silent > l.cfg.DeadTimeout && c.deadApplies() {
-		return nil, 0, false, errPeerSilent{silent}
+	if now.After(c.deadAt()) && c.deadApplies() {
+		return nil, 0, false, errPeerSilent{now.Sub(c.lastRecv)}
 	}
 	if !c.complete && now.Sub(c.hsStart) > l.cfg.HandshakeTimeout {
 		err := c.handshakeTimeout()
@@ -202,6 +204,8 @@ func (c *conn) runStep(s step, wire, scratch []byte, now time.Time, sack uint64)
 		out = c.emit(wire, binary.BigEndian.AppendUint32(append(scratch, framePong), c.pongToken))
 	case stepSackAck, stepAck:
 		out = c.emitAck(wire, scratch, sack)
+	case stepPieces:
+		out = c.emitPieces(wire, scratch)
 	case stepUrgent:
 		c.urgentDue = false
 		if f := c.pullUrgent(); f != nil {
@@ -240,7 +244,7 @@ func (c *conn) idleWait(now time.Time) time.Duration {
 		wait = min(wait, max(t.Sub(now), time.Millisecond))
 	}
 	if c.deadApplies() {
-		deadline(c.lastRecv.Add(l.cfg.DeadTimeout))
+		deadline(c.deadAt())
 	}
 	if !c.complete {
 		deadline(c.lastHello.Add(helloInterval))

@@ -82,3 +82,29 @@ func TestDeadTimeoutWhileWriteBlocks(t *testing.T) {
 		require.Fail(t, "the transport was not opened again")
 	}
 }
+
+// On a line a damaged frame is a sign of life: it holds the dead timeout
+// off, but for three dead timeouts after the last whole frame at most; on
+// a reliable transport it counts for nothing.
+func TestDeadAtCountsDamagedFrames(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	for _, c := range []struct {
+		reliable bool
+		damaged  time.Duration // after the last whole frame; 0: none
+		want     time.Duration
+	}{
+		{false, 0, 5 * time.Second},
+		{false, 4 * time.Second, 9 * time.Second},
+		{false, 14 * time.Second, 15 * time.Second},
+		{true, 4 * time.Second, 5 * time.Second},
+	} {
+		l := &Link{cfg: Config{DeadTimeout: 5 * time.Second}, props: Properties{Reliable: c.reliable}}
+		cn := &conn{l: l, lastRecv: t0}
+		if c.damaged > 0 {
+			cn.lastDamaged = t0.Add(c.damaged)
+		}
+		if got := cn.deadAt().Sub(t0); got != c.want {
+			t.Errorf("%+v: dead %v after the last whole frame; want %v", c, got, c.want)
+		}
+	}
+}
