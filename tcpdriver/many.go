@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,55 +138,79 @@ func (a *Acceptor) Close() error {
 // and link.Penalizer.
 type Feed struct {
 	acc   *Acceptor
-	label string
-	conns chan net.Conn
+	name  string
+	avail chan struct{} // a connection waits in waiting
 	done  chan struct{}
 	once  sync.Once
 
-	mu     sync.Mutex
-	remote string // the remote address of the connection in use
+	mu      sync.Mutex
+	waiting net.Conn    // offered, not yet taken
+	timer   *time.Timer // closes waiting if not taken in time
+	remote  string      // the remote address of the connection in use
 }
 
-// NewFeed makes the feed of one peer of a; label names it in logs
-// ("peer NAME").
-func (a *Acceptor) NewFeed(label string) *Feed {
-	return &Feed{acc: a, label: label, conns: make(chan net.Conn), done: make(chan struct{})}
+// NewFeed makes the feed of the peer called name.
+func (a *Acceptor) NewFeed(name string) *Feed {
+	return &Feed{acc: a, name: name, avail: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // ErrFeedClosed is Offer's and Open's error once the feed is closed.
 var ErrFeedClosed = errors.New("tcpdriver: feed closed")
 
 // Offer hands c (whose first bytes a handler may have read: give them
-// back with Prefixed) to the link, waiting up to wait for it to take it:
-// the link takes a new connection when the one in use broke. On success
-// the feed owns c and has cleared its deadline; otherwise the caller
-// still owns it.
+// back with Prefixed) to the link, which takes it when the connection it
+// uses broke, and returns at once. One connection waits at a time: a newer
+// one replaces it (the older is closed), and one not taken within wait is
+// closed. On success the feed owns c and has cleared its deadline;
+// otherwise the caller still owns it.
 func (f *Feed) Offer(c net.Conn, wait time.Duration) error {
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	_ = c.SetReadDeadline(time.Time{})
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	select {
-	case f.conns <- c:
-		return nil
 	case <-f.done:
 		return ErrFeedClosed
-	case <-t.C:
-		return fmt.Errorf("the peer's previous connection is still in use after %v", wait)
+	default:
 	}
+	_ = c.SetReadDeadline(time.Time{})
+	if f.waiting != nil {
+		f.timer.Stop()
+		f.waiting.Close()
+	}
+	f.waiting = c
+	f.timer = time.AfterFunc(wait, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.waiting == c {
+			f.waiting = nil
+			c.Close()
+		}
+	})
+	select {
+	case f.avail <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 // Open waits for the next connection offered.
 func (f *Feed) Open(ctx context.Context) (io.ReadWriteCloser, error) {
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-f.done:
-		return nil, ErrFeedClosed
-	case c := <-f.conns:
+	for {
 		f.mu.Lock()
-		f.remote = c.RemoteAddr().String()
+		if c := f.waiting; c != nil {
+			f.waiting = nil
+			f.timer.Stop()
+			f.remote = c.RemoteAddr().String()
+			f.mu.Unlock()
+			return c, nil
+		}
 		f.mu.Unlock()
-		return c, nil
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-f.done:
+			return nil, ErrFeedClosed
+		case <-f.avail:
+		}
 	}
 }
 
@@ -197,13 +222,26 @@ func (f *Feed) Remote() string {
 	return f.remote
 }
 
-// Penalize holds off the source of t (link.Penalizer).
-func (f *Feed) Penalize(t io.ReadWriteCloser) { f.acc.Penalize(t) }
+// Penalize holds off the peer's name from the source of t, which failed
+// authentication (link.Penalizer): the other peers behind the same
+// address are not held off.
+func (f *Feed) Penalize(t io.ReadWriteCloser) {
+	if c, ok := t.(net.Conn); ok {
+		f.acc.PenalizeName(c.RemoteAddr(), f.name)
+	}
+}
 
-// Close ends the feed: Open and Offer fail from now on. The connection in
-// use is the link's to close.
+// Close ends the feed: Open and Offer fail from now on, and a connection
+// waiting is closed. The connection in use is the link's to close.
 func (f *Feed) Close() error {
 	f.once.Do(func() { close(f.done) })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.waiting != nil {
+		f.timer.Stop()
+		f.waiting.Close()
+		f.waiting = nil
+	}
 	return nil
 }
 
@@ -212,9 +250,9 @@ func (f *Feed) Properties() link.Properties { return tcpProperties }
 
 func (f *Feed) String() string {
 	if r := f.Remote(); r != "" {
-		return fmt.Sprintf("tcp hub %s %s from %s", f.acc.Addr(), f.label, r)
+		return fmt.Sprintf("tcp hub %s peer %s from %s", f.acc.Addr(), f.name, r)
 	}
-	return fmt.Sprintf("tcp hub %s %s", f.acc.Addr(), f.label)
+	return fmt.Sprintf("tcp hub %s peer %s", f.acc.Addr(), f.name)
 }
 
 // Prefixed is c with the bytes already read from it given back first.
@@ -225,25 +263,46 @@ func Prefixed(c net.Conn, read []byte) net.Conn {
 	return &prefixConn{Conn: c, prefix: read}
 }
 
-// penalties hold off sources that failed authentication: their
-// connections are refused for a second, doubling with each further
-// failure up to a minute.
+// PenalizeName holds off connections from addr's host that give name
+// (a hub checks HeldName once it read the name): a second, doubling with
+// each further failure up to a minute. Peers of other names behind the
+// same address are not held off.
+func (a *Acceptor) PenalizeName(addr net.Addr, name string) {
+	a.pen.addKey(hostOf(addr) + " " + strings.ToLower(name))
+}
+
+// HeldName reports whether connections from addr's host giving name are
+// held off (PenalizeName), and counts one so refused.
+func (a *Acceptor) HeldName(addr net.Addr, name string) bool {
+	if a.pen.heldKey(hostOf(addr) + " " + strings.ToLower(name)) {
+		a.penalized.Add(1)
+		return true
+	}
+	return false
+}
+
+// penalties hold off sources that failed authentication (by host, or by
+// host and peer name): their connections are refused for a second,
+// doubling with each further failure up to a minute.
 type penalties struct {
 	mu sync.Mutex
 	m  map[string]penalty // by remote IP
 }
 
-func (p *penalties) held(a net.Addr) bool {
+func (p *penalties) held(a net.Addr) bool { return p.heldKey(hostOf(a)) }
+
+func (p *penalties) heldKey(key string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	q, ok := p.m[hostOf(a)]
+	q, ok := p.m[key]
 	return ok && time.Now().Before(q.until)
 }
 
-func (p *penalties) add(a net.Addr) {
+func (p *penalties) add(a net.Addr) { p.addKey(hostOf(a)) }
+
+func (p *penalties) addKey(host string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	host := hostOf(a)
 	q := p.m[host]
 	if time.Since(q.until) > 10*time.Minute {
 		q.last = 0

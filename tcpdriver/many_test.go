@@ -22,7 +22,7 @@ func TestAcceptorHandsToFeeds(t *testing.T) {
 	a, err := ListenMany("127.0.0.1:0", AcceptOptions{})
 	require.NoError(t, err)
 	defer a.Close()
-	feeds := map[byte]*Feed{'a': a.NewFeed("peer a"), 'b': a.NewFeed("peer b")}
+	feeds := map[byte]*Feed{'a': a.NewFeed("a"), 'b': a.NewFeed("b")}
 	go a.Serve(func(c net.Conn) {
 		var b [1]byte
 		if _, err := io.ReadFull(c, b[:]); err != nil {
@@ -52,6 +52,32 @@ func TestAcceptorHandsToFeeds(t *testing.T) {
 		assert.Equal(t, []byte{name, 'x'}, got[:], "the bytes the handler read come back first")
 		assert.Contains(t, feeds[name].String(), "from 127.0.0.1:")
 	}
+	// A newer connection waiting replaces an older one; one not taken in
+	// time is closed.
+	c1, err := net.Dial("tcp", a.Addr().String())
+	require.NoError(t, err)
+	defer c1.Close()
+	_, _ = c1.Write([]byte{'a', '1'})
+	time.Sleep(100 * time.Millisecond)
+	c2, err := net.Dial("tcp", a.Addr().String())
+	require.NoError(t, err)
+	defer c2.Close()
+	_, _ = c2.Write([]byte{'a', '2'})
+	_ = c1.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = c1.Read(make([]byte, 1))
+	assert.Error(t, err, "the older waiting connection is closed")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t2, err := feeds['a'].Open(ctx)
+	cancel()
+	require.NoError(t, err)
+	var got [2]byte
+	_, err = io.ReadFull(t2, got[:])
+	require.NoError(t, err)
+	assert.Equal(t, "a2", string(got[:]))
+	// Penalties by name hold off that name only.
+	feeds['a'].Penalize(t2.(net.Conn))
+	assert.True(t, a.HeldName(c2.LocalAddr(), "A"))
+	assert.False(t, a.HeldName(c2.LocalAddr(), "b"))
 	feeds['a'].Close()
 	_, err = feeds['a'].Open(context.Background())
 	assert.ErrorIs(t, err, ErrFeedClosed)
