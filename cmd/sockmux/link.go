@@ -163,6 +163,7 @@ type linkPlan struct {
 // comm, commin with commout, stdio or exec.
 type transportSpec struct {
 	listen, connect, comm, commin, commout string
+	peers                                  string // --peers: --listen is a hub (hub.go)
 	stdio                                  bool
 	exec                                   string
 }
@@ -269,7 +270,7 @@ func planFromFlags(c *cli.Context, fw *forwardFlags) (linkPlan, error) {
 	}
 	plan := linkPlan{
 		transport: transportSpec{
-			listen: c.String("listen"), connect: c.String("connect"), comm: c.String("comm"),
+			listen: c.String("listen"), connect: c.String("connect"), comm: c.String("comm"), peers: c.String("peers"),
 			commin: c.String("commin"), commout: c.String("commout"),
 			stdio: c.Bool("stdio"), exec: c.String("exec"),
 		},
@@ -387,6 +388,14 @@ func runPlan(plan linkPlan) error {
 	if err != nil {
 		return err
 	}
+	if plan.transport.peers != "" {
+		return runHub(plan, log)
+	}
+	for _, fw := range plan.forwards {
+		if fw.Peer != "" {
+			return fmt.Errorf("%v is addressed to peer %s: only a hub (--listen with --peers) has peers", fw, fw.Peer)
+		}
+	}
 	var secret []byte
 	if plan.opts.secretFile != "" {
 		if secret, err = readSecret(plan.opts.secretFile); err != nil {
@@ -422,6 +431,7 @@ func runPlan(plan linkPlan) error {
 			ResumeTimeout:    plan.opts.resumeTimeout,
 			HandshakeTimeout: plan.opts.handshakeTimeout,
 			Secret:           secret,
+			Name:             helloName(plan, log),
 			Compress:         plan.opts.compress,
 			HalfDuplex:       plan.opts.halfDuplex,
 		},
