@@ -72,6 +72,13 @@ type Member struct {
 	Feed     *tcpdriver.Feed
 }
 
+// AcceptBacklog is a peer's mux's backlog of streams from the peer not
+// yet taken by its forwarder (mux.Config.AcceptBacklog) when
+// Config.Endpoint leaves it zero. The forwarder takes each at once, so a
+// small backlog costs nothing, while the mux's default (16,384) would
+// hold 128 KiB for every idle peer.
+const AcceptBacklog = 256
+
 // New builds every peer's endpoint. Nothing runs until Run.
 func New(cfg Config) (*Hub, error) {
 	switch {
@@ -111,6 +118,9 @@ func (h *Hub) build(p peers.Peer) (*member, error) {
 	opts.Driver = feed
 	opts.Link.Secret = p.Key
 	opts.Link.PeerName = p.Name
+	if opts.Mux.AcceptBacklog == 0 {
+		opts.Mux.AcceptBacklog = AcceptBacklog
+	}
 	if opts.Logger == nil {
 		opts.Logger = h.log.With("peer", p.Name)
 	}
