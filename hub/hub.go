@@ -239,6 +239,13 @@ func (h *Hub) refuse(c net.Conn, from, name, reason string) {
 	c.Close()
 }
 
+// Table is the peers file the hub serves now.
+func (h *Hub) Table() *peers.Table {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.table
+}
+
 // Refused is how many connections the hub refused before any peer's link
 // saw them (no name, an unknown name).
 func (h *Hub) Refused() uint64 {

@@ -15,7 +15,7 @@ import (
 
 // serveBoth runs one transport of two links to its end and returns each
 // end's error.
-func serveBoth(t *testing.T, ca, cb Config) (errA, errB error, a, b *Link) {
+func serveBoth(t *testing.T, ca, cb Config) (a, b *Link, errA, errB error) {
 	t.Helper()
 	cable := newCable(Properties{Reliable: true}, 21)
 	ca.Logger, cb.Logger = quietLogger(), quietLogger()
@@ -32,7 +32,7 @@ func serveBoth(t *testing.T, ca, cb Config) (errA, errB error, a, b *Link) {
 	go func() { defer wg.Done(); errA = a.serve(ctx, ta) }()
 	go func() { defer wg.Done(); errB = b.serve(ctx, tb) }()
 	wg.Wait()
-	return errA, errB, a, b
+	return a, b, errA, errB
 }
 
 func TestNameRefused(t *testing.T) {
@@ -42,7 +42,7 @@ func TestNameRefused(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				errA, errB, _, _ := serveBoth(t,
+				_, _, errA, errB := serveBoth(t,
 					Config{Secret: key(3), Name: tc.give},
 					Config{Secret: key(3), PeerName: "board-1"})
 				var ne *NameError

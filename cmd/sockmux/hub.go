@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -218,6 +219,11 @@ func reloadHub(state *hubState, h *hub.Hub, log *slog.Logger) {
 		case next.transport.peers != cur.transport.peers:
 			log.Warn("--peers changed: the hub reads the new file only when it restarts", "peers", cur.transport.peers)
 		default:
+			_, before, _ := hubForwards(cur, h.Table(), false, log)
+			_, after, _ := hubForwards(next, h.Table(), false, log)
+			if !slices.Equal(before, after) {
+				log.Warn("a hub's -D proxies apply only when it restarts; they keep their running values")
+			}
 			cur.forwards, cur.rules = next.forwards, next.rules
 		}
 	}

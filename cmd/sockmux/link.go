@@ -44,7 +44,8 @@ func newLinkCommand(run func(plan linkPlan, args []string) error) *cli.Command {
 		Name:  "link",
 		Usage: "run one end of a link and its forwards",
 		UsageText: `sockmux link (--listen ADDR | --connect ADDR | --comm PATH | --commin PATH --commout PATH | --stdio | --exec COMMAND)
-       [-L SPEC]... [-R SPEC]... [-D [BIND:]PORT]... [--port SPEC]... [--server RULE]... [--dest DEST]... [options]`,
+       [-L SPEC]... [-R SPEC]... [-D [BIND:]PORT]... [--port SPEC]... [--server RULE]... [--dest DEST]... [options]
+sockmux link --listen ADDR --peers FILE [-L SPEC@PEER]... [-R SPEC@PEER]... [-D [BIND:]PORT]... [options]`,
 		Description: `Runs one end of a link over the transport given, and carries connections
 over it. Both ends may forward in both directions at once.
 
@@ -76,6 +77,12 @@ When the transport breaks (a cable pulled, a connection cut, the other program
 restarted on the same pipes), the link waits for it, reopens it and resumes:
 open connections carry on with nothing lost. A client that connects while the
 link is down waits up to --link-wait for it.
+
+A hub (--listen ADDR --peers FILE) serves many peers at once, each with its
+own session, key and forwards: each connecting end gives its --name (and its
+key from FILE, one line a peer: NAME KEY); the hub's forwards name their peer
+(-L 2222:127.0.0.1:22@cabinet-17), and its -D reaches HOST at peer PEER as
+HOST.PEER.sockmux. SIGHUP reads FILE again: a peer removed is disconnected.
 
 Every flag can also come from its environment variable (SOCKMUX_ and the flag's
 name in capitals, - as _: SOCKMUX_DEAD_TIMEOUT=10s) or from the --config file
