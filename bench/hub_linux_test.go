@@ -12,12 +12,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -123,25 +125,6 @@ func serveEcho(ln net.Listener) {
 			defer c.Close()
 			buf := make([]byte, 512)
 			_, _ = io.CopyBuffer(struct{ io.Writer }{c}, struct{ io.Reader }{c}, buf)
-		}()
-	}
-}
-
-// serveSource sends each connection zeros as fast as it takes them.
-func serveSource(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			buf := make([]byte, 64<<10)
-			for {
-				if _, err := c.Write(buf); err != nil {
-					return
-				}
-			}
 		}()
 	}
 }
@@ -252,23 +235,17 @@ func (s *suite) runHub() (*hubResult, error) {
 	}
 	defer echoLn.Close()
 	go serveEcho(echoLn)
-	srcLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	defer srcLn.Close()
-	go serveSource(srcLn)
 	echo := echoLn.Addr().String()
 
-	// Every peer but the last (a real process, below) an end in this
-	// process.
+	// Every peer but the last two (real processes, below: one floods, one
+	// is killed and restarted) an end in this process.
 	ctx, cancel := context.WithCancel(context.Background())
 	var running sync.WaitGroup
 	defer func() { cancel(); running.Wait() }()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	eps := make([]*endpoint.Endpoint, n-1)
+	eps := make([]*endpoint.Endpoint, n-2)
 	t0 := time.Now()
-	for i := range n - 1 {
+	for i := range n - 2 {
 		ep, err := endpoint.New(endpoint.Options{
 			Driver: &tcpdriver.Connector{Addr: hubAddr},
 			Link:   link.Config{Name: names[i], Secret: keys[names[i]]},
@@ -290,6 +267,28 @@ func (s *suite) runHub() (*hubResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The flooding peer: its -L carries what socat pours into it to a
+	// socat sink at the hub, so that neither end of the flood shares a
+	// process with the echoers.
+	floodName := names[n-2]
+	floodKey := filepath.Join(dir, floodName+".key")
+	if err := os.WriteFile(floodKey, []byte(hex.EncodeToString(keys[floodName])+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	floodAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	sinkAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	floodProc, err := s.start("peer-flood", "link", "--connect", hubAddr, "--name", floodName, "--secret-file", floodKey,
+		"--control", filepath.Join(dir, "flood.sock"), "-L", floodAddr+":"+sinkAddr)
+	if err != nil {
+		return nil, err
+	}
+	defer floodProc.stop()
 	upAll := func() int {
 		up := 0
 		for _, ep := range eps {
@@ -299,14 +298,17 @@ func (s *suite) runHub() (*hubResult, error) {
 		}
 		return up
 	}
-	for upAll() < n-1 && time.Since(t0) < 2*time.Minute {
+	for upAll() < n-2 && time.Since(t0) < 2*time.Minute {
 		time.Sleep(50 * time.Millisecond)
 	}
 	r.UpIn = time.Since(t0)
 	if err := waitLog(lastProc, "link up", 30*time.Second); err != nil {
 		return r, err
 	}
-	r.Up = upAll() + 1
+	if err := waitLog(floodProc, "link up", 30*time.Second); err != nil {
+		return r, err
+	}
+	r.Up = upAll() + 2
 
 	// Idle: memory and CPU with every peer connected and keepalives only.
 	settle := 5 * time.Second
@@ -329,8 +331,12 @@ func (s *suite) runHub() (*hubResult, error) {
 	var wg sync.WaitGroup
 	t1 := time.Now()
 	sem := make(chan struct{}, 512)
-	for _, ep := range eps {
-		for range 10 {
+	for i, ep := range eps {
+		k := 10
+		if i == 0 {
+			k += 10 * (n - len(eps)) // the process peers' share: 10 a peer in all
+		}
+		for range k {
 			wg.Go(func() {
 				sem <- struct{}{}
 				defer func() { <-sem }()
@@ -354,7 +360,7 @@ func (s *suite) runHub() (*hubResult, error) {
 		}
 	}
 	wg.Wait()
-	r.Streams = 10 * len(eps)
+	r.Streams = 10 * n
 	r.StreamsOK = int(ok.Load())
 	r.StreamsIn = time.Since(t1)
 	for _, st := range open {
@@ -372,32 +378,35 @@ func (s *suite) runHub() (*hubResult, error) {
 	if r.IdleP99, err = echoP99(echoers, echo, echoD); err != nil {
 		return r, fmt.Errorf("echo, idle hub: %w", err)
 	}
-	fctx, fcancel := context.WithCancel(ctx)
-	var flooded atomic.Int64
-	floodDone := make(chan struct{})
-	go func() {
-		defer close(floodDone)
-		st, err := eps[0].Mux.Open(fctx, mux.Info{Network: "tcp", Dest: srcLn.Addr().String()})
-		if err != nil {
-			return
+	sink, err := s.startCmd("socat-sink", "socat", "-u", "TCP-LISTEN:"+strings.TrimPrefix(sinkAddr, "127.0.0.1:")+",bind=127.0.0.1,reuseaddr,fork", "OPEN:/dev/null")
+	if err != nil {
+		return r, err
+	}
+	defer sink.stop()
+	if err := waitTCP(sinkAddr, 10*time.Second); err != nil {
+		return r, err
+	}
+	if err := waitTCP(floodAddr, 10*time.Second); err != nil {
+		return r, err
+	}
+	source, err := s.startCmd("socat-source", "socat", "-u", "OPEN:/dev/zero", "TCP:"+floodAddr)
+	if err != nil {
+		return r, err
+	}
+	hubSock := filepath.Join(dir, "hub.sock")
+	payloadIn := func() uint64 {
+		out, _ := exec.Command(s.bin, "status", "--json", "--control", hubSock, floodName).Output()
+		var st struct {
+			PayloadIn uint64 `json:"payload_in"`
 		}
-		defer st.Close()
-		go func() { <-fctx.Done(); st.Close() }()
-		buf := make([]byte, 64<<10)
-		for {
-			k, err := st.Read(buf)
-			flooded.Add(int64(k))
-			if err != nil {
-				return
-			}
-		}
-	}()
+		_ = json.Unmarshal(out, &st)
+		return st.PayloadIn
+	}
 	time.Sleep(time.Second)
-	f0, ft := flooded.Load(), time.Now()
+	f0, ft := payloadIn(), time.Now()
 	r.FloodP99, err = echoP99(echoers, echo, echoD)
-	r.FloodRate = float64(flooded.Load()-f0) / time.Since(ft).Seconds()
-	fcancel()
-	<-floodDone
+	r.FloodRate = float64(payloadIn()-f0) / time.Since(ft).Seconds()
+	source.stop()
 	if err != nil {
 		return r, fmt.Errorf("echo, while a peer floods: %w", err)
 	}
