@@ -200,7 +200,7 @@ func (h *Hub) handle(c net.Conn) {
 	from := c.RemoteAddr().String()
 	hello, read, err := link.ReadHello(c)
 	if err != nil {
-		h.log.Info("connection dropped before its hello", "from", from, "err", err)
+		h.log.Debug("connection dropped before its hello", "from", from, "err", err)
 		c.Close()
 		return
 	}
