@@ -143,6 +143,14 @@ func TestHubServesNamedPeers(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return strings.Contains(logs["b"].String(), "peer closed the session") && strings.Contains(logs["b"].String(), Removed)
 	}, 10*time.Second, 10*time.Millisecond, "%s", logs["b"])
+	// a's new key applies to its next handshake: a with the old key is
+	// refused once its connection breaks, a with the new one gets in.
+	eps["a"].Stop(0, "test")
+	old, oldLog := connector(t, addr, "a", keyOf(1))
+	require.Eventually(t, func() bool { return strings.Contains(oldLog.String(), "did not verify") }, 15*time.Second, 20*time.Millisecond, "%s", oldLog)
+	old.Stop(0, "test")
+	a2, _ := connector(t, addr, "a", keyOf(7))
+	up(t, a2.Link)
 	d, _ := connector(t, addr, "d", keyOf(4))
 	up(t, d.Link)
 	echoThrough(t, d.Mux, dest, "d to hub")
