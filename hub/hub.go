@@ -28,7 +28,7 @@ type Config struct {
 	// Endpoint returns the options of peer p's endpoint: everything but
 	// the Driver (the hub's feed), Link.Secret (p's key) and
 	// Link.PeerName (p's name), which the hub sets. Its Logger, if nil,
-	// is the hub's with the peer's name.
+	// is the hub's with the attribute name=NAME.
 	Endpoint func(p peers.Peer) (endpoint.Options, error)
 	// Forwards returns the forwards of peer p (those given @p), which
 	// its forwarder runs; nil means none.
@@ -122,7 +122,7 @@ func (h *Hub) build(p peers.Peer) (*member, error) {
 		opts.Mux.AcceptBacklog = AcceptBacklog
 	}
 	if opts.Logger == nil {
-		opts.Logger = h.log.With("peer", p.Name)
+		opts.Logger = h.log.With("name", p.Name) // "peer" is the peer's session id in the link's logs
 	}
 	ep, err := endpoint.New(opts)
 	if err != nil {

@@ -128,7 +128,7 @@ func TestHubServesNamedPeers(t *testing.T) {
 			strings.Contains(wrongLog.String(), "the peer refused us")
 	}, 15*time.Second, 20*time.Millisecond, "stranger: %s\nwrong key: %s", strangerLog, wrongLog)
 	assert.Contains(t, r.logs.String(), "peer refused")
-	assert.Contains(t, r.logs.String(), "peer=e")
+	assert.Contains(t, r.logs.String(), "name=e")
 	assert.Contains(t, r.logs.String(), "did not verify")
 	for name, ep := range eps {
 		assert.Equal(t, link.StateUp, ep.Link.State(), name)

@@ -188,7 +188,7 @@ func TestHubWrongKeyRefused(t *testing.T) {
 	// Whichever end runs the key handshake's first message learns it
 	// failed from the other; both say so.
 	wrong.waitLogAny(15*time.Second, "the peer refused us: the handshake did not verify", "its handshake did not verify")
-	hub.waitLog("peer=alpha", 5*time.Second)
+	hub.waitLog("name=alpha", 5*time.Second)
 	hub.waitLog("did not verify", 5*time.Second)
 	unnamed := start(t, "unnamed", "link", "--connect", hubAddr, "--secret-file", k.keys["alpha"],
 		"--control", filepath.Join(controlDir(t), "u.sock"))
