@@ -15,6 +15,9 @@ import (
 // (version 0.0.4). The format is a few lines of text; writing it here keeps
 // the client library and its dependencies out of the binary.
 func WriteMetrics(w io.Writer, s *Status) error {
+	if s.Hub {
+		return writeHubMetrics(w, s)
+	}
 	var b strings.Builder
 	lbl := `{name="` + escapeLabel(s.Name) + `"}`
 	metric := func(name, typ, help string, v float64) {
@@ -87,4 +90,45 @@ func MetricsHandler(col *Collector) http.Handler {
 		fmt.Fprintln(w, "sockmux: metrics at /metrics")
 	})
 	return mux
+}
+
+// writeHubMetrics writes a hub's metrics: the link metrics of each peer,
+// labelled with the hub's name and the peer's, and the process's.
+func writeHubMetrics(w io.Writer, s *Status) error {
+	var b strings.Builder
+	name := escapeLabel(s.Name)
+	family := func(metric, typ, help string, v func(p PeerStatus) float64) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", metric, help, metric, typ)
+		for _, p := range s.Peers {
+			fmt.Fprintf(&b, "%s{name=\"%s\",peer=\"%s\"} %s\n", metric, name, escapeLabel(p.Name), strconv.FormatFloat(v(p), 'g', -1, 64))
+		}
+	}
+	one := func(metric, typ, help string, v float64) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n%s{name=\"%s\"} %s\n", metric, help, metric, typ, metric, name, strconv.FormatFloat(v, 'g', -1, 64))
+	}
+	family("sockmux_link_up", "gauge", "1 while the link's session is up, else 0.", func(p PeerStatus) float64 {
+		if p.State == "up" {
+			return 1
+		}
+		return 0
+	})
+	family("sockmux_link_up_seconds", "gauge", "Seconds the link has been up without a break.", func(p PeerStatus) float64 { return p.UpSeconds })
+	family("sockmux_rtt_seconds", "gauge", "Smoothed round-trip time.", func(p PeerStatus) float64 { return p.RTTSeconds })
+	family("sockmux_bytes_sent_total", "counter", "Bytes written to transports, framing included.", func(p PeerStatus) float64 { return float64(p.BytesOut) })
+	family("sockmux_bytes_received_total", "counter", "Bytes read from transports.", func(p PeerStatus) float64 { return float64(p.BytesIn) })
+	family("sockmux_payload_sent_total", "counter", "Payload bytes sent (first transmissions).", func(p PeerStatus) float64 { return float64(p.PayloadOut) })
+	family("sockmux_payload_received_total", "counter", "Payload bytes delivered.", func(p PeerStatus) float64 { return float64(p.PayloadIn) })
+	family("sockmux_sessions_total", "counter", "Sessions started.", func(p PeerStatus) float64 { return float64(p.Sessions) })
+	family("sockmux_resumes_total", "counter", "Sessions continued over a new transport.", func(p PeerStatus) float64 { return float64(p.Resumes) })
+	family("sockmux_auth_failures_total", "counter", "Transports dropped because the peer failed authentication.", func(p PeerStatus) float64 { return float64(p.AuthFailures) })
+	family("sockmux_streams_open", "gauge", "Streams open now.", func(p PeerStatus) float64 { return float64(p.Streams) })
+	one("sockmux_hub_peers", "gauge", "Peers in the hub's peers file.", float64(len(s.Peers)))
+	one("sockmux_hub_refused_total", "counter", "Connections the hub refused before any peer's link saw them (no name, an unknown name).", float64(s.Refused))
+	one("sockmux_uptime_seconds", "gauge", "Seconds since the link process started.", s.UptimeSeconds)
+	one("sockmux_goroutines", "gauge", "Goroutines in the link process.", float64(s.Goroutines))
+	if s.RSSBytes > 0 && !s.RSSPeak {
+		one("sockmux_resident_memory_bytes", "gauge", "Resident memory of the link process.", float64(s.RSSBytes))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
 }

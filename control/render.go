@@ -10,6 +10,9 @@ import (
 
 // Render writes the status as the table `sockmux status` shows.
 func Render(w io.Writer, s *Status) error {
+	if s.Hub {
+		return renderHub(w, s)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "sockmux link %q  pid %d  version %s\n", s.Name, s.PID, s.Version)
 	peer := s.Peer
@@ -130,4 +133,46 @@ func compression(plainOut, wireOut, plainIn, wireIn uint64) string {
 		return fmt.Sprintf("%.2fx (%s to %s)", float64(plain)/float64(wire), size(plain), size(wire))
 	}
 	return "out " + way(plainOut, wireOut) + ", in " + way(plainIn, wireIn)
+}
+
+// renderHub writes a hub's status: the process, the sums, and a line for
+// each peer.
+func renderHub(w io.Writer, s *Status) error {
+	var b strings.Builder
+	up := 0
+	for _, p := range s.Peers {
+		if p.State == "up" {
+			up++
+		}
+	}
+	fmt.Fprintf(&b, "sockmux hub %q  pid %d  version %s\n", s.Name, s.PID, s.Version)
+	fmt.Fprintf(&b, "listen     %s   (process uptime %s)\n", s.Transport, dur(s.UptimeSeconds))
+	mem := "-"
+	if s.RSSBytes > 0 {
+		mem = size(s.RSSBytes)
+		if s.RSSPeak {
+			mem += " (peak)"
+		}
+	}
+	fmt.Fprintf(&b, "process    %d goroutines, %s resident\n", s.Goroutines, mem)
+	fmt.Fprintf(&b, "peers      %d up of %d; %d connections refused (no name or an unknown one)\n", up, len(s.Peers), s.Refused)
+	fmt.Fprintf(&b, "sent       %s on the line, %s payload, goodput %s/s\n", size(s.BytesOut), size(s.PayloadOut), size(uint64(s.GoodputOut)))
+	fmt.Fprintf(&b, "received   %s on the line, %s payload, goodput %s/s\n", size(s.BytesIn), size(s.PayloadIn), size(uint64(s.GoodputIn)))
+	fmt.Fprintf(&b, "events     %d sessions, %d resumes, %d auth failures\n\n", s.Sessions, s.Resumes, s.AuthFailures)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tSTATE\tUP\tRTT\tSENT\tRECEIVED\tSTREAMS\tTRANSPORT")
+	for _, p := range s.Peers {
+		upFor := "-"
+		if p.State == "up" {
+			upFor = dur(p.UpSeconds)
+		}
+		rtt := (time.Duration(p.RTTSeconds * float64(time.Second))).Round(10 * time.Microsecond)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", p.Name, p.State, upFor, rtt, size(p.BytesOut), size(p.BytesIn), p.Streams, p.Transport)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	b.WriteString("\n(sockmux status PEER shows one peer in full)\n")
+	_, err := io.WriteString(w, b.String())
+	return err
 }

@@ -20,6 +20,7 @@ import (
 // Request is one line of JSON a client sends.
 type Request struct {
 	Cmd  string       `json:"cmd"`            // "status" or "test-link"
+	Peer string       `json:"peer,omitempty"` // with "status" on a hub: that peer's status
 	Test *TestOptions `json:"test,omitempty"` // with "test-link"
 }
 
@@ -159,6 +160,15 @@ func (s *Server) handle(c net.Conn) {
 		} else {
 			switch req.Cmd {
 			case "status":
+				if req.Peer != "" {
+					st, err := s.col.PeerSnapshot(req.Peer)
+					if err != nil {
+						resp.Error = err.Error()
+						break
+					}
+					resp.Status = &st
+					break
+				}
 				st := s.col.Snapshot()
 				resp.Status = &st
 			case "test-link":
@@ -242,8 +252,14 @@ func Dial(path string, timeout time.Duration) (*Client, error) {
 
 // Status asks for the link's status.
 func (cl *Client) Status(timeout time.Duration) (*Status, error) {
+	return cl.PeerStatus("", timeout)
+}
+
+// PeerStatus asks a hub for the full status of its peer called peer; ""
+// asks for the status of the link (or the hub) itself.
+func (cl *Client) PeerStatus(peer string, timeout time.Duration) (*Status, error) {
 	_ = cl.c.SetDeadline(time.Now().Add(timeout))
-	if err := cl.enc.Encode(Request{Cmd: "status"}); err != nil {
+	if err := cl.enc.Encode(Request{Cmd: "status", Peer: peer}); err != nil {
 		return nil, err
 	}
 	resp, err := cl.read()
@@ -310,10 +326,15 @@ func (cl *Client) Close() error { return cl.c.Close() }
 
 // Query dials path, asks for the status once and hangs up.
 func Query(path string, timeout time.Duration) (*Status, error) {
+	return QueryPeer(path, "", timeout)
+}
+
+// QueryPeer is Query for a hub's peer (Client.PeerStatus).
+func QueryPeer(path, peer string, timeout time.Duration) (*Status, error) {
 	cl, err := Dial(path, timeout)
 	if err != nil {
 		return nil, err
 	}
 	defer cl.Close()
-	return cl.Status(timeout)
+	return cl.PeerStatus(peer, timeout)
 }

@@ -77,6 +77,33 @@ type Status struct {
 	Serial *serialport.LineStatus `json:"serial,omitempty"`
 
 	Streams []Stream `json:"streams"`
+
+	// Hub is set on a hub (--peers): State is "hub", the counters above
+	// are the sums over its peers, Streams is empty and Peers lists them.
+	Hub   bool         `json:"hub,omitempty"`
+	Peers []PeerStatus `json:"peers,omitempty"`
+	// Refused counts the connections a hub refused before any peer's
+	// link saw them (no name, an unknown name).
+	Refused uint64 `json:"refused,omitempty"`
+}
+
+// PeerStatus is one peer of a hub, as `sockmux status` lists it; `sockmux
+// status PEER` shows the peer's link in full (a Status).
+type PeerStatus struct {
+	Name         string  `json:"name"`
+	State        string  `json:"state"`
+	Transport    string  `json:"transport"`
+	Peer         string  `json:"peer_session"` // empty while no session
+	UpSeconds    float64 `json:"up_seconds"`
+	RTTSeconds   float64 `json:"rtt_seconds"`
+	BytesOut     uint64  `json:"bytes_out"`
+	BytesIn      uint64  `json:"bytes_in"`
+	PayloadOut   uint64  `json:"payload_out"`
+	PayloadIn    uint64  `json:"payload_in"`
+	Streams      int     `json:"streams"`
+	Sessions     uint64  `json:"sessions"`
+	Resumes      uint64  `json:"resumes"`
+	AuthFailures uint64  `json:"auth_failures"`
 }
 
 // Stream is one open stream.
@@ -106,6 +133,21 @@ type Source struct {
 
 	// Serial, on a serial transport, reads its lines and error counts.
 	Serial func() serialport.LineStatus
+
+	// Peers, on a hub, lists its peers (Link, Mux and Driver are then
+	// unused); Transport names the hub's listener and Refused reads its
+	// count of refused connections.
+	Peers     func() []PeerSource
+	Transport string
+	Refused   func() uint64
+}
+
+// PeerSource is one peer of a hub, its status read as a Source's.
+type PeerSource struct {
+	Name   string
+	Link   *link.Link
+	Mux    *mux.Mux
+	Driver link.Driver
 }
 
 // Collector takes snapshots of a Source and keeps the goodput samples.
@@ -115,6 +157,7 @@ type Collector struct {
 	pid     int
 
 	mu       sync.Mutex
+	peers    map[string]*Collector // a hub's, made on first PeerSnapshot
 	last     sample
 	goodOut  float64
 	goodIn   float64
@@ -138,6 +181,19 @@ type sample struct {
 // process that serves it.
 func NewCollector(src Source, pid int) *Collector {
 	return &Collector{src: src, started: time.Now(), pid: pid, interval: time.Second, idle: idleSample}
+}
+
+// payload is the payload counters goodput is sampled from.
+func (c *Collector) payload() (out, in uint64) {
+	if c.src.Peers != nil {
+		for _, p := range c.src.Peers() {
+			st := p.Link.Stats()
+			out += st.PayloadOut.Load()
+			in += st.PayloadIn.Load()
+		}
+		return out, in
+	}
+	return c.linkPayload()
 }
 
 // sampleLocked updates the goodput figures once per interval, and reports
@@ -190,6 +246,9 @@ func (c *Collector) Run(ctx context.Context) {
 // Snapshot returns the link's status now.
 func (c *Collector) Snapshot() Status {
 	now := time.Now()
+	if c.src.Peers != nil {
+		return c.snapshotHub(now)
+	}
 	if c.src.Link == nil {
 		return c.snapshotDeleGate(now)
 	}

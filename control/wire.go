@@ -6,7 +6,7 @@ import (
 )
 
 // payload returns the payload counters of the layer under the mux.
-func (c *Collector) payload() (out, in uint64) {
+func (c *Collector) linkPayload() (out, in uint64) {
 	if c.src.Link == nil {
 		if c.src.DeleGate == nil {
 			return 0, 0

@@ -179,6 +179,9 @@ func (e *Endpoint) Run(ctx context.Context) error {
 	return nil
 }
 
+// Logger is the endpoint's logger (Options.Logger, or slog.Default()).
+func (e *Endpoint) Logger() *slog.Logger { return e.log }
+
 // Stop makes Run shut the endpoint down: the forwarder stops taking
 // connections, those under way get grace to finish, then the mux resets
 // what is left, the link tells the far end reason (waiting up to Linger

@@ -166,6 +166,9 @@ func (f *Forwarder) Add(fw Forward) error {
 
 // start starts fw; the caller records it in f.active.
 func (f *Forwarder) start(fw Forward) (*active, error) {
+	if fw.Peer != "" {
+		return nil, fmt.Errorf("%v is addressed to peer %s: only a hub (--listen with --peers) has peers", fw, fw.Peer)
+	}
 	a := &active{fw: fw}
 	switch fw.Kind {
 	case Local, Entrance:
@@ -481,26 +484,54 @@ func (f *Forwarder) serveDynamic(c net.Conn, entrance int) {
 	client := c.RemoteAddr().String()
 	log := f.log.With("client", client, "entrance", entrance)
 	connect := func(ctx context.Context, dest, proto string) (net.Conn, error) {
-		octx, cancel := context.WithTimeout(ctx, f.cfg.LinkWait)
-		s, err := f.m.Open(octx, mux.Info{Network: "tcp", Dest: dest, Entrance: entrance, Client: client, Proto: proto})
-		cancel()
-		if err != nil {
-			return nil, &connectError{code: mux.CodeSessionEnded, reason: "sockmux link: " + err.Error()}
-		}
-		wctx, cancel := context.WithTimeout(ctx, f.cfg.DialTimeout+acceptSlack)
-		err = s.WaitAccepted(wctx)
-		cancel()
-		if err != nil {
-			s.Close()
-			var re *mux.ResetError
-			if errors.As(err, &re) {
-				return nil, &connectError{code: re.Code, reason: re.Reason, remote: re.Remote}
-			}
-			return nil, &connectError{code: mux.CodeTimeout, reason: "the far end did not answer in time"}
-		}
-		return s, nil
+		return f.Connect(ctx, dest, proto, client, entrance)
 	}
 	serveProxy(context.Background(), c, ProxySOCKS, connect, log)
+}
+
+// Connect opens a stream to dest ("host:port") at the far end for a proxy
+// client (-D, or a hub's -D, which picks the forwarder by the peer the
+// host names), waiting up to LinkWait for the link, and returns it once
+// the far end connected. proto is the client's protocol ("socks5",
+// "socks4", "http"), client its address and entrance the port it came
+// in at. A failure is an error ServeProxy turns into the client's reply.
+func (f *Forwarder) Connect(ctx context.Context, dest, proto, client string, entrance int) (net.Conn, error) {
+	octx, cancel := context.WithTimeout(ctx, f.cfg.LinkWait)
+	s, err := f.m.Open(octx, mux.Info{Network: "tcp", Dest: dest, Entrance: entrance, Client: client, Proto: proto})
+	cancel()
+	if err != nil {
+		return nil, &connectError{code: mux.CodeSessionEnded, reason: "sockmux link: " + err.Error()}
+	}
+	wctx, cancel := context.WithTimeout(ctx, f.cfg.DialTimeout+acceptSlack)
+	err = s.WaitAccepted(wctx)
+	cancel()
+	if err != nil {
+		s.Close()
+		var re *mux.ResetError
+		if errors.As(err, &re) {
+			return nil, &connectError{code: re.Code, reason: re.Reason, remote: re.Remote}
+		}
+		return nil, &connectError{code: mux.CodeTimeout, reason: "the far end did not answer in time"}
+	}
+	return s, nil
+}
+
+// ConnectFunc connects a proxy's client to dest ("host:port"); proto
+// names the client's protocol. A failure made with ConnectRefused, or
+// returned by Forwarder.Connect, gives the client the matching reply.
+type ConnectFunc func(ctx context.Context, dest, proto string) (net.Conn, error)
+
+// ConnectRefused is a failure of a ConnectFunc: the client's SOCKS or
+// HTTP reply follows code, and reason is logged.
+func ConnectRefused(code mux.ResetCode, reason string) error {
+	return &connectError{code: code, reason: reason}
+}
+
+// ServeProxy serves one client c of a SOCKS5/SOCKS4a/HTTP proxy whose
+// connections connect makes (a hub's -D), until the client's connection
+// ends; it logs what happens and closes c.
+func ServeProxy(c net.Conn, connect ConnectFunc, log *slog.Logger) {
+	serveProxy(context.Background(), c, ProxySOCKS, connectFunc(connect), log)
 }
 
 // acceptSlack is how much longer than its own dial timeout a -D client

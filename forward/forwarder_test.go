@@ -382,3 +382,27 @@ func TestDatagramFraming(t *testing.T) {
 	_, err = readDatagram(bytes.NewReader([]byte{0, 5, 'a'}))
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
 }
+
+func TestParseForwardPeer(t *testing.T) {
+	for spec, want := range map[string]Forward{
+		"8080:localhost:80@cab-17":         {Kind: Local, Network: "tcp", Bind: "127.0.0.1:8080", Dest: "localhost:80", Peer: "cab-17"},
+		"*:53:10.0.0.1:53/udp@lab_2":       {Kind: Local, Network: "udp", Bind: ":53", Dest: "10.0.0.1:53", Peer: "lab_2"},
+		"53:10.0.0.1:53@lab_2/udp":         {Kind: Local, Network: "udp", Bind: "127.0.0.1:53", Dest: "10.0.0.1:53", Peer: "lab_2"},
+		"[::1]:22:[2001:db8::1]:22@router": {Kind: Local, Network: "tcp", Bind: "[::1]:22", Dest: "[2001:db8::1]:22", Peer: "router"},
+	} {
+		got, err := ParseForward(Local, spec)
+		require.NoError(t, err, spec)
+		assert.Equal(t, want, got, spec)
+	}
+	for _, bad := range []string{"8080:h:80@", "8080:h:80@-x", "8080:h:80@a.b"} {
+		_, err := ParseForward(Local, bad)
+		assert.Error(t, err, bad)
+	}
+	_, err := ParseForward(Dynamic, "1080@cab")
+	assert.ErrorContains(t, err, "HOST.PEER.sockmux")
+	f := New(mux.New(mux.Config{}), Config{})
+	fw, err := ParseForward(Local, "8080:h:80@cab")
+	require.NoError(t, err)
+	assert.ErrorContains(t, f.Add(fw), "only a hub")
+	assert.Equal(t, "-L 127.0.0.1:8080 -> h:80 @cab", fw.String())
+}

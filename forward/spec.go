@@ -5,6 +5,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"github.com/sockmux/sockmux/link"
 )
 
 // Kind is the kind of a forward.
@@ -36,6 +38,10 @@ type Forward struct {
 	Network string // "tcp" or "udp"
 	Bind    string // host:port to listen on (here for Local/Dynamic/Entrance, at the far end for Remote)
 	Dest    string // host:port to connect to (empty for Dynamic and Entrance)
+	// Peer is the hub's peer the forward is addressed to (-L
+	// ...@PEER, -R ...@PEER on a hub, see package hub); empty for a
+	// forward over the one link of a plain end.
+	Peer string
 }
 
 func (f Forward) String() string {
@@ -47,6 +53,9 @@ func (f Forward) String() string {
 	if f.Network == "udp" {
 		s += "/udp"
 	}
+	if f.Peer != "" {
+		s += " @" + f.Peer
+	}
 	return s
 }
 
@@ -56,13 +65,31 @@ const DefaultBind = "127.0.0.1"
 
 // ParseForward parses an ssh-style spec: [BIND:]PORT:HOST:HOSTPORT for
 // Local and Remote, [BIND:]PORT for Dynamic. A "/udp" suffix asks for UDP.
-// IPv6 addresses go in brackets: [::1]:8080:[2001:db8::1]:80.
+// IPv6 addresses go in brackets: [::1]:8080:[2001:db8::1]:80. On a hub, a
+// Local or Remote spec may end in @PEER (before or after /udp): the
+// forward goes over that peer's link (Forward.Peer).
 func ParseForward(kind Kind, spec string) (Forward, error) {
 	f := Forward{Kind: kind, Network: "tcp"}
 	body := spec
-	if b, ok := strings.CutSuffix(spec, "/udp"); ok {
+	if i := strings.LastIndexByte(body, '@'); i >= 0 {
+		peer, suffix := body[i+1:], ""
+		if p, ok := strings.CutSuffix(peer, "/udp"); ok {
+			peer, suffix = p, "/udp"
+		} else if p, ok := strings.CutSuffix(peer, "/tcp"); ok {
+			peer = p
+		}
+		if kind == Dynamic || kind == Entrance {
+			return f, fmt.Errorf("forward %q: only -L and -R are addressed to a peer (@PEER); a hub's -D reaches HOST.PEER.sockmux", spec)
+		}
+		if err := link.CheckName(peer); err != nil {
+			return f, fmt.Errorf("forward %q: after @: %v", spec, err)
+		}
+		f.Peer = peer
+		body = body[:i] + suffix
+	}
+	if b, ok := strings.CutSuffix(body, "/udp"); ok {
 		body, f.Network = b, "udp"
-	} else if b, ok := strings.CutSuffix(spec, "/tcp"); ok {
+	} else if b, ok := strings.CutSuffix(body, "/tcp"); ok {
 		body = b
 	}
 	parts, err := splitColons(body)

@@ -128,6 +128,16 @@ type Config struct {
 	// end knows what it may ask for (PeerServices). Each is a short
 	// name of printable ASCII without commas.
 	Services []string
+	// Name is the name this end gives in its hello (sockmux link --name
+	// on an end that connects to a hub): in the clear, like an ssh user
+	// name, and bound into the key proof with the rest of the hello, so it
+	// cannot be swapped on the way. 1 to MaxName letters, digits, '-' and
+	// '_'; empty gives none.
+	Name string
+	// PeerName, when set, is the name the peer's hello must carry (a hub's
+	// end for one peer); a peer that gives another name, or none, is
+	// refused. Names are matched without regard to case.
+	PeerName string
 	// HalfDuplex runs the link on a line where only one end may transmit
 	// at a time and each may hear its own bytes (RS-485 two-wire, radio
 	// modems): the ends take turns (halfduplex.go). It applies to paced

@@ -64,6 +64,10 @@ func (c *conn) onHello(h *hello, now time.Time) error {
 	c.peerHello = h
 	if !c.roundDone {
 		c.roundDone = true
+		if err := c.checkName(h); err != nil {
+			c.refuse(err)
+			return nil
+		}
 		if err := c.checkAuthFlags(h); err != nil {
 			c.refuse(err)
 			return nil
@@ -136,8 +140,12 @@ var errSecretMismatch = errors.New("one end has a shared secret and the other ha
 // could not read anything else); the writer then drops the transport.
 func (c *conn) refuse(err error) {
 	why := "the handshake did not verify: the two ends hold different secrets, or this was a replay"
-	if errors.Is(err, errSecretMismatch) {
+	var ne *NameError
+	switch {
+	case errors.Is(err, errSecretMismatch):
 		why = errSecretMismatch.Error()
+	case errors.As(err, &ne):
+		why = ne.Error()
 	}
 	c.authOut = append([]byte{frameAuth, authFail}, why...)
 	c.refusing = &HandshakeError{err}
@@ -182,6 +190,7 @@ func (c *conn) completeHandshake(h *hello, mode sessionMode) {
 		l.log.Warn("the peer runs full duplex on a half-duplex line: frames will collide whenever both ends send; give both ends --half-duplex")
 	}
 	l.peerServices = helloServices(h.Ext)
+	l.peerName = helloName(h.Ext)
 	l.peerMax = int(h.MaxPayload) // at least MinPayload: parseHello
 	l.peerWindow = max(1, int(h.Window))
 	c.complete = true
@@ -218,7 +227,7 @@ func (c *conn) ourHello() hello {
 		RxNext:     l.rxNext,
 		MaxPayload: uint32(l.acceptMax()),
 		Window:     uint16(l.cfg.Window),
-		Ext:        appendHelloExt(nil, l.cfg.Services),
+		Ext:        appendHelloExt(nil, l.cfg.Services, l.cfg.Name),
 	}
 	if c.peerHello != nil {
 		h.Echo = c.peerHello.Session

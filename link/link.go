@@ -68,6 +68,7 @@ type Link struct {
 	peerMax     int    // peer's largest accepted payload
 
 	peerServices []string // the services the peer named in its hello (services.go)
+	peerName     string   // the name the peer gave in its hello (name.go)
 
 	lastInteractive time.Time // when an interactive payload last went out
 
@@ -130,7 +131,11 @@ func newSessionID() uint64 {
 }
 
 // Config returns the link's effective configuration.
-func (l *Link) Config() Config { return l.cfg }
+func (l *Link) Config() Config {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cfg
+}
 
 // Properties returns the driver's transport properties.
 func (l *Link) Properties() Properties { return l.props }

@@ -9,7 +9,9 @@ import (
 // frame, writes it, and repeats, until the transport breaks or ctx ends.
 func (c *conn) writeLoop(ctx context.Context) error {
 	l := c.l
-	wire := make([]byte, 0, cobsMaxEncoded(l.cfg.MaxPayload+frameOverhead)+1)
+	// The wire buffer starts small and keeps what a long frame grew it
+	// to: an idle link holds little (a hub has many).
+	wire := make([]byte, 0, min(cobsMaxEncoded(l.cfg.MaxPayload+frameOverhead)+1, initialWireBuffer))
 	scratch := make([]byte, 0, 64)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -46,6 +48,9 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		l.mu.Lock()
 		pre := c.preemptible
 		c.preemptible = nil
+		if c.writing == nil && cap(out) > cap(wire) {
+			wire = out[:0] // appended to wire, which grew: keep it
+		}
 		l.mu.Unlock()
 		if out == nil {
 			if c.bus != nil {
@@ -86,6 +91,9 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		}
 	}
 }
+
+// initialWireBuffer is the writer's buffer until a frame needs more.
+const initialWireBuffer = 2 << 10
 
 // pull asks the upper layer for a payload, with l.mu released meanwhile,
 // and numbers it as the next data frame. nil when there is nothing.

@@ -13,6 +13,9 @@ const (
 	// extServices lists the services the sender serves over streams:
 	// their names joined by commas (Config.Services).
 	extServices = 0x01
+	// extName is the name the sender gives (Config.Name): 1 to MaxName
+	// bytes of letters, digits, '-' and '_'.
+	extName = 0x02
 )
 
 // maxServicesLen bounds the services extension, ours and the peer's.
@@ -34,32 +37,47 @@ func checkServices(names []string) error {
 }
 
 // appendHelloExt appends this end's hello extensions.
-func appendHelloExt(dst []byte, services []string) []byte {
-	if len(services) == 0 {
-		return dst
+func appendHelloExt(dst []byte, services []string, name string) []byte {
+	if len(services) > 0 {
+		v := strings.Join(services, ",")
+		dst = append(dst, extServices)
+		dst = binary.AppendUvarint(dst, uint64(len(v)))
+		dst = append(dst, v...)
 	}
-	v := strings.Join(services, ",")
-	dst = append(dst, extServices)
-	dst = binary.AppendUvarint(dst, uint64(len(v)))
-	return append(dst, v...)
+	if name != "" {
+		dst = append(dst, extName)
+		dst = binary.AppendUvarint(dst, uint64(len(name)))
+		dst = append(dst, name...)
+	}
+	return dst
+}
+
+// helloExt returns the value of the first extension tagged tag; a
+// malformed extension area ends the search.
+func helloExt(ext []byte, tag byte) ([]byte, bool) {
+	for len(ext) > 0 {
+		t := ext[0]
+		n, k := binary.Uvarint(ext[1:])
+		if k <= 0 || n > uint64(len(ext)-1-k) {
+			return nil, false
+		}
+		val := ext[1+k : 1+k+int(n)]
+		ext = ext[1+k+int(n):]
+		if t == tag {
+			return val, true
+		}
+	}
+	return nil, false
 }
 
 // helloServices reads the services extension of a peer's hello; a
 // malformed extension area ends the reading (what was read stands).
 func helloServices(ext []byte) []string {
-	for len(ext) > 0 {
-		tag := ext[0]
-		n, k := binary.Uvarint(ext[1:])
-		if k <= 0 || n > uint64(len(ext)-1-k) {
-			return nil
-		}
-		val := ext[1+k : 1+k+int(n)]
-		ext = ext[1+k+int(n):]
-		if tag == extServices && len(val) > 0 && len(val) <= maxServicesLen {
-			return strings.Split(string(val), ",")
-		}
+	val, ok := helloExt(ext, extServices)
+	if !ok || len(val) == 0 || len(val) > maxServicesLen {
+		return nil
 	}
-	return nil
+	return strings.Split(string(val), ",")
 }
 
 // PeerServices are the services the peer of the current (or last)

@@ -71,5 +71,11 @@ func (c Config) Verify() error {
 	if err := checkServices(c.Services); err != nil {
 		return &ConfigError{Fields: []string{"Services"}, Err: err}
 	}
+	if err := CheckName(c.Name); c.Name != "" && err != nil {
+		return &ConfigError{Fields: []string{"Name"}, Err: err}
+	}
+	if err := CheckName(c.PeerName); c.PeerName != "" && err != nil {
+		return &ConfigError{Fields: []string{"PeerName"}, Err: err}
+	}
 	return nil
 }

@@ -12,7 +12,8 @@ import (
 // skipped: the next good frame after them is returned.
 type frameReader struct {
 	r      io.Reader
-	buf    []byte
+	buf    []byte // grows up to size as frames need it
+	size   int    // the most buf grows to
 	start  int
 	end    int
 	max    int // largest encoded frame accepted
@@ -29,8 +30,14 @@ func newFrameReader(r io.Reader, maxFrame int, onBad func(error), onRead func(in
 	if size < 2*max {
 		size = 2 * max
 	}
-	return &frameReader{r: r, buf: make([]byte, size), max: max, onBad: onBad, onRead: onRead}
+	// The buffer starts small and grows when a frame needs it: an idle
+	// link (keepalives only) holds a few KiB, which counts on a hub of a
+	// thousand peers.
+	return &frameReader{r: r, buf: make([]byte, min(size, initialReadBuffer)), size: size, max: max, onBad: onBad, onRead: onRead}
 }
+
+// initialReadBuffer is a frame reader's buffer until a frame needs more.
+const initialReadBuffer = 4 << 10
 
 // errTooLong marks a run of bytes without a delimiter longer than any frame.
 var errTooLong = errors.New("no frame delimiter within the maximum frame length")
@@ -115,6 +122,11 @@ func (fr *frameReader) more(need int) error {
 	if fr.start > 0 && (fr.start+need > len(fr.buf) || fr.start == fr.end) {
 		fr.end = copy(fr.buf, fr.buf[fr.start:fr.end])
 		fr.start = 0
+	}
+	if fr.start+need > len(fr.buf) && len(fr.buf) < fr.size {
+		grown := make([]byte, min(fr.size, max(2*len(fr.buf), fr.start+need)))
+		copy(grown, fr.buf[:fr.end])
+		fr.buf = grown
 	}
 	return fr.fill()
 }

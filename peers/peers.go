@@ -9,11 +9,12 @@ import (
 	"strings"
 
 	"github.com/sockmux/sockmux/keyfile"
+	"github.com/sockmux/sockmux/link"
 )
 
 // MaxName is the longest peer name: one DNS label, so that HOST.NAME.sockmux
 // is a host name.
-const MaxName = 63
+const MaxName = link.MaxName
 
 // Peer is one line of a peers file.
 type Peer struct {
@@ -102,22 +103,7 @@ func readKey(word, dir string) ([]byte, error) {
 }
 
 // ValidName says what is wrong with a peer name, if anything.
-func ValidName(name string) error {
-	switch {
-	case name == "":
-		return errors.New("empty peer name")
-	case len(name) > MaxName:
-		return fmt.Errorf("peer name %.20q... is longer than %d characters", name, MaxName)
-	case name[0] == '-':
-		return fmt.Errorf("peer name %q starts with '-'", name)
-	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return fmt.Errorf("peer name %q has %q: use letters, digits, '-' and '_'", name, r)
-		}
-	}
-	return nil
-}
+func ValidName(name string) error { return link.CheckName(name) }
 
 // Source is the file the table was read from.
 func (t *Table) Source() string { return t.source }

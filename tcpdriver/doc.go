@@ -12,4 +12,9 @@
 // connector sends at once; a port scanner that says nothing is dropped
 // after five seconds), and holds off for a while a source whose peer
 // failed authentication (link.Penalizer).
+//
+// For a hub, ListenMany makes an Acceptor, which takes many connectors at
+// once: it bounds and times out the connections it has not yet handed
+// over, and a handler hands each to the Feed (the driver) of the peer it
+// belongs to.
 package tcpdriver

@@ -50,10 +50,10 @@ type Receptor struct {
 	ln    net.Listener
 	conns chan net.Conn
 
-	mu      sync.Mutex
-	active  net.Conn
-	closed  bool
-	penalty map[string]penalty // by remote IP, after failed authentication
+	mu     sync.Mutex
+	active net.Conn
+	closed bool
+	pen    penalties // by remote IP, after failed authentication
 }
 
 // penalty holds off a source that failed authentication.
@@ -80,7 +80,7 @@ func Listen(addr string, opts ListenOptions) (*Receptor, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Receptor{opts: opts, ln: ln, conns: make(chan net.Conn), penalty: make(map[string]penalty)}
+	r := &Receptor{opts: opts, ln: ln, conns: make(chan net.Conn), pen: penalties{m: map[string]penalty{}}}
 	go r.acceptLoop()
 	return r, nil
 }
@@ -165,37 +165,14 @@ func hostOf(a net.Addr) string {
 	return a.String()
 }
 
-func (r *Receptor) penalized(a net.Addr) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	p, ok := r.penalty[hostOf(a)]
-	return ok && time.Now().Before(p.until)
-}
+func (r *Receptor) penalized(a net.Addr) bool { return r.pen.held(a) }
 
 // Penalize holds off the source of transport t, which failed
 // authentication: its connections are refused for a second, doubling with
 // each further failure up to a minute.
 func (r *Receptor) Penalize(t io.ReadWriteCloser) {
-	c, ok := t.(net.Conn)
-	if !ok {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	host := hostOf(c.RemoteAddr())
-	p := r.penalty[host]
-	if time.Since(p.until) > 10*time.Minute {
-		p.last = 0
-	}
-	p.last = min(max(time.Second, 2*p.last), time.Minute)
-	p.until = time.Now().Add(p.last)
-	r.penalty[host] = p
-	if len(r.penalty) > 4096 { // bounded: forget expired entries
-		for h, q := range r.penalty {
-			if time.Now().After(q.until) {
-				delete(r.penalty, h)
-			}
-		}
+	if c, ok := t.(net.Conn); ok {
+		r.pen.add(c.RemoteAddr())
 	}
 }
 

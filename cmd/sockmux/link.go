@@ -44,7 +44,8 @@ func newLinkCommand(run func(plan linkPlan, args []string) error) *cli.Command {
 		Name:  "link",
 		Usage: "run one end of a link and its forwards",
 		UsageText: `sockmux link (--listen ADDR | --connect ADDR | --comm PATH | --commin PATH --commout PATH | --stdio | --exec COMMAND)
-       [-L SPEC]... [-R SPEC]... [-D [BIND:]PORT]... [--port SPEC]... [--server RULE]... [--dest DEST]... [options]`,
+       [-L SPEC]... [-R SPEC]... [-D [BIND:]PORT]... [--port SPEC]... [--server RULE]... [--dest DEST]... [options]
+sockmux link --listen ADDR --peers FILE [-L SPEC@PEER]... [-R SPEC@PEER]... [-D [BIND:]PORT]... [options]`,
 		Description: `Runs one end of a link over the transport given, and carries connections
 over it. Both ends may forward in both directions at once.
 
@@ -76,6 +77,12 @@ When the transport breaks (a cable pulled, a connection cut, the other program
 restarted on the same pipes), the link waits for it, reopens it and resumes:
 open connections carry on with nothing lost. A client that connects while the
 link is down waits up to --link-wait for it.
+
+A hub (--listen ADDR --peers FILE) serves many peers at once, each with its
+own session, key and forwards: each connecting end gives its --name (and its
+key from FILE, one line a peer: NAME KEY); the hub's forwards name their peer
+(-L 2222:127.0.0.1:22@cabinet-17), and its -D reaches HOST at peer PEER as
+HOST.PEER.sockmux. SIGHUP reads FILE again: a peer removed is disconnected.
 
 Every flag can also come from its environment variable (SOCKMUX_ and the flag's
 name in capitals, - as _: SOCKMUX_DEAD_TIMEOUT=10s) or from the --config file
@@ -163,6 +170,7 @@ type linkPlan struct {
 // comm, commin with commout, stdio or exec.
 type transportSpec struct {
 	listen, connect, comm, commin, commout string
+	peers                                  string // --peers: --listen is a hub (hub.go)
 	stdio                                  bool
 	exec                                   string
 }
@@ -269,7 +277,7 @@ func planFromFlags(c *cli.Context, fw *forwardFlags) (linkPlan, error) {
 	}
 	plan := linkPlan{
 		transport: transportSpec{
-			listen: c.String("listen"), connect: c.String("connect"), comm: c.String("comm"),
+			listen: c.String("listen"), connect: c.String("connect"), comm: c.String("comm"), peers: c.String("peers"),
 			commin: c.String("commin"), commout: c.String("commout"),
 			stdio: c.Bool("stdio"), exec: c.String("exec"),
 		},
@@ -387,6 +395,14 @@ func runPlan(plan linkPlan) error {
 	if err != nil {
 		return err
 	}
+	if plan.transport.peers != "" {
+		return runHub(plan, log)
+	}
+	for _, fw := range plan.forwards {
+		if fw.Peer != "" {
+			return fmt.Errorf("%v is addressed to peer %s: only a hub (--listen with --peers) has peers", fw, fw.Peer)
+		}
+	}
 	var secret []byte
 	if plan.opts.secretFile != "" {
 		if secret, err = readSecret(plan.opts.secretFile); err != nil {
@@ -422,6 +438,7 @@ func runPlan(plan linkPlan) error {
 			ResumeTimeout:    plan.opts.resumeTimeout,
 			HandshakeTimeout: plan.opts.handshakeTimeout,
 			Secret:           secret,
+			Name:             helloName(plan, log),
 			Compress:         plan.opts.compress,
 			HalfDuplex:       plan.opts.halfDuplex,
 		},

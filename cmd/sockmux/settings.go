@@ -85,6 +85,8 @@ func linkSettings(fw *forwardFlags) []setting {
 			env: "SOCKMUX_COMMOUT", key: "commout"},
 		{flag: &cli.BoolFlag{Name: "stdio", Usage: "the link on standard input and output (the far end runs e.g. ssh host sockmux link --stdio); sockmux exits when they end", Category: "Transport"},
 			env: "SOCKMUX_STDIO", key: "stdio"},
+		{flag: &cli.StringFlag{Name: "peers", Usage: "with --listen, be a hub for many peers at once: `FILE` lists each peer's name and key, one line a peer (NAME KEY); each connecting end gives its --name; SIGHUP reads FILE again", Category: "Transport"},
+			env: "SOCKMUX_PEERS", key: "peers"},
 		{flag: &cli.StringFlag{Name: "exec", Usage: "the link over the standard input and output of `COMMAND` (run with sh -c), restarted with backoff whenever it exits; its stderr goes to the log", Category: "Transport"},
 			env: "SOCKMUX_EXEC", key: "exec"},
 
@@ -162,7 +164,7 @@ func linkSettings(fw *forwardFlags) []setting {
 			env: "SOCKMUX_LOG_LEVEL", key: "log-level", option: true, check: logLevel},
 
 		// Operations: watching a running link.
-		{flag: &cli.StringFlag{Name: "name", Usage: "the link's `NAME` on this host: its control socket is named after it (sockmux status --name NAME)", Category: "Operations"},
+		{flag: &cli.StringFlag{Name: "name", Usage: "the link's `NAME` on this host: its control socket is named after it (sockmux status --name NAME); with --connect, the name this end gives a hub (letters, digits, - and _)", Category: "Operations"},
 			env: "SOCKMUX_NAME", key: "name"},
 		{flag: &cli.StringFlag{Name: "control", Usage: "serve the control socket at `PATH` (default: " + defaultControlHelp() + ")", Category: "Operations"},
 			env: "SOCKMUX_CONTROL", key: "control"},

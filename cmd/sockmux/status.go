@@ -16,6 +16,7 @@ import (
 
 	"github.com/sockmux/sockmux/control"
 	"github.com/sockmux/sockmux/endpoint"
+	"github.com/sockmux/sockmux/hub"
 	"github.com/sockmux/sockmux/serialport"
 )
 
@@ -23,10 +24,14 @@ func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "status",
 		Usage:     "show a running link's state, counters and open streams",
-		UsageText: "sockmux status [--name NAME | --control PATH] [--json] [--watch]",
+		UsageText: "sockmux status [--name NAME | --control PATH] [--json] [--watch] [PEER]",
 		Description: `Asks a running sockmux link, through its control socket, how it is doing:
 its state, session, transport, round-trip time, bytes and goodput each way,
-frames resent and dropped, resumes, and the streams open now.`,
+frames resent and dropped, resumes, and the streams open now.
+
+On a hub (--peers) it lists the peers: name, state, uptime, round-trip time,
+bytes each way, streams and transport; sockmux status PEER shows one peer's
+link in full.`,
 		Flags: append(controlFlags(),
 			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON"},
 			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "redraw the status every second until interrupted"},
@@ -36,10 +41,14 @@ frames resent and dropped, resumes, and the streams open now.`,
 			if err != nil {
 				return err
 			}
-			if c.Bool("watch") {
-				return watchStatus(c.Context, path, c.Bool("json"))
+			if c.NArg() > 1 {
+				return fmt.Errorf("unexpected argument %q (sockmux status [PEER])", c.Args().Get(1))
 			}
-			st, err := control.Query(path, 5*time.Second)
+			peer := c.Args().First()
+			if c.Bool("watch") {
+				return watchStatus(c.Context, path, peer, c.Bool("json"))
+			}
+			st, err := control.QueryPeer(path, peer, 5*time.Second)
 			if err != nil {
 				return err
 			}
@@ -77,7 +86,7 @@ func printJSON(v any) error {
 
 // watchStatus redraws the status once a second: cursor home, the new
 // text over the old, clear the rest; the screen is blanked only once.
-func watchStatus(ctx context.Context, path string, asJSON bool) error {
+func watchStatus(ctx context.Context, path, peer string, asJSON bool) error {
 	cl, err := control.Dial(path, 5*time.Second)
 	if err != nil {
 		return err
@@ -88,7 +97,7 @@ func watchStatus(ctx context.Context, path string, asJSON bool) error {
 	defer t.Stop()
 	for {
 		var b strings.Builder
-		st, err := cl.Status(5 * time.Second)
+		st, err := cl.PeerStatus(peer, 5*time.Second)
 		if err != nil {
 			// The link went away or restarted: say so and keep trying.
 			cl.Close()
@@ -133,6 +142,29 @@ func startOps(ctx context.Context, plan linkPlan, ep *endpoint.Endpoint, log *sl
 	if sd, ok := ep.Driver.(*serialport.Driver); ok {
 		src.Serial = sd.LineStatus
 	}
+	return serveOps(ctx, plan, src, log)
+}
+
+// startHubOps is startOps for a hub: its status lists the peers.
+func startHubOps(ctx context.Context, plan linkPlan, h *hub.Hub, log *slog.Logger) (<-chan struct{}, error) {
+	name := plan.ops.name
+	if name == "" {
+		name = control.DefaultName
+	}
+	src := control.Source{Name: name, Version: version, Transport: "tcp hub " + h.Addr().String(), Refused: h.Refused,
+		Peers: func() []control.PeerSource {
+			var out []control.PeerSource
+			for _, m := range h.Peers() {
+				out = append(out, control.PeerSource{Name: m.Peer.Name, Link: m.Endpoint.Link, Mux: m.Endpoint.Mux, Driver: m.Feed})
+			}
+			return out
+		}}
+	return serveOps(ctx, plan, src, log)
+}
+
+// serveOps serves src's control socket and metrics (startOps).
+func serveOps(ctx context.Context, plan linkPlan, src control.Source, log *slog.Logger) (<-chan struct{}, error) {
+	name := src.Name
 	col := control.NewCollector(src, os.Getpid())
 	done := make(chan struct{})
 	explicit := plan.ops.name != "" || plan.ops.control != ""
