@@ -192,16 +192,6 @@ func setFlowControl(f *os.File, on bool) error {
 	})
 }
 
-// speedClose reports whether the speed the device runs at is within 2% of
-// the one asked for, the tolerance of an asynchronous serial line.
-func speedClose(actual, want int) bool {
-	d := actual - want
-	if d < 0 {
-		d = -d
-	}
-	return d*50 <= want
-}
-
 // OutputQueued returns how many written bytes the operating system still
 // holds for sending (TIOCOUTQ). It implements link.OutputQueuer.
 //
@@ -304,3 +294,7 @@ func namedLikeSerial(path string) bool {
 	}
 	return false
 }
+
+// speedNow reads back the speed the port runs at, where the operating
+// system tells (Linux).
+func (p *Port) speedNow() (int, bool) { return actualSpeed(p.sys.f) }

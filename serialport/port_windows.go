@@ -163,3 +163,6 @@ func (p *Port) ioError(op string, err error) error {
 	}
 	return newError(p.path, ErrDisconnected, "device disconnected: "+op+": "+err.Error(), err)
 }
+
+// speedNow is not read back on Windows.
+func (p *Port) speedNow() (int, bool) { return 0, false }
