@@ -157,6 +157,7 @@ type Controller struct {
 
 	mu       sync.Mutex
 	st       Status
+	reached  string                // how st.Rate was reached, before any failed try since
 	stepping bool                  // a switch is under way: the silence watch waits
 	hold     map[int]time.Time     // rates not to try before then
 	backoff  map[int]time.Duration // each rate's next hold
@@ -172,6 +173,7 @@ func New(cfg Config, port Port, line Line, open func(ctx context.Context) (io.Re
 		cfg: cfg, port: port, line: line, open: open, log: cfg.Logger,
 		attach:  make(chan io.ReadWriteCloser, 1),
 		st:      Status{Rate: cfg.Start, How: "start rate", Since: time.Now()},
+		reached: "start rate",
 		hold:    map[int]time.Time{},
 		backoff: map[int]time.Duration{},
 	}
@@ -222,6 +224,7 @@ func (c *Controller) Run(ctx context.Context) {
 			c.noPeer = true
 			if c.st.Rate == c.cfg.Start {
 				c.st.How = "start rate: the far end does not do --baud auto"
+				c.reached = c.st.How
 			}
 			c.mu.Unlock()
 			if first {

@@ -264,7 +264,12 @@ func (c *Controller) verified(rate int, why string, took time.Duration) {
 	if why == "" {
 		why = "verified both ways"
 	}
-	c.st.How = fmt.Sprintf("%s, %d steps", why, c.st.Steps)
+	steps := "steps"
+	if c.st.Steps == 1 {
+		steps = "step"
+	}
+	c.st.How = fmt.Sprintf("%s, %d %s", why, c.st.Steps, steps)
+	c.reached = c.st.How
 	if why == "verified both ways" {
 		delete(c.backoff, rate)
 	}
@@ -277,7 +282,7 @@ func (c *Controller) fallback(rate int, reason string, retry time.Duration) {
 	err := c.switchTo(rate)
 	c.mu.Lock()
 	c.st.Fallbacks++
-	c.st.How = "fell back: " + reason
+	c.st.How = c.reached + "; then " + reason + ", fell back"
 	c.mu.Unlock()
 	again := ""
 	if retry > 0 {
@@ -343,6 +348,7 @@ func (c *Controller) watchSilence(ctx context.Context) {
 			c.mu.Lock()
 			c.st.Fallbacks++
 			c.st.How = fmt.Sprintf("start rate again: heard nothing for %v at %d baud", quiet.Round(time.Millisecond), rate)
+			c.reached = c.st.How
 			c.mu.Unlock()
 			if err != nil {
 				c.log.Error(fmt.Sprintf("autobaud: heard nothing for %v at %d baud; cannot go back to the start rate %d: %v", quiet.Round(time.Millisecond), rate, c.cfg.Start, err))

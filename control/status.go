@@ -97,6 +97,9 @@ type Source struct {
 	Name    string
 	Version string
 	Line    string // line settings to show; empty on transports without any
+	// LineNow, when set, gives the line settings now instead of Line: a
+	// rate that --baud auto changes, and how it was reached.
+	LineNow func() string
 	Link    *link.Link
 	// DeleGate is the layer under the mux instead of Link when the end
 	// speaks DeleGate's SockMux (--wire delegate; wire.go).
@@ -106,6 +109,14 @@ type Source struct {
 
 	// Serial, on a serial transport, reads its lines and error counts.
 	Serial func() serialport.LineStatus
+}
+
+// line is the line settings to show now.
+func (s Source) line() string {
+	if s.LineNow != nil {
+		return s.LineNow()
+	}
+	return s.Line
 }
 
 // Collector takes snapshots of a Source and keeps the goodput samples.
@@ -204,7 +215,7 @@ func (c *Collector) Snapshot() Status {
 		State:          state.String(),
 		Local:          fmt.Sprintf("%016x", local),
 		Transport:      c.src.Driver.String(),
-		Line:           c.src.Line,
+		Line:           c.src.line(),
 		Started:        c.started,
 		UptimeSeconds:  now.Sub(c.started).Seconds(),
 		RTTSeconds:     l.RTT().Seconds(),

@@ -95,7 +95,9 @@ var badValues = map[string]struct{ value, why string }{
 	"port":               {"99999", `port "99999"`},
 	"server":             {"tcp://hostY", `"tcp://hostY" needs a port`},
 	"dest":               {"nohostport", `dest "nohostport"`},
-	"baud":               {"0", "must be positive"},
+	"baud":               {"0", "want a number of bits per second such as 115200, or auto"},
+	"baud-start":         {"0", "must be positive"},
+	"baud-max":           {"-1", "must not be negative"},
 	"data-bits":          {"9", "must be 5, 6, 7 or 8"},
 	"parity":             {"sometimes", "want one of none, odd, even, mark, space"},
 	"stop-bits":          {"3", "want one of 1, 1.5, 2"},
@@ -180,11 +182,11 @@ func TestSettingsFlagOverVariable(t *testing.T) {
 
 	t.Setenv("SOCKMUX_BAUD", "9600")
 	_, err = planFromArgs([]string{"--connect", "127.0.0.1:1", "--baud", "0"})
-	assert.EqualError(t, err, "--baud 0: must be positive")
+	assert.EqualError(t, err, `--baud "0": want a number of bits per second such as 115200, or auto`)
 
 	t.Setenv("SOCKMUX_BAUD", "0")
 	_, err = planFromArgs([]string{"--connect", "127.0.0.1:1"})
-	assert.EqualError(t, err, "SOCKMUX_BAUD=0: must be positive")
+	assert.EqualError(t, err, "SOCKMUX_BAUD=0: want a number of bits per second such as 115200, or auto")
 }
 
 // The file is checked whole: a bad value of a key that a flag overrides
