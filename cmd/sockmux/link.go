@@ -190,7 +190,7 @@ type linkOptions struct {
 	wire                                                  string // --wire (wire.go)
 	// --baud auto (autobaud.go): the port starts at serial.Baud, which
 	// is baudStart.
-	autoBaud          bool
+	autoBaud           bool
 	baudStart, baudMax int
 }
 
@@ -207,7 +207,7 @@ type flagReader interface {
 // what fails here is a value the check and the parser disagree on.
 func readOptions(c flagReader) (linkOptions, error) {
 	o := linkOptions{
-		logLevel: c.String("log-level"),
+		logLevel:  c.String("log-level"),
 		baudStart: c.Int("baud-start"),
 		baudMax:   c.Int("baud-max"),
 		serial: serialport.Mode{
