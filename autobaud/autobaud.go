@@ -81,9 +81,12 @@ type Config struct {
 	// DegradeWindow and DegradeRatio: over each window (default 5 s) at
 	// least DegradeMin (default 10) frames resent or damaged, more than
 	// DegradeRatio (default 0.05) of the frames, steps down a rate.
+	// The error rate counts from Settle after a switch (default 3 s), once
+	// the link repaired what the switch garbled.
 	DegradeWindow time.Duration
 	DegradeRatio  float64
 	DegradeMin    int
+	Settle        time.Duration
 	// Logger receives a line at each step; nil discards them.
 	Logger *slog.Logger
 }
@@ -107,6 +110,7 @@ func (c Config) withDefaults() Config {
 	def(&c.Retry, 30*time.Second)
 	def(&c.MaxRetry, 10*time.Minute)
 	def(&c.DegradeWindow, 5*time.Second)
+	def(&c.Settle, 3*time.Second)
 	if c.DegradeRatio <= 0 {
 		c.DegradeRatio = 0.05
 	}

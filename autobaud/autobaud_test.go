@@ -160,7 +160,7 @@ func (s *fakeStream) Close() error {
 func quick(rates []int, log *slog.Logger) Config {
 	return Config{Start: 115200, Rates: rates, SwitchDelay: 20 * time.Millisecond, VerifyTimeout: 300 * time.Millisecond,
 		ReadyTimeout: 500 * time.Millisecond, Silence: 400 * time.Millisecond, Retry: 10 * time.Second,
-		DegradeWindow: 200 * time.Millisecond, Logger: log}
+		DegradeWindow: 200 * time.Millisecond, Settle: 50 * time.Millisecond, Logger: log}
 }
 
 // pair runs a leader (0) and a follower (1) over w until the test ends.

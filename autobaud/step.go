@@ -16,8 +16,14 @@ func never(msg) bool { return false }
 func (n *nego) lead(ctx context.Context) error {
 	c := n.c
 	base, baseAt := c.line.Counters(), time.Now()
+	// A switch garbles what crosses the line meanwhile, and the link
+	// repairs it for a while after: the error rate counts from settle on.
+	settle := time.Now()
 	for {
 		cur := c.Status().Rate
+		if time.Now().Before(settle) {
+			base, baseAt = c.line.Counters(), time.Now()
+		}
 		if time.Since(baseAt) >= c.cfg.DegradeWindow {
 			now := c.line.Counters()
 			errs := int(now.FramesBad-base.FramesBad) + int(now.FramesResent-base.FramesResent)
@@ -30,7 +36,7 @@ func (n *nego) lead(ctx context.Context) error {
 				if err := n.step(ctx, lower, "stepped down: frame errors"); err != nil {
 					return err
 				}
-				base, baseAt = c.line.Counters(), time.Now()
+				settle = time.Now().Add(c.cfg.Settle)
 				continue
 			}
 		}
@@ -38,7 +44,7 @@ func (n *nego) lead(ctx context.Context) error {
 			if err := n.step(ctx, next, ""); err != nil {
 				return err
 			}
-			base, baseAt = c.line.Counters(), time.Now()
+			settle = time.Now().Add(c.cfg.Settle)
 			continue
 		}
 		if _, err := n.await(ctx, time.Now().Add(500*time.Millisecond), never); err != errTimeout {

@@ -1,0 +1,103 @@
+//go:build unix
+
+package tests
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestAutoBaudClimbsToTheCablesCap: over a cable that carries up to
+// --max-baud, two ends with --baud auto start at 115200, climb to the cap
+// within 10 s of both starting, try the rate above, fall back from it and
+// stay at the cap; a transfer both ways that runs through the climb
+// arrives intact, in the one session, faster than 115200 could carry it;
+// status shows the rate and how it was reached.
+func TestAutoBaudClimbsToTheCablesCap(t *testing.T) {
+	skipWithoutPtys(t)
+	t.Parallel()
+	for _, tc := range []struct {
+		cap, above int
+	}{{921600, 1000000}, {230400, 460800}} {
+		t.Run(fmt.Sprint(tc.cap), func(t *testing.T) {
+			t.Parallel()
+			sock := filepath.Join(controlDir(t), "a.sock")
+			started := time.Now()
+			r := newSerialRigArgs(t, []string{"--max-baud", fmt.Sprint(tc.cap)},
+				[]string{"--baud", "auto", "--control", sock}, []string{"--baud", "auto"})
+			const size = 384 << 10
+			done := make(chan error, 1)
+			var took time.Duration
+			go func() {
+				var err error
+				took, err = transferTimed(addr(r.port), size, size, 21, 2*time.Minute)
+				done <- err
+			}()
+			verified := fmt.Sprintf("autobaud: %d baud verified both ways", tc.cap)
+			r.a.waitLog(verified, 10*time.Second-time.Since(started))
+			r.b.waitLog(verified, time.Second)
+			t.Logf("%d baud reached %v after both ends started", tc.cap, time.Since(started).Round(time.Millisecond))
+			fellBack := fmt.Sprintf("autobaud: no verified traffic at %d baud within 2s: back to %d baud", tc.above, tc.cap)
+			r.a.waitLog(fellBack, 10*time.Second)
+			r.b.waitLog(fellBack, 5*time.Second)
+			require.NoError(t, <-done, "the transfer during the climb")
+			t.Logf("%d bytes each way in %v", size, took.Round(time.Millisecond))
+			assert.Less(t, took, time.Duration(2*size/lineRate)*time.Second, "faster than 115200 carries it")
+
+			code, out := run(t, 10*time.Second, "status", "--control", sock)
+			require.Equal(t, 0, code, out)
+			assert.Regexp(t, fmt.Sprintf(`line       %d baud 8N1, flow none \(auto: verified both ways, \d steps?; then no verified traffic at %d baud within 2s, fell back\)`, tc.cap, tc.above), out)
+			assert.Contains(t, out, fmt.Sprintf("transport  serial %s %d 8N1", r.pathA, tc.cap))
+			assertSessionKept(t, r.a, r.b)
+			assert.Zero(t, r.a.countLog("heard nothing for"), "no end was left alone at a rate")
+			// A transfer at the rate found.
+			transferWithin(t, addr(r.port), 64<<10, 64<<10, 22, 30*time.Second)
+		})
+	}
+}
+
+// TestAutoBaudAgainstAFixedRate: an end with --baud auto against one
+// with a fixed --baud at the start rate links up there and stays; the
+// fixed end is not asked anything. An end with --baud auto whose far end
+// runs at another rate hears nothing, like any mismatched pair.
+func TestAutoBaudAgainstAFixedRate(t *testing.T) {
+	skipWithoutPtys(t)
+	t.Parallel()
+	r := newSerialRigArgs(t, []string{"--max-baud", "921600"}, []string{"--baud", "auto"}, []string{"--baud", "115200"})
+	r.a.waitLog("autobaud: the far end does not do --baud auto: staying at 115200 baud", 10*time.Second)
+	transferWithin(t, addr(r.port), 16<<10, 16<<10, 23, lineTimeFor(32<<10, 0.5))
+	assert.Zero(t, r.a.countLog("autobaud: switching"))
+	assertSessionKept(t, r.a, r.b)
+
+	// --baud-start meets a fixed end elsewhere.
+	r2 := newSerialRigArgs(t, []string{"--max-baud", "921600"}, []string{"--baud", "auto", "--baud-start", "57600"}, []string{"--baud", "57600"})
+	r2.a.waitLog("autobaud: the far end does not do --baud auto: staying at 57600 baud", 10*time.Second)
+}
+
+// TestAutoBaudRefusedOffSerial: --baud auto needs a serial port.
+func TestAutoBaudRefusedOffSerial(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"link", "--connect", "127.0.0.1:1", "--baud", "auto"}, "--baud auto is for a serial port (--comm with a serial device)"},
+		{[]string{"link", "--connect", "127.0.0.1:1", "--baud", "fast"}, `--baud "fast": want a number of bits per second such as 115200, or auto`},
+	} {
+		code, out := run(t, 10*time.Second, tc.args...)
+		oneLineError(t, code, out, tc.want, tc.args)
+	}
+	skipWithoutPtys(t)
+	_, pathA, _ := startCable(t)
+	args := []string{"link", "--comm", pathA, "--baud", "auto", "--half-duplex"}
+	code, out := run(t, 10*time.Second, args...)
+	oneLineError(t, code, out, "--baud auto cannot go with --half-duplex", args)
+	args = []string{"link", "--comm", pathA, "--baud", "auto", "--baud-start", "230400", "--baud-max", "115200"}
+	code, out = run(t, 10*time.Second, args...)
+	oneLineError(t, code, out, "--baud-max 115200 is below --baud-start 230400", args)
+}
