@@ -57,6 +57,7 @@ type suite struct {
 	compressTCP *tcpCompressResult
 	light       []*lightResult    // small-device rows (light_linux_test.go)
 	halfDuplex  *halfDuplexResult // half-duplex rows (halfduplex_linux_test.go)
+	autoBaud    *autoBaudResult   // the --baud auto row (autobaud_linux_test.go)
 	errs        map[string]error
 }
 
@@ -132,6 +133,7 @@ func TestSuite(t *testing.T) {
 	s.runCompressSections()
 	s.runLightSections()
 	s.runHalfDuplexSection()
+	s.runAutoBaudSection()
 	s.report()
 	for name, err := range s.errs {
 		t.Errorf("%s: %v", name, err)
