@@ -41,6 +41,9 @@ type Line interface {
 	Counters() Counters
 	// Up reports whether a session is up on an open transport.
 	Up() bool
+	// UpSince is when the link came up on its current transport (zero
+	// while it is not up): the error rate counts from Settle after it.
+	UpSince() time.Time
 	// Leader reports whether this end leads the negotiation (the end of
 	// the larger session id), and false for ok while there is no peer.
 	Leader() (lead, ok bool)

@@ -94,6 +94,7 @@ func (l fakeLine) Counters() Counters {
 }
 
 func (l fakeLine) Up() bool               { return true }
+func (l fakeLine) UpSince() time.Time     { return time.Now().Add(-time.Hour) }
 func (l fakeLine) Leader() (bool, bool)   { return l.side == 0, true }
 func (l fakeLine) PeerServes(string) bool { return l.w.serves[1-l.side] }
 func (l fakeLine) RTT() time.Duration     { return time.Millisecond }

@@ -20,6 +20,8 @@ func (x linkLine) Counters() Counters {
 
 func (x linkLine) Up() bool { return x.l.State() == link.StateUp }
 
+func (x linkLine) UpSince() time.Time { return x.l.UpSince() }
+
 func (x linkLine) Leader() (bool, bool) {
 	local, peer := x.l.Session()
 	return local > peer, peer != 0

@@ -17,11 +17,12 @@ func (n *nego) lead(ctx context.Context) error {
 	c := n.c
 	base, baseAt := c.line.Counters(), time.Now()
 	// A switch garbles what crosses the line meanwhile, and the link
-	// repairs it for a while after: the error rate counts from settle on.
+	// repairs it for a while after, as after a transport came back: the
+	// error rate counts from Settle after either.
 	settle := time.Now()
 	for {
 		cur := c.Status().Rate
-		if time.Now().Before(settle) {
+		if up := c.line.UpSince(); up.IsZero() || time.Since(up) < c.cfg.Settle || time.Now().Before(settle) {
 			base, baseAt = c.line.Counters(), time.Now()
 		}
 		if time.Since(baseAt) >= c.cfg.DegradeWindow {

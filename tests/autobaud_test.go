@@ -5,6 +5,7 @@ package tests
 import (
 	"fmt"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -100,4 +101,37 @@ func TestAutoBaudRefusedOffSerial(t *testing.T) {
 	args = []string{"link", "--comm", pathA, "--baud", "auto", "--baud-start", "230400", "--baud-max", "115200"}
 	code, out = run(t, 10*time.Second, args...)
 	oneLineError(t, code, out, "--baud-max 115200 is below --baud-start 230400", args)
+}
+
+// TestAutoBaudAcrossAnUnplug: the cable is pulled out for 5 s at 921600
+// with a transfer running: both ends hear nothing for 3 s and return to
+// the start rate, the link resumes there when the cable is back, the two
+// climb to 921600 again, and the transfer completes intact in the one
+// session.
+func TestAutoBaudAcrossAnUnplug(t *testing.T) {
+	skipWithoutPtys(t)
+	t.Parallel()
+	r := newSerialRigArgs(t, []string{"--max-baud", "921600", "--unplug-for", "5s"},
+		[]string{"--baud", "auto"}, []string{"--baud", "auto"})
+	const verified = "autobaud: 921600 baud verified both ways"
+	r.a.waitLog(verified, 10*time.Second)
+	// Not in the middle of a switch: 1000000 tried and held off.
+	r.a.waitLog("no verified traffic at 1000000 baud", 10*time.Second)
+	r.b.waitLog("no verified traffic at 1000000 baud", 5*time.Second)
+	const size = 512 << 10
+	done := make(chan error, 1)
+	go func() {
+		_, err := transferTimed(addr(r.port), size, size, 31, 3*time.Minute)
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	r.cable.signal(syscall.SIGUSR1)
+	r.cable.waitLog("cable unplugged", 5*time.Second)
+	r.a.waitLog("back to the start rate 115200", 10*time.Second)
+	r.b.waitLog("back to the start rate 115200", 10*time.Second)
+	r.a.waitCount(verified, 2, 30*time.Second)
+	r.b.waitCount(verified, 2, 10*time.Second)
+	require.NoError(t, <-done, "the transfer across the unplug")
+	assertSessionKept(t, r.a, r.b)
+	assert.Zero(t, r.a.countLog("stepping down"), "the repairs after the resume are no degraded line")
 }

@@ -129,6 +129,7 @@ func (l lateLine) line() autobaud.Line         { return autobaud.FromLink(l.a.ep
 func (l lateLine) SetLineRate(r int) error     { return l.line().SetLineRate(r) }
 func (l lateLine) Counters() autobaud.Counters { return l.line().Counters() }
 func (l lateLine) Up() bool                    { return l.line().Up() }
+func (l lateLine) UpSince() time.Time          { return l.line().UpSince() }
 func (l lateLine) Leader() (bool, bool)        { return l.line().Leader() }
 func (l lateLine) PeerServes(s string) bool    { return l.line().PeerServes(s) }
 func (l lateLine) RTT() time.Duration          { return l.line().RTT() }
