@@ -56,6 +56,7 @@ func TestAutoBaudClimbsToTheCablesCap(t *testing.T) {
 			assert.Contains(t, out, fmt.Sprintf("transport  serial %s %d 8N1", r.pathA, tc.cap))
 			assertSessionKept(t, r.a, r.b)
 			assert.Zero(t, r.a.countLog("heard nothing for"), "no end was left alone at a rate")
+			assert.Zero(t, r.a.countLog("stepping down")+r.b.countLog("stepping down"), "a clean line is not taken for a degraded one")
 			// A transfer at the rate found.
 			transferWithin(t, addr(r.port), 64<<10, 64<<10, 22, 30*time.Second)
 		})
