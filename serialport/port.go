@@ -33,6 +33,7 @@ type Port struct {
 	path   string
 	modeMu sync.Mutex // guards mode, which SetSpeed changes
 	mode   Mode
+	setMu  sync.Mutex // held by SetSpeed, and by Close to close the descriptor SetSpeed uses
 	closed atomic.Bool
 	sys    portSys
 	ext    portExt // control lines, carrier, error counters (lines.go)

@@ -231,7 +231,9 @@ func (p *Port) Close() error {
 	p.stopNodeWatch()
 	p.sys.io.wake()     // wakes blocked I/O
 	_ = p.sys.f.Close() // releases the flock once no I/O uses it
+	p.setMu.Lock()      // not while SetSpeed uses the descriptors
 	_ = p.sys.sp.Close()
+	p.setMu.Unlock()
 	p.sys.io.close()
 	return nil
 }

@@ -152,7 +152,9 @@ func (p *Port) Close() error {
 		return nil
 	}
 	p.stopLines()
+	p.setMu.Lock() // not while SetSpeed uses the handle
 	_ = p.sys.sp.Close()
+	p.setMu.Unlock()
 	return nil
 }
 

@@ -10,6 +10,8 @@ import "fmt"
 // *Error of kind ErrUnsupported, as for a speed the driver rejects. On
 // failure the port keeps its old speed.
 func (p *Port) SetSpeed(baud int) error {
+	p.setMu.Lock()
+	defer p.setMu.Unlock()
 	if p.closed.Load() {
 		return p.closedErr()
 	}

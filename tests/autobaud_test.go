@@ -136,3 +136,21 @@ func TestAutoBaudAcrossAnUnplug(t *testing.T) {
 	assertSessionKept(t, r.a, r.b)
 	assert.Zero(t, r.a.countLog("stepping down"), "the repairs after the resume are no degraded line")
 }
+
+// TestAutoBaudFarEndRestarts: the far end is killed at 921600 and started
+// again, at the start rate: this end hears nothing, returns to the start
+// rate, and the two link up and climb to 921600 again.
+func TestAutoBaudFarEndRestarts(t *testing.T) {
+	skipWithoutPtys(t)
+	t.Parallel()
+	r := newSerialRigArgs(t, []string{"--max-baud", "921600"}, []string{"--baud", "auto"}, []string{"--baud", "auto"})
+	const verified = "autobaud: 921600 baud verified both ways"
+	r.a.waitLog("no verified traffic at 1000000 baud", 15*time.Second)
+	r.b.signal(syscall.SIGKILL)
+	r.b.wait(10 * time.Second)
+	b2 := start(t, "link B again", "link", "--comm", r.pathB, "--baud", "auto")
+	r.a.waitLog("back to the start rate 115200", 10*time.Second)
+	b2.waitLog(verified, 15*time.Second)
+	r.a.waitCount(verified, 2, 5*time.Second)
+	transferWithin(t, addr(r.port), 64<<10, 64<<10, 41, 30*time.Second)
+}

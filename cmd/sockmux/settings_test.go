@@ -251,3 +251,27 @@ func TestSettingsNameTheFlagsOfVerifyErrors(t *testing.T) {
 		assert.True(t, ok, "--%s: %s is not a field", s.name(), s.field)
 	}
 }
+
+// --baud auto starts the port at --baud-start; a number is as before.
+func TestBaudAuto(t *testing.T) {
+	clearEnv(t)
+	plan, err := planFromArgs([]string{"--comm", "/dev/ttyUSB9", "--baud", "auto", "--baud-start", "57600", "--baud-max", "921600"})
+	require.NoError(t, err)
+	assert.True(t, plan.opts.autoBaud)
+	assert.Equal(t, 57600, plan.opts.serial.Baud)
+	assert.Equal(t, 921600, plan.opts.baudMax)
+	plan, err = planFromArgs([]string{"--comm", "/dev/ttyUSB9", "--baud", "9600"})
+	require.NoError(t, err)
+	assert.False(t, plan.opts.autoBaud)
+	assert.Equal(t, 9600, plan.opts.serial.Baud)
+	path := writeConfig(t, "comm: /dev/ttyUSB9\nbaud: auto\n")
+	plan, err = planFromArgs([]string{"--config", path})
+	require.NoError(t, err)
+	assert.True(t, plan.opts.autoBaud)
+	assert.Equal(t, 115200, plan.opts.serial.Baud)
+	for _, args := range [][]string{{"--connect", "127.0.0.1:1"}, {"--listen", "127.0.0.1:1"}, {"--commin", "/tmp/a", "--commout", "/tmp/b"}} {
+		plan, err := planFromArgs(append(args, "--baud", "auto"))
+		require.NoError(t, err)
+		assert.ErrorContains(t, checkAutoBaud(plan), "--baud auto is for a serial port", "%v", args)
+	}
+}
