@@ -331,3 +331,24 @@ func TestWireRoundTripAndBadInput(t *testing.T) {
 	assert.Equal(t, byte(0x7f), m.typ)
 	assert.Equal(t, 320, len(pattern))
 }
+
+// TestDegradeNotForRateFreeNoise: errors at the same rate at every rate
+// (noise that does not depend on the rate) step the line down once; the
+// rate below proves no better, the ends go back up and stay there, and
+// never go below the start rate.
+func TestDegradeNotForRateFreeNoise(t *testing.T) {
+	var logs testutil.LogBuffer
+	w := newWorld(921600, 115200)
+	w.badOver = 9600
+	cfg := quick(ladder, slog.New(slog.NewTextHandler(&logs, nil)))
+	pair(t, w, cfg, quick(ladder, nil))
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "stepping down to 460800") }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "the rate is not the trouble; back up") }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "at 921600 baud, but 25 % at 460800: staying")
+	}, 5*time.Second, 5*time.Millisecond, "logs")
+	time.Sleep(500 * time.Millisecond)
+	assert.Equal(t, 921600, w.rate(0))
+	assert.Equal(t, 921600, w.rate(1))
+	assert.NotContains(t, logs.String(), "stepping down to 230400")
+}

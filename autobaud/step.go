@@ -30,18 +30,45 @@ func (n *nego) lead(ctx context.Context) error {
 			errs := int(now.FramesBad-base.FramesBad) + int(now.FramesResent-base.FramesResent)
 			frames := int(now.FramesIn-base.FramesIn) + int(now.FramesOut-base.FramesOut)
 			base, baseAt = now, time.Now()
-			if lower := below(n.common, cur); lower > 0 && degraded(errs, frames, c.cfg) {
+			ratio := float64(errs) / float64(max(frames, 1))
+			lower := below(n.common, cur)
+			lowerRatio, known := n.errAt[lower]
+			if frames >= c.cfg.DegradeMin {
+				n.errAt[cur] = ratio
+			}
+			upper, upperRatio := n.downFrom, n.errAt[n.downFrom]
+			switch {
+			case !degraded(errs, frames, c.cfg):
+			case upper != 0 && ratio > upperRatio/2:
+				// Stepping down did not help: the noise does not depend
+				// on the rate. Back up, where the rate below is known now.
+				c.holdFor(upper, 0)
+				n.downFrom = 0
+				c.log.Info(fmt.Sprintf("autobaud: %.0f %% of the frames resent or damaged at %d baud, %.0f %% at %d: the rate is not the trouble; back up", 100*ratio, cur, 100*upperRatio, upper))
+			case lower < c.cfg.Start:
+			case known && lowerRatio > ratio/2:
+				// The rate below was about as bad: noise that does not
+				// depend on the rate, which stepping down does not cure.
+				if !n.toldSame[cur] {
+					c.log.Info(fmt.Sprintf("autobaud: %.0f %% of the frames resent or damaged at %d baud, but %.0f %% at %d: staying", 100*ratio, cur, 100*lowerRatio, lower))
+					n.toldSame[cur] = true
+				}
+			default:
 				d := c.holdRate(cur)
 				c.log.Info(fmt.Sprintf("autobaud: %d frames of %d resent or damaged in %v at %d baud: stepping down to %d (up again in %v at the earliest)",
 					errs, frames, c.cfg.DegradeWindow, cur, lower, d))
 				if err := n.step(ctx, lower, "stepped down: frame errors"); err != nil {
 					return err
 				}
+				if c.Status().Rate == lower {
+					n.downFrom = cur
+				}
 				settle = time.Now().Add(c.cfg.Settle)
 				continue
 			}
 		}
 		if next := c.nextUp(n.common, cur); next > 0 {
+			n.downFrom = 0
 			if err := n.step(ctx, next, ""); err != nil {
 				return err
 			}

@@ -154,3 +154,55 @@ func TestAutoBaudFarEndRestarts(t *testing.T) {
 	r.a.waitCount(verified, 2, 5*time.Second)
 	transferWithin(t, addr(r.port), 64<<10, 64<<10, 41, 30*time.Second)
 }
+
+// TestAutoBaudOnANoisyLine: noise that does not depend on the rate (bit
+// errors at 1e-5 at every rate) is repaired by the link and is no reason
+// to step down: the ends reach the cable's cap and stay there, and a
+// transfer is intact.
+func TestAutoBaudOnANoisyLine(t *testing.T) {
+	skipWithoutPtys(t)
+	t.Parallel()
+	r := newSerialRigArgs(t, []string{"--max-baud", "921600", "--ber", "1e-5", "--seed", "3"}, []string{"--baud", "auto"}, []string{"--baud", "auto"})
+	r.a.waitLog("autobaud: 921600 baud verified both ways", 10*time.Second)
+	transferWithin(t, addr(r.port), 512<<10, 512<<10, 51, 60*time.Second)
+	assert.Zero(t, r.a.countLog("stepping down")+r.b.countLog("stepping down"))
+	assertSessionKept(t, r.a, r.b)
+}
+
+// TestAutoBaudRateFreeNoise: at a bit error rate of 1e-4 at every rate,
+// under bulk traffic, the frame error rate at 921600 crosses the step-down
+// threshold: the ends step down once, find the rate below no better, go
+// back up and stay, transfers intact throughout.
+func TestAutoBaudRateFreeNoise(t *testing.T) {
+	skipWithoutPtys(t)
+	t.Parallel()
+	r := newSerialRigArgs(t, []string{"--max-baud", "921600", "--ber", "1e-4", "--seed", "4"}, []string{"--baud", "auto"}, []string{"--baud", "auto"})
+	r.a.waitLog("autobaud: 921600 baud verified both ways", 10*time.Second)
+	stop := make(chan struct{})
+	errs := make(chan error, 1)
+	go func() {
+		defer close(errs)
+		for seed := uint64(60); ; seed++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := transferTimed(addr(r.port), 256<<10, 256<<10, seed, time.Minute); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	lead := r.a
+	if r.b.countLog("rates both ends offer") > 0 {
+		lead = r.b
+	}
+	lead.waitLog("the rate is not the trouble; back up", 40*time.Second)
+	lead.waitLog(": staying", 30*time.Second)
+	close(stop)
+	require.NoError(t, <-errs, "transfers on the noisy line")
+	assert.Zero(t, lead.countLog("stepping down to 230400"), "stepped down once only")
+	assert.Equal(t, 2, r.a.countLog("autobaud: 921600 baud verified both ways"), "back at 921600")
+	assertSessionKept(t, r.a, r.b)
+}
