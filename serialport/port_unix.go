@@ -300,3 +300,6 @@ func namedLikeSerial(path string) bool {
 // speedNow reads back the speed the port runs at, where the operating
 // system tells (Linux).
 func (p *Port) speedNow() (int, bool) { return actualSpeed(p.sys.f) }
+
+// probeSpeeds: AcceptedSpeeds tries each rate on the open port.
+const probeSpeeds = true

@@ -168,3 +168,8 @@ func (p *Port) ioError(op string, err error) error {
 
 // speedNow is not read back on Windows.
 func (p *Port) speedNow() (int, bool) { return 0, false }
+
+// probeSpeeds is false on Windows: a speed SetCommState refuses makes
+// go.bug.st/serial close the port, so AcceptedSpeeds does not try rates
+// on the open port there.
+const probeSpeeds = false

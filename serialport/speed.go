@@ -8,7 +8,9 @@ import "fmt"
 // reads back the speed it set (Linux) a driver that picks another speed
 // instead is refused: the port is put back and SetSpeed fails with an
 // *Error of kind ErrUnsupported, as for a speed the driver rejects. On
-// failure the port keeps its old speed.
+// failure the port keeps its old speed; on Windows, where a speed the
+// driver refuses closes the port (go.bug.st/serial), the port fails its
+// next Read or Write instead and the Driver reopens it at its old speed.
 func (p *Port) SetSpeed(baud int) error {
 	p.setMu.Lock()
 	defer p.setMu.Unlock()
@@ -68,10 +70,11 @@ func (d *Driver) Speed() int { return d.Mode().Baud }
 // in their order, those the device and operating system accept (see
 // Port.SetSpeed); the port is then set back to the speed it had. It is
 // for start-up, before the link uses the port: what crosses the line
-// meanwhile is garbled. With no port open it returns speeds unchecked.
+// meanwhile is garbled. With no port open, and on Windows (where a
+// refused speed closes the port), it returns speeds unchecked.
 func (d *Driver) AcceptedSpeeds(speeds []int) []int {
 	p := d.openPort()
-	if p == nil {
+	if p == nil || !probeSpeeds {
 		return append([]int(nil), speeds...)
 	}
 	was := p.Mode().Baud
