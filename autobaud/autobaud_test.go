@@ -29,6 +29,10 @@ type world struct {
 	bad     [2]uint64
 	badOver int // above this rate, bad frames pile up at the leader
 	serves  [2]bool
+	// drop, when set, sees each message written and loses it if it says
+	// so: the link gave up on it (which a real link never does; a message
+	// the deadlines must survive).
+	drop func(m []byte) bool
 }
 
 func (w *world) ok() bool {
@@ -147,6 +151,12 @@ func (s *fakeStream) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	if *s.closed {
 		return 0, io.ErrClosedPipe
+	}
+	s.w.mu.Lock()
+	drop := s.w.drop
+	s.w.mu.Unlock()
+	if drop != nil && drop(p) {
+		return len(p), nil
 	}
 	return s.out.Write(p)
 }
@@ -351,4 +361,44 @@ func TestDegradeNotForRateFreeNoise(t *testing.T) {
 	assert.Equal(t, 921600, w.rate(0))
 	assert.Equal(t, 921600, w.rate(1))
 	assert.NotContains(t, logs.String(), "stepping down to 230400")
+}
+
+// dropFirst loses the first message of type typ.
+func dropFirst(typ byte) func([]byte) bool {
+	var once sync.Once
+	return func(m []byte) bool {
+		lost := false
+		if len(m) > 0 && m[0] == typ {
+			once.Do(func() { lost = true })
+		}
+		return lost
+	}
+}
+
+// TestLostReady: the follower's READY is lost: it switches alone, hears
+// nothing verified and goes back by its deadline; the leader, with no
+// answer, sends ABORT and stays; the next try gets through.
+func TestLostReady(t *testing.T) {
+	var la, lb testutil.LogBuffer
+	w := newWorld(921600, 115200)
+	w.drop = dropFirst(msgReady)
+	pair(t, w, quick(ladder, slog.New(slog.NewTextHandler(&la, nil))), quick(ladder, slog.New(slog.NewTextHandler(&lb, nil))))
+	waitRates(t, w, 921600, 10*time.Second)
+	assert.Contains(t, la.String(), "autobaud: no answer to the switch to 230400 baud within 500ms: staying at 115200")
+	assert.Contains(t, lb.String(), "autobaud: no verified traffic at 230400 baud within 300ms: back to 115200 baud")
+}
+
+// TestLostOK: the follower's OK is lost: the follower keeps the new rate,
+// the leader goes back by its deadline; neither hears the other, both
+// return to the start rate after the silence, and climb again.
+func TestLostOK(t *testing.T) {
+	var la, lb testutil.LogBuffer
+	w := newWorld(921600, 115200)
+	w.drop = dropFirst(msgOK)
+	a, _ := pair(t, w, quick(ladder, slog.New(slog.NewTextHandler(&la, nil))), quick(ladder, slog.New(slog.NewTextHandler(&lb, nil))))
+	require.Eventually(t, func() bool { return strings.Contains(lb.String(), "heard nothing for") }, 5*time.Second, 5*time.Millisecond)
+	waitRates(t, w, 921600, 10*time.Second)
+	assert.Contains(t, la.String(), "autobaud: no OK from the far end at 230400 baud within 300ms (the pattern crossed both ways): back to 115200 baud (trying again in 2s)")
+	assert.Contains(t, lb.String(), "autobaud: heard nothing for")
+	assert.GreaterOrEqual(t, a.Status().Fallbacks, 1)
 }

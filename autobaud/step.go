@@ -136,7 +136,7 @@ func (n *nego) step(ctx context.Context, to int, why string) error {
 	})
 	switch {
 	case err == errTimeout:
-		c.holdFor(to, 2*time.Second)
+		c.holdFor(to, retrySoon)
 		c.log.Info(fmt.Sprintf("autobaud: no answer to the switch to %d baud within %v: staying at %d", to, c.cfg.ReadyTimeout, from))
 		return n.send(msg{typ: msgAbort, seq: seq})
 	case err != nil:
@@ -161,13 +161,20 @@ func (n *nego) step(ctx context.Context, to int, why string) error {
 		return nil
 	}
 	start := time.Now()
-	ok, err := n.verify(ctx, seq, start.Add(c.cfg.VerifyTimeout), true)
+	ok, carried, err := n.verify(ctx, seq, start.Add(c.cfg.VerifyTimeout), true)
 	if err != nil {
 		_ = c.switchTo(from)
 		return err
 	}
 	if ok {
 		c.verified(to, why, time.Since(start))
+		return nil
+	}
+	if carried {
+		// The pattern crossed both ways; only the far end's OK did not
+		// come: the rate works, so it is tried again soon.
+		c.holdFor(to, retrySoon)
+		c.fallback(from, fmt.Sprintf("no OK from the far end at %d baud within %v (the pattern crossed both ways)", to, c.cfg.VerifyTimeout), retrySoon)
 		return nil
 	}
 	d := c.holdRate(to)
@@ -177,19 +184,20 @@ func (n *nego) step(ctx context.Context, to int, why string) error {
 
 // verify sends this end's PROBE of seq and waits until deadline for the
 // far end's PROBE and the ECHO of this end's, and with needOK the far
-// end's OK.
-func (n *nego) verify(ctx context.Context, seq uint32, deadline time.Time, needOK bool) (bool, error) {
+// end's OK. carried reports that the PROBE and ECHO came (only the OK did
+// not).
+func (n *nego) verify(ctx context.Context, seq uint32, deadline time.Time, needOK bool) (ok, carried bool, err error) {
 	if err := n.send(msg{typ: msgProbe, seq: seq, data: pattern}); err != nil {
-		return false, err
+		return false, false, err
 	}
 	gotProbe, gotEcho, gotOK := false, false, !needOK
 	for !gotProbe || !gotEcho || !gotOK {
 		m, err := n.await(ctx, deadline, func(m msg) bool { return m.seq == seq })
 		if err == errTimeout {
-			return false, nil
+			return false, gotProbe && gotEcho, nil
 		}
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
 		switch m.typ {
 		case msgProbe:
@@ -200,8 +208,12 @@ func (n *nego) verify(ctx context.Context, seq uint32, deadline time.Time, needO
 			gotOK = true
 		}
 	}
-	return true, nil
+	return true, true, nil
 }
+
+// retrySoon is how long a rate is held off after a switch that failed
+// for want of a message, not of the line (no READY, no OK).
+const retrySoon = 2 * time.Second
 
 // follow is the follower's side: it answers each SWITCH.
 func (n *nego) follow(ctx context.Context) error {
@@ -257,7 +269,7 @@ func (n *nego) followStep(ctx context.Context, m msg, from int) error {
 		return nil
 	}
 	start := time.Now()
-	ok, err := n.verify(ctx, m.seq, start.Add(c.cfg.VerifyTimeout), false)
+	ok, _, err := n.verify(ctx, m.seq, start.Add(c.cfg.VerifyTimeout), false)
 	if err != nil {
 		_ = c.switchTo(from)
 		return err
