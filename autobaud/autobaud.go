@@ -82,9 +82,9 @@ type Config struct {
 	// at each failure up to MaxRetry (defaults 30 s and 10 min).
 	Retry, MaxRetry time.Duration
 	// DegradeWindow and DegradeRatio: over each window (default 5 s) at
-	// least DegradeMin (default 10) frames resent or damaged, more than
-	// DegradeRatio (default 0.2) of the frames, steps down a rate, never
-	// below Start. (On a line whose noise does not depend on the rate the
+	// least DegradeMin (default 10) frames damaged on the way in at
+	// either end, more than DegradeRatio (default 0.2) of the frames
+	// that arrived, steps down a rate, never below Start. (On a line whose noise does not depend on the rate the
 	// link's frame sizing keeps the loss near a few percent: at a bit
 	// error rate of 1e-4, under 20 %; stepping down would not help it.)
 	// The error rate counts from Settle after a switch (default 3 s), once
@@ -320,8 +320,12 @@ type nego struct {
 	// its last window there, and the rates it said it stays at anyway.
 	errAt    map[int]float64
 	toldSame map[int]bool
-	downFrom int    // the rate the last step down left, until a step up
-	probe    uint32 // a PROBE of this seq is echoed
+	downFrom int // the rate the last step down left, until a step up
+	// peer is the far end's frame counters as its last COUNTS told
+	// (the leader's; peerOK once one came).
+	peer   Counters
+	peerOK bool
+	probe  uint32 // a PROBE of this seq is echoed
 }
 
 func (n *nego) read() {
@@ -365,6 +369,9 @@ func (n *nego) await(ctx context.Context, deadline time.Time, want func(msg) boo
 		case <-t.C:
 			return msg{}, errTimeout
 		case m := <-n.in:
+			if m.typ == msgCounts {
+				n.peer, n.peerOK = Counters{FramesIn: m.framesIn, FramesBad: m.framesBad}, true
+			}
 			if m.typ == msgProbe && m.seq == n.probe && n.probe != 0 && bytes.Equal(m.data, pattern) {
 				if err := n.send(msg{typ: msgEcho, seq: m.seq, data: pattern}); err != nil {
 					return msg{}, err

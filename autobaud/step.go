@@ -16,6 +16,7 @@ func never(msg) bool { return false }
 func (n *nego) lead(ctx context.Context) error {
 	c := n.c
 	base, baseAt := c.line.Counters(), time.Now()
+	peerBase, peerBaseOK := n.peer, n.peerOK
 	// A switch garbles what crosses the line meanwhile, and the link
 	// repairs it for a while after, as after a transport came back: the
 	// error rate counts from Settle after either.
@@ -24,12 +25,22 @@ func (n *nego) lead(ctx context.Context) error {
 		cur := c.Status().Rate
 		if up := c.line.UpSince(); up.IsZero() || time.Since(up) < c.cfg.Settle || time.Now().Before(settle) {
 			base, baseAt = c.line.Counters(), time.Now()
+			peerBase, peerBaseOK = n.peer, n.peerOK
 		}
 		if time.Since(baseAt) >= c.cfg.DegradeWindow {
+			// The frames that arrived damaged at either end, of all
+			// that arrived: the line's frame error rate both ways. (Not
+			// resends, which a late wake-up on a busy machine makes too.)
 			now := c.line.Counters()
-			errs := int(now.FramesBad-base.FramesBad) + int(now.FramesResent-base.FramesResent)
-			frames := int(now.FramesIn-base.FramesIn) + int(now.FramesOut-base.FramesOut)
+			errs := delta(now.FramesBad, base.FramesBad)
+			frames := delta(now.FramesIn, base.FramesIn) + errs
+			if peerBaseOK && n.peerOK {
+				pe := delta(n.peer.FramesBad, peerBase.FramesBad)
+				errs += pe
+				frames += delta(n.peer.FramesIn, peerBase.FramesIn) + pe
+			}
 			base, baseAt = now, time.Now()
+			peerBase, peerBaseOK = n.peer, n.peerOK
 			ratio := float64(errs) / float64(max(frames, 1))
 			lower := below(n.common, cur)
 			lowerRatio, known := n.errAt[lower]
@@ -44,18 +55,18 @@ func (n *nego) lead(ctx context.Context) error {
 				// on the rate. Back up, where the rate below is known now.
 				c.holdFor(upper, 0)
 				n.downFrom = 0
-				c.log.Info(fmt.Sprintf("autobaud: %.0f %% of the frames resent or damaged at %d baud, %.0f %% at %d: the rate is not the trouble; back up", 100*ratio, cur, 100*upperRatio, upper))
+				c.log.Info(fmt.Sprintf("autobaud: %.0f %% of the frames damaged at %d baud, %.0f %% at %d: the rate is not the trouble; back up", 100*ratio, cur, 100*upperRatio, upper))
 			case lower < c.cfg.Start:
 			case known && lowerRatio > ratio/2:
 				// The rate below was about as bad: noise that does not
 				// depend on the rate, which stepping down does not cure.
 				if !n.toldSame[cur] {
-					c.log.Info(fmt.Sprintf("autobaud: %.0f %% of the frames resent or damaged at %d baud, but %.0f %% at %d: staying", 100*ratio, cur, 100*lowerRatio, lower))
+					c.log.Info(fmt.Sprintf("autobaud: %.0f %% of the frames damaged at %d baud, but %.0f %% at %d: staying", 100*ratio, cur, 100*lowerRatio, lower))
 					n.toldSame[cur] = true
 				}
 			default:
 				d := c.holdRate(cur)
-				c.log.Info(fmt.Sprintf("autobaud: %d frames of %d resent or damaged in %v at %d baud: stepping down to %d (up again in %v at the earliest)",
+				c.log.Info(fmt.Sprintf("autobaud: %d frames of %d damaged in %v at %d baud: stepping down to %d (up again in %v at the earliest)",
 					errs, frames, c.cfg.DegradeWindow, cur, lower, d))
 				if err := n.step(ctx, lower, "stepped down: frame errors"); err != nil {
 					return err
@@ -79,6 +90,15 @@ func (n *nego) lead(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// delta is now - then, 0 where a counter went back (the far end
+// restarted).
+func delta(now, then uint64) int {
+	if now < then {
+		return 0
+	}
+	return int(now - then)
 }
 
 // degraded reports whether errs of frames is a degraded line.
@@ -218,8 +238,15 @@ const retrySoon = 2 * time.Second
 // follow is the follower's side: it answers each SWITCH.
 func (n *nego) follow(ctx context.Context) error {
 	c := n.c
+	every := max(100*time.Millisecond, c.cfg.DegradeWindow/5)
 	for {
-		m, err := n.await(ctx, time.Now().Add(time.Hour), func(m msg) bool { return m.typ == msgSwitch })
+		// The leader judges the line by both ends' damaged frames: tell
+		// it this end's, every fifth of its window.
+		k := c.line.Counters()
+		if err := n.send(msg{typ: msgCounts, framesIn: k.FramesIn, framesBad: k.FramesBad}); err != nil {
+			return err
+		}
+		m, err := n.await(ctx, time.Now().Add(every), func(m msg) bool { return m.typ == msgSwitch })
 		if err == errTimeout {
 			continue
 		}

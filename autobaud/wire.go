@@ -25,6 +25,7 @@ const (
 	msgProbe  = 0x06 // seq:u32 pattern:rest
 	msgEcho   = 0x07 // seq:u32 pattern:rest
 	msgOK     = 0x08 // seq:u32
+	msgCounts = 0x09 // frames_in:u64 frames_bad:u64
 )
 
 // maxBody bounds a message's body; maxRates a HELLO's rates.
@@ -44,6 +45,9 @@ type msg struct {
 	reason   string
 	version  byte
 	flagBits byte
+	// A COUNTS message's: the sender's link counters of good and damaged
+	// frames received.
+	framesIn, framesBad uint64
 }
 
 // pattern is the test pattern a PROBE carries and its ECHO returns: every
@@ -88,6 +92,9 @@ func (m msg) encode() []byte {
 	case msgProbe, msgEcho:
 		body = binary.BigEndian.AppendUint32(body, m.seq)
 		body = append(body, m.data...)
+	case msgCounts:
+		body = binary.BigEndian.AppendUint64(body, m.framesIn)
+		body = binary.BigEndian.AppendUint64(body, m.framesBad)
 	default: // READY, ABORT, OK
 		body = binary.BigEndian.AppendUint32(body, m.seq)
 	}
@@ -126,12 +133,18 @@ func decode(typ byte, body []byte) (msg, error) {
 		need = 3
 	case msgSwitch:
 		need = 14
+	case msgCounts:
+		need = 16
 	case msgReady, msgRefuse, msgAbort, msgProbe, msgEcho, msgOK:
 	default:
 		return m, nil
 	}
 	if len(body) < need {
 		return m, fmt.Errorf("%w: type %#x with %d bytes", errMessage, typ, len(body))
+	}
+	if typ == msgCounts {
+		m.framesIn, m.framesBad = binary.BigEndian.Uint64(body), binary.BigEndian.Uint64(body[8:])
+		return m, nil
 	}
 	if typ == msgHello {
 		m.version, m.flagBits = body[0], body[1]

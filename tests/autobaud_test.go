@@ -170,39 +170,19 @@ func TestAutoBaudOnANoisyLine(t *testing.T) {
 }
 
 // TestAutoBaudRateFreeNoise: at a bit error rate of 1e-4 at every rate,
-// under bulk traffic, the frame error rate at 921600 crosses the step-down
-// threshold: the ends step down once, find the rate below no better, go
-// back up and stay, transfers intact throughout.
+// under bulk traffic for three of the leader's 5-second windows, the
+// frames damaged stay under the step-down threshold (the link sizes its
+// frames for the noise): the ends stay at 921600, transfers intact.
 func TestAutoBaudRateFreeNoise(t *testing.T) {
 	skipWithoutPtys(t)
 	t.Parallel()
 	r := newSerialRigArgs(t, []string{"--max-baud", "921600", "--ber", "1e-4", "--seed", "4"}, []string{"--baud", "auto"}, []string{"--baud", "auto"})
-	r.a.waitLog("autobaud: 921600 baud verified both ways", 10*time.Second)
-	stop := make(chan struct{})
-	errs := make(chan error, 1)
-	go func() {
-		defer close(errs)
-		for seed := uint64(60); ; seed++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := transferTimed(addr(r.port), 256<<10, 256<<10, seed, time.Minute); err != nil {
-				errs <- err
-				return
-			}
-		}
-	}()
-	lead := r.a
-	if r.b.countLog("rates both ends offer") > 0 {
-		lead = r.b
+	r.a.waitLog("no verified traffic at 1000000 baud", 15*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for seed := uint64(60); time.Now().Before(deadline); seed++ {
+		transferWithin(t, addr(r.port), 256<<10, 256<<10, seed, time.Minute)
 	}
-	lead.waitLog("the rate is not the trouble; back up", 40*time.Second)
-	lead.waitLog(": staying", 30*time.Second)
-	close(stop)
-	require.NoError(t, <-errs, "transfers on the noisy line")
-	assert.Zero(t, lead.countLog("stepping down to 230400"), "stepped down once only")
-	assert.Equal(t, 2, r.a.countLog("autobaud: 921600 baud verified both ways"), "back at 921600")
+	assert.Zero(t, r.a.countLog("stepping down")+r.b.countLog("stepping down"), "rate-free noise is no reason to step down")
+	assert.Equal(t, 1, r.a.countLog("autobaud: 921600 baud verified both ways"))
 	assertSessionKept(t, r.a, r.b)
 }
