@@ -325,7 +325,8 @@ type nego struct {
 	// (the leader's; peerOK once one came).
 	peer   Counters
 	peerOK bool
-	probe  uint32 // a PROBE of this seq is echoed
+	peerAt time.Time // when the last COUNTS came
+	probe  uint32    // a PROBE of this seq is echoed
 }
 
 func (n *nego) read() {
@@ -370,7 +371,7 @@ func (n *nego) await(ctx context.Context, deadline time.Time, want func(msg) boo
 			return msg{}, errTimeout
 		case m := <-n.in:
 			if m.typ == msgCounts {
-				n.peer, n.peerOK = Counters{FramesIn: m.framesIn, FramesBad: m.framesBad}, true
+				n.peer, n.peerOK, n.peerAt = Counters{FramesIn: m.framesIn, FramesBad: m.framesBad}, true, time.Now()
 			}
 			if m.typ == msgProbe && m.seq == n.probe && n.probe != 0 && bytes.Equal(m.data, pattern) {
 				if err := n.send(msg{typ: msgEcho, seq: m.seq, data: pattern}); err != nil {

@@ -16,7 +16,11 @@ func never(msg) bool { return false }
 func (n *nego) lead(ctx context.Context) error {
 	c := n.c
 	base, baseAt := c.line.Counters(), time.Now()
-	peerBase, peerBaseOK := n.peer, n.peerOK
+	// The follower's counts: the base is its first COUNTS after the
+	// settling, so that a stale one does not bring in the switch's damage.
+	var peerBase Counters
+	peerBaseOK := false
+	var settledAt time.Time
 	// A switch garbles what crosses the line meanwhile, and the link
 	// repairs it for a while after, as after a transport came back: the
 	// error rate counts from Settle after either.
@@ -25,7 +29,10 @@ func (n *nego) lead(ctx context.Context) error {
 		cur := c.Status().Rate
 		if up := c.line.UpSince(); up.IsZero() || time.Since(up) < c.cfg.Settle || time.Now().Before(settle) {
 			base, baseAt = c.line.Counters(), time.Now()
-			peerBase, peerBaseOK = n.peer, n.peerOK
+			peerBaseOK, settledAt = false, time.Now()
+		}
+		if !peerBaseOK && n.peerOK && n.peerAt.After(settledAt) {
+			peerBase, peerBaseOK = n.peer, true
 		}
 		if time.Since(baseAt) >= c.cfg.DegradeWindow {
 			// The frames that arrived damaged at either end, of all
@@ -34,13 +41,13 @@ func (n *nego) lead(ctx context.Context) error {
 			now := c.line.Counters()
 			errs := delta(now.FramesBad, base.FramesBad)
 			frames := delta(now.FramesIn, base.FramesIn) + errs
-			if peerBaseOK && n.peerOK {
+			if peerBaseOK {
 				pe := delta(n.peer.FramesBad, peerBase.FramesBad)
 				errs += pe
 				frames += delta(n.peer.FramesIn, peerBase.FramesIn) + pe
 			}
 			base, baseAt = now, time.Now()
-			peerBase, peerBaseOK = n.peer, n.peerOK
+			peerBase = n.peer
 			ratio := float64(errs) / float64(max(frames, 1))
 			lower := below(n.common, cur)
 			lowerRatio, known := n.errAt[lower]
@@ -241,10 +248,14 @@ func (n *nego) follow(ctx context.Context) error {
 	every := max(100*time.Millisecond, c.cfg.DegradeWindow/5)
 	for {
 		// The leader judges the line by both ends' damaged frames: tell
-		// it this end's, every fifth of its window.
-		k := c.line.Counters()
-		if err := n.send(msg{typ: msgCounts, framesIn: k.FramesIn, framesBad: k.FramesBad}); err != nil {
-			return err
+		// it this end's, every fifth of its window, above the start
+		// rate (below it never steps down; and on a slow line the
+		// message costs most).
+		if c.Status().Rate > c.cfg.Start {
+			k := c.line.Counters()
+			if err := n.send(msg{typ: msgCounts, framesIn: k.FramesIn, framesBad: k.FramesBad}); err != nil {
+				return err
+			}
 		}
 		m, err := n.await(ctx, time.Now().Add(every), func(m msg) bool { return m.typ == msgSwitch })
 		if err == errTimeout {
