@@ -201,7 +201,7 @@ func (n *nego) step(ctx context.Context, to int, why string) error {
 		// The pattern crossed both ways; only the far end's OK did not
 		// come: the rate works, so it is tried again soon.
 		c.holdFor(to, retrySoon)
-		c.fallback(from, fmt.Sprintf("no OK from the far end at %d baud within %v (the pattern crossed both ways)", to, c.cfg.VerifyTimeout), retrySoon)
+		c.fallback(from, fmt.Sprintf("no OK from the far end at %d baud within %v (the pattern crossed both ways)", to, 2*c.cfg.VerifyTimeout), retrySoon)
 		return nil
 	}
 	d := c.holdRate(to)
@@ -213,13 +213,24 @@ func (n *nego) step(ctx context.Context, to int, why string) error {
 // far end's PROBE and the ECHO of this end's, and with needOK the far
 // end's OK. carried reports that the PROBE and ECHO came (only the OK did
 // not).
+//
+// Once the PROBE and ECHO came, the wait for the OK goes on for another
+// VerifyTimeout: the follower decided by its own deadline, about this
+// one, and an OK it sent then may still be on its way (the link repairing
+// a marginal line); it tells the follower's decision however late it
+// comes, while going back without it would leave the two ends apart.
 func (n *nego) verify(ctx context.Context, seq uint32, deadline time.Time, needOK bool) (ok, carried bool, err error) {
 	if err := n.send(msg{typ: msgProbe, seq: seq, data: pattern}); err != nil {
 		return false, false, err
 	}
 	gotProbe, gotEcho, gotOK := false, false, !needOK
+	extended := false
 	for !gotProbe || !gotEcho || !gotOK {
 		m, err := n.await(ctx, deadline, func(m msg) bool { return m.seq == seq })
+		if err == errTimeout && gotProbe && gotEcho && !extended {
+			deadline, extended = deadline.Add(n.c.cfg.VerifyTimeout), true
+			continue
+		}
 		if err == errTimeout {
 			return false, gotProbe && gotEcho, nil
 		}

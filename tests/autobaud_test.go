@@ -5,6 +5,7 @@ package tests
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -184,5 +185,34 @@ func TestAutoBaudRateFreeNoise(t *testing.T) {
 	}
 	assert.Zero(t, r.a.countLog("stepping down")+r.b.countLog("stepping down"), "rate-free noise is no reason to step down")
 	assert.Equal(t, 1, r.a.countLog("autobaud: 921600 baud verified both ways"))
+	assertSessionKept(t, r.a, r.b)
+}
+
+// TestAutoBaudMarginalRate: a cable that carries 921600 badly (bit errors
+// at 1e-3 above 460800): the step to 921600 either fails its test pattern
+// and falls back at once, or passes it and then, under bulk traffic, steps
+// down for its damaged frames; either way the ends settle at 460800, and
+// transfers through it all arrive intact in the one session.
+func TestAutoBaudMarginalRate(t *testing.T) {
+	skipWithoutPtys(t)
+	t.Parallel()
+	sock := filepath.Join(controlDir(t), "a.sock")
+	r := newSerialRigArgs(t, []string{"--max-baud", "921600", "--marginal-above", "460800", "--marginal-ber", "1e-3", "--seed", "6"},
+		[]string{"--baud", "auto", "--control", sock}, []string{"--baud", "auto"})
+	r.a.waitLog("autobaud: 460800 baud verified both ways", 10*time.Second)
+	r.cable.waitLog("above 460800: bytes arrive with bit errors at 0.001", 10*time.Second)
+	deadline := time.Now().Add(25 * time.Second)
+	for seed := uint64(80); time.Now().Before(deadline); seed++ {
+		transferWithin(t, addr(r.port), 128<<10, 128<<10, seed, time.Minute)
+		code, out := run(t, 10*time.Second, "status", "--control", sock)
+		require.Equal(t, 0, code, out)
+		if strings.Contains(out, "line       460800 baud") && (r.a.countLog("no verified traffic at 921600") > 0 || r.a.countLog("stepping down to 460800")+r.b.countLog("stepping down to 460800") > 0) {
+			break
+		}
+	}
+	code, out := run(t, 10*time.Second, "status", "--control", sock)
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, "line       460800 baud 8N1", "settled below the marginal rate")
+	t.Logf("921600: %d failed tests, %d steps down", r.a.countLog("no verified traffic at 921600"), r.a.countLog("stepping down to 460800")+r.b.countLog("stepping down to 460800"))
 	assertSessionKept(t, r.a, r.b)
 }
