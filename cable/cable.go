@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -59,6 +60,13 @@ type Config struct {
 	// arrives as garbage. It applies to a cable that follows the ends'
 	// rates, and must be at least Baud.
 	MaxBaud int
+	// MarginalBaud and MarginalBER, both positive, make the cable carry
+	// the rates above MarginalBaud (up to MaxBaud, if set) badly, as a
+	// long cable does: what an end sends faster than MarginalBaud arrives
+	// with bit errors at MarginalBER. Like MaxBaud it applies to a cable
+	// that follows the ends' rates.
+	MarginalBaud int
+	MarginalBER  float64
 	// HalfDuplex makes the cable a two-wire bus (RS-485, a radio modem)
 	// instead of a wire each way: bytes both ends send at the same time
 	// collide and arrive garbled at both, and each end hears its own
@@ -102,6 +110,10 @@ type DirectionStats struct {
 	// Overspeed counts bytes sent faster than Config.MaxBaud, delivered
 	// as garbage.
 	Overspeed int64
+	// Marginal counts bytes sent faster than Config.MarginalBaud (and not
+	// faster than MaxBaud), delivered with bit errors (counted in
+	// BitsFlipped).
+	Marginal int64
 }
 
 // String summarizes s in one line, naming only the faults that happened,
@@ -122,6 +134,7 @@ func (s DirectionStats) String() string {
 	add(s.Misframed, "%d bytes sent at a rate the other end does not listen at", s.Misframed)
 	add(s.Collided, "%d bytes collided with the other end's", s.Collided)
 	add(s.Overspeed, "%d bytes sent faster than the cable carries", s.Overspeed)
+	add(s.Marginal, "%d bytes sent at a rate the cable carries badly", s.Marginal)
 	if len(faults) > 0 {
 		str += " (" + strings.Join(faults, ", ") + ")"
 	}
@@ -227,6 +240,9 @@ func Start(ctx context.Context, cfg Config) (*Cable, error) {
 		if !cfg.FixedRate && followsRates {
 			speed += ", following the rates the ends set"
 		}
+		if cfg.MarginalBaud > 0 {
+			speed += fmt.Sprintf(", rates above %d with bit errors at %g", cfg.MarginalBaud, cfg.MarginalBER)
+		}
 		if cfg.HalfDuplex {
 			speed = fmt.Sprintf("%d baud, %d bytes/s on one half-duplex bus: bytes sent at once by both ends collide, each end hears its own", cfg.Baud, int(c.rate))
 		}
@@ -294,6 +310,15 @@ func validate(cfg *Config) error {
 	}
 	if cfg.MaxBaud != 0 && (cfg.MaxBaud < cfg.Baud || cfg.Baud == 0 || cfg.FixedRate) {
 		return fmt.Errorf("cable: --max-baud %d needs a cable that follows the ends' rates, starting at or below it (--baud %d)", cfg.MaxBaud, cfg.Baud)
+	}
+	if cfg.MarginalBaud < 0 || math.IsNaN(cfg.MarginalBER) || cfg.MarginalBER < 0 || cfg.MarginalBER > 1 {
+		return fmt.Errorf("cable: --marginal-above %d must not be negative, --marginal-ber %v must be a probability between 0 and 1", cfg.MarginalBaud, cfg.MarginalBER)
+	}
+	if (cfg.MarginalBaud > 0) != (cfg.MarginalBER > 0) {
+		return errors.New("cable: --marginal-above and --marginal-ber go together")
+	}
+	if cfg.MarginalBaud > 0 && (cfg.Baud == 0 || cfg.FixedRate || cfg.MarginalBaud < cfg.Baud || cfg.MaxBaud != 0 && cfg.MarginalBaud >= cfg.MaxBaud) {
+		return fmt.Errorf("cable: --marginal-above %d needs a cable that follows the ends' rates, starting at or below it (--baud %d) and, with --max-baud, below that", cfg.MarginalBaud, cfg.Baud)
 	}
 	if cfg.HalfDuplex && cfg.Baud == 0 {
 		return errors.New("cable: a half-duplex cable needs a baud rate (collisions are a matter of time on the line)")

@@ -121,13 +121,14 @@ type direction struct {
 
 	// Distances, in bits or bytes, to the next event of each kind.
 	untilFlip, untilDrop, untilInsert, untilDup int64
+	untilMarginal                               int64 // bits, at a marginal rate (Config.MarginalBER)
 
 	out, out2 []byte
 	hist      [maxDupChunk]byte // the last bytes carried, for duplication
 	histLen   int
 	burst     atomic.Bool
 
-	read, written, flipped, dropped, inserted, dupChunks, duplicated, garbled, bursts, misframed, collided, echoed, overspeed atomic.Int64
+	read, written, flipped, dropped, inserted, dupChunks, duplicated, garbled, bursts, misframed, collided, echoed, overspeed, marginal atomic.Int64
 }
 
 func newDirection(name string, f Faults, seed, stream uint64, log *slog.Logger) *direction {
@@ -140,6 +141,23 @@ func newDirection(name string, f Faults, seed, stream uint64, log *slog.Logger) 
 	d.untilInsert = geometric(d.rng[rngInsert], f.InsertRate)
 	d.untilDup = geometric(d.rng[rngDup], f.DupRate)
 	return d
+}
+
+// marginalFlips flips the bits of in at ber, the errors of a rate the
+// cable carries badly (drawn from the burst stream, which only faults
+// that replace bytes use otherwise).
+func (d *direction) marginalFlips(in []byte, ber float64) {
+	total := 8 * int64(len(in))
+	pos := d.untilMarginal
+	flips := int64(0)
+	for pos < total {
+		in[pos/8] ^= 1 << (pos % 8)
+		flips++
+		pos += 1 + geometric(d.rng[rngBurst], ber)
+	}
+	d.untilMarginal = pos - total
+	d.flipped.Add(flips)
+	d.marginal.Add(int64(len(in)))
 }
 
 // geometric draws how many trials pass before the next event of probability
@@ -257,5 +275,6 @@ func (d *direction) stats() DirectionStats {
 		Collided:    d.collided.Load(),
 		Echoed:      d.echoed.Load(),
 		Overspeed:   d.overspeed.Load(),
+		Marginal:    d.marginal.Load(),
 	}
 }

@@ -137,6 +137,8 @@ func (c *Cable) pump(d *direction, src, dst *end) {
 						out[i] = byte(d.rng[rngBurst].Uint32())
 					}
 					d.overspeed.Add(int64(len(out)))
+				} else if m := c.cfg.MarginalBaud; m > 0 && rates.tx > m {
+					d.marginalFlips(out, c.cfg.MarginalBER)
 				}
 			}
 			if hd != nil {
@@ -198,6 +200,8 @@ func (r *rateWatch) check() bool {
 		r.c.log.Info(fmt.Sprintf("cable: %s set %d baud", r.src.label, tx))
 		if max := r.c.cfg.MaxBaud; max > 0 && tx > max {
 			r.c.log.Info(fmt.Sprintf("cable %s: %s sends at %d baud, faster than the cable carries (%d): bytes arrive garbled", r.d.name, r.src.label, tx, max))
+		} else if m := r.c.cfg.MarginalBaud; m > 0 && tx > m {
+			r.c.log.Info(fmt.Sprintf("cable %s: %s sends at %d baud, above %d: bytes arrive with bit errors at %g", r.d.name, r.src.label, tx, m, r.c.cfg.MarginalBER))
 		}
 	}
 	if rx, err := endSpeed(r.dst.slave); err == nil && rx > 0 {

@@ -4,8 +4,11 @@ package cable
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
+	"math/bits"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -182,4 +185,44 @@ func TestCableMaxBaud(t *testing.T) {
 	}
 	assert.Contains(t, logs.String(), "A sends at 460800 baud, faster than the cable carries (230400)")
 	assert.Contains(t, c.Stats().String(), "2000 bytes sent faster than the cable carries")
+}
+
+// TestCableMarginal: above MarginalBaud the cable carries bytes with bit
+// errors; at or below it, intact; above MaxBaud, garbage as before.
+func TestCableMarginal(t *testing.T) {
+	var logs testutil.LogBuffer
+	c := startCable(t, Config{Baud: 115200, MaxBaud: 921600, MarginalBaud: 230400, MarginalBER: 1e-2, Seed: 5, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	a, b := openPath(t, c.cfg.PathA), openPath(t, c.cfg.PathB)
+	data := randomBytes(7, 4000)
+	for _, baud := range []int{230400, 460800} {
+		require.NoError(t, setEndSpeed(a, baud))
+		require.NoError(t, setEndSpeed(b, baud))
+		_, err := a.Write(data)
+		require.NoError(t, err)
+		got := readUntilIdle(t, b, len(data), time.Second)
+		require.Len(t, got, len(data))
+		diff := 0
+		for i := range got {
+			diff += bits.OnesCount8(got[i] ^ data[i])
+		}
+		if baud <= 230400 {
+			assert.Zero(t, diff, "%d baud: intact", baud)
+		} else {
+			assert.InDelta(t, 320, diff, 120, "%d baud: about 1e-2 of 32000 bits flipped", baud)
+			assert.EqualValues(t, len(data), c.Stats().AtoB.Marginal)
+			assert.EqualValues(t, diff, c.Stats().AtoB.BitsFlipped)
+		}
+	}
+	assert.Contains(t, logs.String(), "A sends at 460800 baud, above 230400: bytes arrive with bit errors at 0.01")
+	assert.Contains(t, c.Stats().String(), "4000 bytes sent at a rate the cable carries badly")
+	for _, cfg := range []Config{
+		{Baud: 115200, MarginalBaud: 230400},
+		{Baud: 115200, MarginalBER: 1e-3},
+		{Baud: 115200, MarginalBaud: 921600, MarginalBER: 1e-3, MaxBaud: 460800},
+		{Baud: 115200, MarginalBaud: 230400, MarginalBER: 2},
+	} {
+		cfg.PathA, cfg.PathB = filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+		_, err := Start(context.Background(), cfg)
+		assert.Error(t, err, "%+v", cfg)
+	}
 }

@@ -124,6 +124,9 @@ type Source struct {
 	Name    string
 	Version string
 	Line    string // line settings to show; empty on transports without any
+	// LineNow, when set, gives the line settings now instead of Line: a
+	// rate that --baud auto changes, and how it was reached.
+	LineNow func() string
 	Link    *link.Link
 	// DeleGate is the layer under the mux instead of Link when the end
 	// speaks DeleGate's SockMux (--wire delegate; wire.go).
@@ -148,6 +151,14 @@ type PeerSource struct {
 	Link   *link.Link
 	Mux    *mux.Mux
 	Driver link.Driver
+}
+
+// line is the line settings to show now.
+func (s Source) line() string {
+	if s.LineNow != nil {
+		return s.LineNow()
+	}
+	return s.Line
 }
 
 // Collector takes snapshots of a Source and keeps the goodput samples.
@@ -263,7 +274,7 @@ func (c *Collector) Snapshot() Status {
 		State:          state.String(),
 		Local:          fmt.Sprintf("%016x", local),
 		Transport:      c.src.Driver.String(),
-		Line:           c.src.Line,
+		Line:           c.src.line(),
 		Started:        c.started,
 		UptimeSeconds:  now.Sub(c.started).Seconds(),
 		RTTSeconds:     l.RTT().Seconds(),

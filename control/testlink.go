@@ -242,7 +242,7 @@ func RunTest(ctx context.Context, src Source, opts TestOptions, progress func(Te
 		return nil, fmt.Errorf("the far end does not serve the link test: its hello names no %q service (an older sockmux, or a program using sockmux as a library)", forward.ServiceTestLink)
 	}
 	total := time.Duration(opts.Seconds * float64(time.Second))
-	res := &TestResult{Name: src.Name, Line: src.Line, LineRate: l.Properties().LineRate, Both: opts.Both}
+	res := &TestResult{Name: src.Name, Line: src.line(), LineRate: l.Properties().LineRate, Both: opts.Both}
 	if src.Driver != nil {
 		res.Transport = src.Driver.String()
 	}

@@ -24,7 +24,7 @@ func (c *Collector) linkPayload() (out, in uint64) {
 func (c *Collector) snapshotDeleGate(now time.Time) Status {
 	s := Status{
 		Name: c.src.Name, PID: c.pid, Version: c.src.Version,
-		State: "waiting", Line: c.src.Line, Started: c.started,
+		State: "waiting", Line: c.src.line(), Started: c.started,
 		UptimeSeconds: now.Sub(c.started).Seconds(),
 		Streams:       []Stream{},
 	}

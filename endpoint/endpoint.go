@@ -21,7 +21,8 @@ type Options struct {
 	// closed, if it has a Close method, when the endpoint stops.
 	Driver link.Driver
 	// Link configures the link layer. Nil Services name the
-	// forwarder's (forward.Services) unless AcceptStreams is set.
+	// forwarder's (forward.ServiceNames: its own and Forward.Services)
+	// unless AcceptStreams is set.
 	Link link.Config
 	// Mux configures the multiplexer. Its hooks (Notify, OnListen,
 	// OnUnlisten, OnSessionEnd) are the endpoint's to set and must be
@@ -114,7 +115,7 @@ func New(opts Options) (*Endpoint, error) {
 	}
 	if opts.Link.Services == nil && !opts.AcceptStreams {
 		// The forwarder serves the far end's streams: its services too.
-		opts.Link.Services = forward.Services()
+		opts.Link.Services = forward.ServiceNames(opts.Forward)
 	}
 	// The layers' own checks, once, with the reason: New of link and mux
 	// would clamp an out-of-range value silently.

@@ -44,6 +44,13 @@ type Config struct {
 	// link test's counters service (DiagCounters); nil means this end
 	// does not tell them. Package endpoint sets it.
 	LinkCounters func() LinkCounters
+	// Services are services besides this package's own (Services) that
+	// the forwarder serves over streams for their owner, by the name an
+	// opener gives in mux.Info.Service (e.g. --baud auto's, package
+	// autobaud): the handler takes the stream, accepts or resets it, and
+	// owns it from then on. Package endpoint names them in the link's
+	// hello. A name of this package's own is not taken.
+	Services map[string]func(ctx context.Context, s *mux.Stream)
 	// Logger receives the forwarder's logs.
 	Logger *slog.Logger
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/sockmux/sockmux/mux"
 )
@@ -16,6 +17,20 @@ const ServiceTestLink = "test-link"
 // names in its hello (link.Config.Services).
 func Services() []string { return []string{ServiceTestLink} }
 
+// ServiceNames are the services a Forwarder made with cfg serves: this
+// package's own (Services) and cfg.Services', in order of name.
+func ServiceNames(cfg Config) []string {
+	names := Services()
+	var extra []string
+	for n := range cfg.Services {
+		if !slices.Contains(names, n) {
+			extra = append(extra, n)
+		}
+	}
+	slices.Sort(extra)
+	return append(names, extra...)
+}
+
 // serveService serves a stream opened for one of this end's services
 // (info.Service) instead of a destination.
 func (f *Forwarder) serveService(ctx context.Context, s *mux.Stream, log *slog.Logger) {
@@ -23,6 +38,10 @@ func (f *Forwarder) serveService(ctx context.Context, s *mux.Stream, log *slog.L
 	case ServiceTestLink:
 		serveDiag(ctx, f.m, s, f.cfg.LinkCounters, log)
 	default:
+		if h := f.cfg.Services[svc]; h != nil {
+			h(ctx, s)
+			return
+		}
 		reason := fmt.Sprintf("this end serves no service %q", svc)
 		log.Warn("stream refused", "reason", reason)
 		s.Reset(mux.CodeNoRoute, reason)

@@ -66,11 +66,11 @@ func (l *Link) serve(ctx context.Context, t io.ReadWriteCloser) error {
 		broken:   make(chan struct{}),
 		lastRecv: now,
 		lastSend: now,
-		pace:     newPacer(l.props.LineRate, t),
+		pace:     newPacer(l.lineRate(), t),
 	}
 	c.preempter, _ = l.up.(Preempter)
-	if l.cfg.HalfDuplex && l.props.LineRate > 0 {
-		c.bus = newBus(l.props.LineRate)
+	if l.cfg.HalfDuplex && l.lineRate() > 0 {
+		c.bus = newBus(l.lineRate())
 		c.t = &busTransport{ReadWriteCloser: t, b: c.bus}
 	}
 	l.mu.Lock()

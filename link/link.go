@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -52,6 +53,7 @@ var ErrClosed = errors.New("link closed")
 type Link struct {
 	drv   Driver
 	props Properties
+	rate  atomic.Int64 // the line rate now: props.LineRate until SetLineRate (rate.go)
 	cfg   Config
 	up    Upper
 	log   *slog.Logger
@@ -114,6 +116,7 @@ func New(drv Driver, up Upper, cfg Config) *Link {
 		closeSent: make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	l.rate.Store(int64(props.LineRate))
 	l.sender = newSender(cfg, props, l.freeFrame)
 	l.receiver = newReceiver(cfg)
 	l.setupCompression(compressPlainMax)
@@ -137,8 +140,13 @@ func (l *Link) Config() Config {
 	return l.cfg
 }
 
-// Properties returns the driver's transport properties.
-func (l *Link) Properties() Properties { return l.props }
+// Properties returns the driver's transport properties, with the line
+// rate as SetLineRate last set it.
+func (l *Link) Properties() Properties {
+	p := l.props
+	p.LineRate = l.lineRate()
+	return p
+}
 
 // State reports the link's state.
 func (l *Link) State() State {

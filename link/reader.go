@@ -12,7 +12,7 @@ import (
 func (c *conn) readLoop() error {
 	l := c.l
 	var src io.Reader = c.t
-	if l.props.LineRate > 0 && c.bus == nil {
+	if l.lineRate() > 0 && c.bus == nil {
 		// Not on a half-duplex line: there an end must hear the peer
 		// fall quiet within turnGap, and a gatherer's sleep looks like
 		// silence.
@@ -108,13 +108,12 @@ const (
 type gatherer struct {
 	r     io.Reader
 	l     *Link
-	rate  int
 	delay time.Duration // before the next read: 0, or how long to gather
 	since time.Time     // the delay counts from here (the last read's end)
 }
 
 func newGatherer(r io.Reader, l *Link) *gatherer {
-	return &gatherer{r: r, l: l, rate: l.props.LineRate}
+	return &gatherer{r: r, l: l}
 }
 
 func (g *gatherer) Read(p []byte) (int, error) {
@@ -131,7 +130,7 @@ func (g *gatherer) Read(p []byte) (int, error) {
 	}
 	g.since = time.Now()
 	if g.since.Sub(start) >= gatherBlocked {
-		g.delay = max(gatherStart, lineTime(32, g.rate))
+		g.delay = max(gatherStart, lineTime(32, g.l.lineRate()))
 	} else {
 		g.delay = g.gatherTime()
 	}
@@ -148,7 +147,7 @@ func (g *gatherer) gatherTime() time.Duration {
 	if quiet {
 		d = gatherBulk
 	}
-	return max(gatherStart, min(d, lineTime(gatherMaxBytes, g.rate)))
+	return max(gatherStart, min(d, lineTime(gatherMaxBytes, g.l.lineRate())))
 }
 
 // handle processes one good frame and returns the payloads to deliver, in

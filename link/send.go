@@ -25,6 +25,9 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		c.drainDue = 0
 		interactive := l.interactiveAbout()
 		c.pace.setQuiet(!interactive)
+		if r := l.lineRate(); r != c.pace.rate && c.pace.rate > 0 {
+			c.pace.setRate(r) // SetLineRate (rate.go)
+		}
 		if f := c.writing; f != nil {
 			c.writing = nil // written: its buffer may be reused
 			if f.freeLater {
@@ -100,7 +103,7 @@ const initialWireBuffer = 2 << 10
 func (c *conn) pull() *outFrame {
 	l := c.l
 	limit := min(l.payloadLimit(), l.sizeCap)
-	if l.props.LineRate > 0 && l.interactiveAbout() {
+	if l.lineRate() > 0 && l.interactiveAbout() {
 		limit = min(limit, c.shortFrame())
 	}
 	var class Class
@@ -208,7 +211,7 @@ func evenSlice(n, most int) int {
 // shortFrame is the length of a frame on a paced line while interactive
 // traffic shares it.
 func (c *conn) shortFrame() int {
-	return max(128, int(time.Duration(c.l.props.LineRate)*interactiveFrameTime/time.Second))
+	return max(128, int(time.Duration(c.l.lineRate())*interactiveFrameTime/time.Second))
 }
 
 // abortFrame ends frame f on the wire after rest, with a delimiter where
@@ -261,12 +264,12 @@ const queueWindow = time.Second
 // l.mu.
 func (c *conn) queueSample(f *outFrame, now time.Time) {
 	l := c.l
-	if l.props.LineRate == 0 || f.wireLen == 0 || c.bus != nil {
+	if l.lineRate() == 0 || f.wireLen == 0 || c.bus != nil {
 		// On a half-duplex line every ack waits for the peer's turn:
 		// that is no queue to drain.
 		return
 	}
-	excess := now.Sub(f.sentAt) - lineTime(f.wireLen, l.props.LineRate)
+	excess := now.Sub(f.sentAt) - lineTime(f.wireLen, l.lineRate())
 	if c.qwin.IsZero() || excess < c.qmin {
 		c.qmin = excess
 	}
@@ -280,7 +283,7 @@ func (c *conn) queueSample(f *outFrame, now time.Time) {
 	// time on the line, the peer's gathering (reader.go: the end of a
 	// frame may wait that long in the peer's OS before it is read) and a
 	// few milliseconds of scheduling.
-	base := c.pace.leadNow() + lineTime(32, l.props.LineRate) + gatherBulk + 3*time.Millisecond
+	base := c.pace.leadNow() + lineTime(32, l.lineRate()) + gatherBulk + 3*time.Millisecond
 	if c.qmin > base {
 		c.drainDue += c.qmin - base/2
 		if c.trace {

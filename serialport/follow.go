@@ -30,7 +30,7 @@ func (d *Driver) openDevice() (*Port, error) {
 		return nil, err
 	}
 	d.track.refused = ""
-	p, err := OpenPortWith(path, d.mode, d.ext.opts)
+	p, err := OpenPortWith(path, d.Mode(), d.ext.opts)
 	if err != nil {
 		return nil, err
 	}

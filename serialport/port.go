@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,7 +31,9 @@ const pollInterval = 200 * time.Millisecond
 // bytes written but not yet sent (TIOCOUTQ).
 type Port struct {
 	path   string
+	modeMu sync.Mutex // guards mode, which SetSpeed changes
 	mode   Mode
+	setMu  sync.Mutex // held by SetSpeed, and by Close to close the descriptor SetSpeed uses
 	closed atomic.Bool
 	sys    portSys
 	ext    portExt // control lines, carrier, error counters (lines.go)
@@ -71,10 +74,14 @@ func OpenPortWith(path string, mode Mode, opts Options) (*Port, error) {
 func (p *Port) Path() string { return p.path }
 
 // Mode returns the port's line settings, with defaults filled in.
-func (p *Port) Mode() Mode { return p.mode }
+func (p *Port) Mode() Mode {
+	p.modeMu.Lock()
+	defer p.modeMu.Unlock()
+	return p.mode
+}
 
 // String describes the port, e.g. "serial /dev/ttyUSB0 115200 8N1".
-func (p *Port) String() string { return "serial " + p.path + " " + p.mode.String() }
+func (p *Port) String() string { return "serial " + p.path + " " + p.Mode().String() }
 
 func (p *Port) closedErr() error {
 	return newError(p.path, ErrClosed, "", nil)

@@ -192,16 +192,6 @@ func setFlowControl(f *os.File, on bool) error {
 	})
 }
 
-// speedClose reports whether the speed the device runs at is within 2% of
-// the one asked for, the tolerance of an asynchronous serial line.
-func speedClose(actual, want int) bool {
-	d := actual - want
-	if d < 0 {
-		d = -d
-	}
-	return d*50 <= want
-}
-
 // OutputQueued returns how many written bytes the operating system still
 // holds for sending (TIOCOUTQ). It implements link.OutputQueuer.
 //
@@ -241,7 +231,9 @@ func (p *Port) Close() error {
 	p.stopNodeWatch()
 	p.sys.io.wake()     // wakes blocked I/O
 	_ = p.sys.f.Close() // releases the flock once no I/O uses it
+	p.setMu.Lock()      // not while SetSpeed uses the descriptors
 	_ = p.sys.sp.Close()
+	p.setMu.Unlock()
 	p.sys.io.close()
 	return nil
 }
@@ -304,3 +296,10 @@ func namedLikeSerial(path string) bool {
 	}
 	return false
 }
+
+// speedNow reads back the speed the port runs at, where the operating
+// system tells (Linux).
+func (p *Port) speedNow() (int, bool) { return actualSpeed(p.sys.f) }
+
+// probeSpeeds: AcceptedSpeeds tries each rate on the open port.
+const probeSpeeds = true

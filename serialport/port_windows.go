@@ -152,7 +152,9 @@ func (p *Port) Close() error {
 		return nil
 	}
 	p.stopLines()
+	p.setMu.Lock() // not while SetSpeed uses the handle
 	_ = p.sys.sp.Close()
+	p.setMu.Unlock()
 	return nil
 }
 
@@ -163,3 +165,11 @@ func (p *Port) ioError(op string, err error) error {
 	}
 	return newError(p.path, ErrDisconnected, "device disconnected: "+op+": "+err.Error(), err)
 }
+
+// speedNow is not read back on Windows.
+func (p *Port) speedNow() (int, bool) { return 0, false }
+
+// probeSpeeds is false on Windows: a speed SetCommState refuses makes
+// go.bug.st/serial close the port, so AcceptedSpeeds does not try rates
+// on the open port there.
+const probeSpeeds = false

@@ -28,7 +28,7 @@ type Driver struct {
 	mode Mode
 	log  *slog.Logger
 
-	mu    sync.Mutex // guards first
+	mu    sync.Mutex // guards first and mode (SetSpeed changes its Baud)
 	first *Port      // opened by New, handed out by the first Open
 
 	openMu   sync.Mutex // serializes Open; guards lastOpen and wait
@@ -195,19 +195,23 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // takes on the line (11520 bytes/s for 115200 8N1), and that a serial line
 // is not reliable.
 func (d *Driver) Properties() link.Properties {
-	return link.Properties{LineRate: d.mode.BytesPerSecond(), Reliable: false}
+	return link.Properties{LineRate: d.Mode().BytesPerSecond(), Reliable: false}
 }
 
 // String describes the driver, e.g. "serial /dev/ttyUSB0 115200 8N1".
 func (d *Driver) String() string {
-	return "serial " + d.path + " " + d.mode.String()
+	return "serial " + d.path + " " + d.Mode().String()
 }
 
 // Path returns the device path or identity the driver was made with.
 func (d *Driver) Path() string { return d.path }
 
 // Mode returns the line settings, with defaults filled in.
-func (d *Driver) Mode() Mode { return d.mode }
+func (d *Driver) Mode() Mode {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.mode
+}
 
 // Close closes the port New opened if Open never handed it out. Ports that
 // Open returned are closed by whoever holds them.

@@ -60,13 +60,13 @@ func manPageFor(t *testing.T, goos string) string {
 // brackets kept (Markdown took "[...] (...)" for a link and dropped them).
 func TestManPageShowsThePlatformsDefaultsAndVariables(t *testing.T) {
 	page := manPageFor(t, "linux")
-	assert.Contains(t, page, "serial line speed in bits per second [$SOCKMUX_BAUD] (default: 115200)")
+	assert.Contains(t, page, "(both ends need auto) [$SOCKMUX_BAUD] (default: \"115200\")")
 	assert.Contains(t, page, "[$SOCKMUX_PORT]")
 	assert.Contains(t, page, "HOST|CIDR[:PORT[-PORT]] (repeatable; default: anywhere) [$SOCKMUX_ALLOW]")
 	assert.Contains(t, page, "(default: $XDG_RUNTIME_DIR/sockmux/NAME.sock, or /tmp/sockmux-UID/NAME.sock when $XDG_RUNTIME_DIR is unset)")
 
 	page = manPageFor(t, "windows")
-	assert.Contains(t, page, "[%SOCKMUX_BAUD%] (default: 115200)")
+	assert.Contains(t, page, "[%SOCKMUX_BAUD%] (default: \"115200\")")
 	assert.Contains(t, page, `(default: %TEMP%\\sockmux\\NAME.sock)`, "roff escapes the backslashes")
 	assert.NotContains(t, page, "[$")
 }

@@ -196,6 +196,10 @@ type linkOptions struct {
 	insecure                                              bool
 	allow                                                 []string
 	wire                                                  string // --wire (wire.go)
+	// --baud auto (autobaud.go): the port starts at serial.Baud, which
+	// is baudStart.
+	autoBaud           bool
+	baudStart, baudMax int
 }
 
 // flagReader is what reading the settings needs; a *cli.Context is one.
@@ -211,9 +215,10 @@ type flagReader interface {
 // what fails here is a value the check and the parser disagree on.
 func readOptions(c flagReader) (linkOptions, error) {
 	o := linkOptions{
-		logLevel: c.String("log-level"),
+		logLevel:  c.String("log-level"),
+		baudStart: c.Int("baud-start"),
+		baudMax:   c.Int("baud-max"),
 		serial: serialport.Mode{
-			Baud:     c.Int("baud"),
 			DataBits: c.Int("data-bits"),
 			Parity:   c.String("parity"),
 			StopBits: c.String("stop-bits"),
@@ -236,6 +241,12 @@ func readOptions(c flagReader) (linkOptions, error) {
 		wire:             c.String("wire"),
 	}
 	var err error
+	if o.serial.Baud, o.autoBaud, err = parseBaud(c.String("baud")); err != nil {
+		return o, err
+	}
+	if o.autoBaud {
+		o.serial.Baud = o.baudStart
+	}
 	if o.serialOpts, err = readSerialOptions(c); err != nil {
 		return o, err
 	}
@@ -422,9 +433,18 @@ func runPlan(plan linkPlan) error {
 	if plan.opts.halfDuplex && plan.transport.comm == "" {
 		return errors.New("--half-duplex is for a serial line (--comm): TCP, pipes and --stdio carry both directions at once")
 	}
+	if err := checkAutoBaud(plan); err != nil {
+		return err
+	}
 	drv, err := openDriver(plan.transport, secret != nil, plan.opts.serial, plan.opts.serialOpts, log)
 	if err != nil {
 		return err
+	}
+	var ab *autoBaud
+	var services map[string]func(context.Context, *mux.Stream)
+	if sd, ok := drv.(*serialport.Driver); ok && plan.opts.autoBaud {
+		ab = newAutoBaud(plan, sd, log)
+		services = ab.services()
 	}
 	if plan.from != "" {
 		log.Info("running DeleGate parameters as a sockmux link", "delegate", plan.from, "equivalent", plan.equivalent)
@@ -453,6 +473,7 @@ func runPlan(plan linkPlan) error {
 			UDPTimeout:     plan.opts.udpTimeout,
 			UDPMaxSessions: plan.opts.udpSessions,
 			Allow:          allow,
+			Services:       services,
 		},
 		Grace:  plan.opts.gracePeriod,
 		Logger: log,
@@ -464,6 +485,9 @@ func runPlan(plan linkPlan) error {
 		return namedByFlags(err)
 	}
 	fwd := ep.Forwarder
+	if ab != nil {
+		ab.bind(ep)
+	}
 	switch {
 	case plan.opts.wire == endpoint.WireDeleGate:
 		// The DeleGate wire has no authentication: its warning said so.
@@ -496,7 +520,7 @@ func runPlan(plan linkPlan) error {
 	defer stop()
 	opsCtx, cancelOps := context.WithCancel(context.Background())
 	defer cancelOps()
-	opsDone, err := startOps(opsCtx, plan, ep, log)
+	opsDone, err := startOps(opsCtx, plan, ep, ab, log)
 	if err != nil {
 		ep.Close()
 		return err
@@ -508,6 +532,9 @@ func runPlan(plan linkPlan) error {
 	// returns.
 	runDone := make(chan error, 1)
 	go func() { runDone <- ep.Run(ctx) }()
+	if ab != nil {
+		go ab.run(opsCtx)
+	}
 	go func() {
 		<-ctx.Done()
 		stop() // a second signal now ends the process at once

@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/sockmux/sockmux/autobaud"
 	"github.com/sockmux/sockmux/forward"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
@@ -105,8 +106,12 @@ func linkSettings(fw *forwardFlags) []setting {
 			env: "SOCKMUX_DEST", key: "dest", reload: true, check: parsed(forward.ParseDest), example: "host:53/udp"},
 
 		// Options: sockmux delegate takes them too.
-		{flag: &cli.IntFlag{Name: "baud", Value: 115200, Usage: "serial line speed in bits per second", Category: "Serial line"},
-			env: "SOCKMUX_BAUD", key: "baud", option: true, check: positive},
+		{flag: &cli.StringFlag{Name: "baud", Value: "115200", Usage: "serial line speed in bits per second, or auto: both ends start at --baud-start and step up to the fastest rate the ports accept and the line carries, verified both ways, and step down when it degrades (both ends need auto)", Category: "Serial line"},
+			env: "SOCKMUX_BAUD", key: "baud", option: true, check: baudValue},
+		{flag: &cli.IntFlag{Name: "baud-start", Value: autobaud.DefaultStart, Usage: "with --baud auto: the rate both ends start at, and return to when the line falls silent (a far end with a fixed --baud must run at it)", Category: "Serial line"},
+			env: "SOCKMUX_BAUD_START", key: "baud-start", option: true, check: positive},
+		{flag: &cli.IntFlag{Name: "baud-max", Usage: "with --baud auto: the fastest rate to try (default: any up to 4000000)", Category: "Serial line"},
+			env: "SOCKMUX_BAUD_MAX", key: "baud-max", option: true, check: notNegativeInt},
 		{flag: &cli.IntFlag{Name: "data-bits", Value: 8, Usage: "serial data bits (sockmux needs 8)", Category: "Serial line"},
 			env: "SOCKMUX_DATA_BITS", key: "data-bits", option: true, check: serialMode("must be 5, 6, 7 or 8", func(m *serialport.Mode, v string) { m.DataBits, _ = strconv.Atoi(v) })},
 		{flag: &cli.StringFlag{Name: "parity", Value: "none", Usage: "serial parity: none, odd, even, mark or space", Category: "Serial line"},
@@ -441,6 +446,34 @@ func hostPort(v string) error {
 	}
 	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
 		return reason("want HOST:PORT")
+	}
+	return nil
+}
+
+// baudValue checks --baud: auto, or a positive number of bits per
+// second.
+func baudValue(v string) error {
+	if _, _, err := parseBaud(v); err != nil {
+		return reason("want a number of bits per second such as 115200, or auto")
+	}
+	return nil
+}
+
+// parseBaud reads --baud: auto, or a positive number.
+func parseBaud(v string) (baud int, auto bool, err error) {
+	if strings.EqualFold(strings.TrimSpace(v), "auto") {
+		return 0, true, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n <= 0 {
+		return 0, false, fmt.Errorf("--baud %q: want a number of bits per second such as 115200, or auto", v)
+	}
+	return n, false, nil
+}
+
+func notNegativeInt(v string) error {
+	if n, err := strconv.Atoi(v); err != nil || n < 0 {
+		return reason("must not be negative")
 	}
 	return nil
 }

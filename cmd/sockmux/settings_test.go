@@ -95,7 +95,9 @@ var badValues = map[string]struct{ value, why string }{
 	"port":               {"99999", `port "99999"`},
 	"server":             {"tcp://hostY", `"tcp://hostY" needs a port`},
 	"dest":               {"nohostport", `dest "nohostport"`},
-	"baud":               {"0", "must be positive"},
+	"baud":               {"0", "want a number of bits per second such as 115200, or auto"},
+	"baud-start":         {"0", "must be positive"},
+	"baud-max":           {"-1", "must not be negative"},
 	"data-bits":          {"9", "must be 5, 6, 7 or 8"},
 	"parity":             {"sometimes", "want one of none, odd, even, mark, space"},
 	"stop-bits":          {"3", "want one of 1, 1.5, 2"},
@@ -180,11 +182,11 @@ func TestSettingsFlagOverVariable(t *testing.T) {
 
 	t.Setenv("SOCKMUX_BAUD", "9600")
 	_, err = planFromArgs([]string{"--connect", "127.0.0.1:1", "--baud", "0"})
-	assert.EqualError(t, err, "--baud 0: must be positive")
+	assert.EqualError(t, err, `--baud "0": want a number of bits per second such as 115200, or auto`)
 
 	t.Setenv("SOCKMUX_BAUD", "0")
 	_, err = planFromArgs([]string{"--connect", "127.0.0.1:1"})
-	assert.EqualError(t, err, "SOCKMUX_BAUD=0: must be positive")
+	assert.EqualError(t, err, "SOCKMUX_BAUD=0: want a number of bits per second such as 115200, or auto")
 }
 
 // The file is checked whole: a bad value of a key that a flag overrides
@@ -247,5 +249,29 @@ func TestSettingsNameTheFlagsOfVerifyErrors(t *testing.T) {
 		require.NotNil(t, typ, s.field)
 		_, ok := typ.FieldByName(field)
 		assert.True(t, ok, "--%s: %s is not a field", s.name(), s.field)
+	}
+}
+
+// --baud auto starts the port at --baud-start; a number is as before.
+func TestBaudAuto(t *testing.T) {
+	clearEnv(t)
+	plan, err := planFromArgs([]string{"--comm", "/dev/ttyUSB9", "--baud", "auto", "--baud-start", "57600", "--baud-max", "921600"})
+	require.NoError(t, err)
+	assert.True(t, plan.opts.autoBaud)
+	assert.Equal(t, 57600, plan.opts.serial.Baud)
+	assert.Equal(t, 921600, plan.opts.baudMax)
+	plan, err = planFromArgs([]string{"--comm", "/dev/ttyUSB9", "--baud", "9600"})
+	require.NoError(t, err)
+	assert.False(t, plan.opts.autoBaud)
+	assert.Equal(t, 9600, plan.opts.serial.Baud)
+	path := writeConfig(t, "comm: /dev/ttyUSB9\nbaud: auto\n")
+	plan, err = planFromArgs([]string{"--config", path})
+	require.NoError(t, err)
+	assert.True(t, plan.opts.autoBaud)
+	assert.Equal(t, 115200, plan.opts.serial.Baud)
+	for _, args := range [][]string{{"--connect", "127.0.0.1:1"}, {"--listen", "127.0.0.1:1"}, {"--commin", "/tmp/a", "--commout", "/tmp/b"}} {
+		plan, err := planFromArgs(append(args, "--baud", "auto"))
+		require.NoError(t, err)
+		assert.ErrorContains(t, checkAutoBaud(plan), "--baud auto is for a serial port", "%v", args)
 	}
 }

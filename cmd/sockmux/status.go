@@ -129,7 +129,7 @@ func watchStatus(ctx context.Context, path, peer string, asJSON bool) error {
 // no --name or --control, a default socket another link already holds
 // is a warning (this link then has none): several links on one host are
 // common, and each needs its own --name to be watched.
-func startOps(ctx context.Context, plan linkPlan, ep *endpoint.Endpoint, log *slog.Logger) (<-chan struct{}, error) {
+func startOps(ctx context.Context, plan linkPlan, ep *endpoint.Endpoint, ab *autoBaud, log *slog.Logger) (<-chan struct{}, error) {
 	name := plan.ops.name
 	if name == "" {
 		name = control.DefaultName
@@ -141,6 +141,9 @@ func startOps(ctx context.Context, plan linkPlan, ep *endpoint.Endpoint, log *sl
 	src := control.Source{Name: name, Version: version, Line: line, Link: ep.Link, DeleGate: ep.DeleGate, Mux: ep.Mux, Driver: ep.Driver}
 	if sd, ok := ep.Driver.(*serialport.Driver); ok {
 		src.Serial = sd.LineStatus
+	}
+	if ab != nil {
+		src.LineNow = ab.line
 	}
 	return serveOps(ctx, plan, src, log)
 }
