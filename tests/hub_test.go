@@ -259,9 +259,12 @@ func TestHubPeerKilledMidTransfer(t *testing.T) {
 	}
 	const size = 8 << 20
 	results := map[string]chan error{}
-	for i, n := range names {
+	for _, n := range names {
 		results[n] = make(chan error, 1)
-		go func() { results[n] <- transfer(addr(lports[n]), size, size, uint64(i)) }()
+	}
+	for i, n := range names {
+		done := results[n] // the map is not the goroutine's to read
+		go func() { done <- transfer(addr(lports[n]), size, size, uint64(i)) }()
 	}
 	time.Sleep(400 * time.Millisecond)
 	peers["beta"].signal(syscall.SIGKILL)
