@@ -363,7 +363,7 @@ func waitListening(addr string, timeout time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return errors.New("nothing listens at " + addr)
+			return fmt.Errorf("nothing listens at %s after %v", addr, timeout)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

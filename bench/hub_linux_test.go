@@ -79,22 +79,6 @@ func (s *suite) hubPeersFile(path string, names []string) (map[string][]byte, er
 	return keys, os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
-// waitHubUp waits until addr accepts connections.
-func waitTCP(addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("nothing listens at %s after %v", addr, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -207,7 +191,7 @@ func (s *suite) runHub() (*hubResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := waitTCP(baseAddr, 10*time.Second); err != nil {
+	if err := waitListening(baseAddr, 10*time.Second); err != nil {
 		return nil, err
 	}
 	time.Sleep(time.Second)
@@ -223,7 +207,7 @@ func (s *suite) runHub() (*hubResult, error) {
 		return nil, err
 	}
 	defer hub.stop()
-	if err := waitTCP(hubAddr, 30*time.Second); err != nil {
+	if err := waitListening(hubAddr, 30*time.Second); err != nil {
 		return nil, err
 	}
 	time.Sleep(time.Second)
@@ -383,10 +367,10 @@ func (s *suite) runHub() (*hubResult, error) {
 		return r, err
 	}
 	defer sink.stop()
-	if err := waitTCP(sinkAddr, 10*time.Second); err != nil {
+	if err := waitListening(sinkAddr, 10*time.Second); err != nil {
 		return r, err
 	}
-	if err := waitTCP(floodAddr, 10*time.Second); err != nil {
+	if err := waitListening(floodAddr, 10*time.Second); err != nil {
 		return r, err
 	}
 	source, err := s.startCmd("socat-source", "socat", "-u", "OPEN:/dev/zero", "TCP:"+floodAddr)
