@@ -79,13 +79,14 @@ func (s *suite) hubPeersFile(path string, names []string) (map[string][]byte, er
 	return keys, os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
+// freeAddr is a loopback address on a free port (freePort: outside the
+// ephemeral range, which the hub's thousands of connections draw from).
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freePort()
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return fmt.Sprintf("127.0.0.1:%d", p), nil
 }
 
 // serveEcho echoes every connection to ln. It copies through a buffer of
