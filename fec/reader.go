@@ -99,6 +99,17 @@ func (d *Decoder) Stats() ReaderStats {
 // and what the last Feed brought.
 func (d *Decoder) Buffered() int { return d.end }
 
+// Need returns how many more bytes complete the block the decoder is in
+// the middle of: a reader may sleep while they arrive. It is 0 between
+// blocks and -1 while the decoder is not following a block stream (plain
+// bytes).
+func (d *Decoder) Need() int {
+	if !d.locked {
+		return -1
+	}
+	return max(0, d.p+d.size-d.end)
+}
+
 // Feed decodes in and appends what it yields to dst. Bytes that may
 // belong to a block stay inside until the block is complete.
 func (d *Decoder) Feed(dst, in []byte) []byte {

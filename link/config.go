@@ -123,6 +123,14 @@ type Config struct {
 	// Compress is how DATA payloads are compressed (CompressAuto: by
 	// the transport). Compression is used when both ends offer it.
 	Compress Compression
+	// FEC is whether the link offers forward error correction on lines
+	// (FECAuto: on transports that are not reliable). It is used when
+	// both ends offer it (docs/fec.md).
+	FEC FECMode
+	// FECBlock is the FEC codeword length this end reads, fec.MinBlock to
+	// fec.DefaultBlock bytes; 0 picks by the line rate (64 below 19200
+	// baud, 255 above). The peer writes its blocks in that length.
+	FECBlock int
 	// Services are the services this end serves over streams (the
 	// forwarder's, e.g. "test-link"), named in its hello so that the far
 	// end knows what it may ask for (PeerServices). Each is a short

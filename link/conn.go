@@ -23,6 +23,7 @@ type conn struct {
 	fr      *frameReader // the reader goroutine's, touched only by it
 	writing *outFrame    // a frame the writer writes from its own buffer now (l.mu)
 	bus     *bus         // the turns on a half-duplex line (halfduplex.go), else nil
+	fec     *fecLink     // the FEC stage (fec.go), nil when this end offers none here
 	rawOut  bool         // the peer reads length-prefixed frames (guarded by l.mu)
 	toldRaw bool         // our hello said we read them: the peer knows what follows
 
@@ -32,6 +33,7 @@ type conn struct {
 	qwin      time.Time     // when the window began
 	drainDue  time.Duration // pause the writer this long to drain a standing queue
 
+	lastStep    step      // the step of the frame next() returned last
 	preempter   Preempter // the upper layer, if it can send interactive data ahead
 	preemptible *outFrame // the data frame next() just built, if it may be cut short
 	urgentDue   bool      // a frame was cut short for interactive data
@@ -69,6 +71,12 @@ func (l *Link) serve(ctx context.Context, t io.ReadWriteCloser) error {
 		pace:     newPacer(l.lineRate(), t),
 	}
 	c.preempter, _ = l.up.(Preempter)
+	if n := l.fecBlock(); n > 0 {
+		var err error
+		if c.fec, err = newFECLink(c, n); err != nil {
+			return err
+		}
+	}
 	if l.cfg.HalfDuplex && l.lineRate() > 0 {
 		c.bus = newBus(l.lineRate())
 		c.t = &busTransport{ReadWriteCloser: t, b: c.bus}

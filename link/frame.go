@@ -18,6 +18,7 @@ const (
 	frameClose = 0x6 // the session ends (the sender shuts down)
 	frameAuth  = 0x7 // authentication handshake messages and refusal (auth.go)
 	frameFrag  = 0x8 // a piece of a data frame resent on a noisy line
+	frameFEC   = 0x9 // the FEC level the receiver wants and the error rate it measures (fec.go)
 	framePiece = 0xA // which bytes of a frame arriving in fragments the receiver holds
 )
 

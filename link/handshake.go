@@ -26,6 +26,7 @@ type handshake struct {
 	helloPrev  uint64     // the PeerPrev our hellos carry in this round
 	helloDue   bool       // a hello must be sent now
 	lastHello  time.Time  // when our last hello went out
+	hellosSent int        // hellos sent on this transport (fecClearHello)
 	hsStart    time.Time  // when this handshake round began
 }
 
@@ -185,6 +186,7 @@ func (c *conn) completeHandshake(h *hello, mode sessionMode) {
 			"peer", fmt.Sprintf("%016x", h.Session))
 	}
 	l.startCompression(h, mode)
+	c.fecSessionStart(h)
 	l.seedSize(int(c.framesGood.Load()), int(c.framesBad.Load()))
 	if c.bus != nil && h.Flags&helloHalfDuplex == 0 {
 		l.log.Warn("the peer runs full duplex on a half-duplex line: frames will collide whenever both ends send; give both ends --half-duplex")
@@ -227,7 +229,7 @@ func (c *conn) ourHello() hello {
 		RxNext:     l.rxNext,
 		MaxPayload: uint32(l.acceptMax()),
 		Window:     uint16(l.cfg.Window),
-		Ext:        appendHelloExt(nil, l.cfg.Services, l.cfg.Name),
+		Ext:        appendHelloExt(nil, l.cfg.Services, l.cfg.Name, c.fecRead()),
 	}
 	if c.peerHello != nil {
 		h.Echo = c.peerHello.Session
@@ -246,6 +248,9 @@ func (c *conn) ourHello() hello {
 	}
 	if c.bus != nil {
 		h.Flags |= helloHalfDuplex
+	}
+	if c.fec != nil {
+		h.Flags |= helloFEC
 	}
 	return h
 }

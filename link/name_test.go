@@ -72,15 +72,15 @@ func TestNameAccepted(t *testing.T) {
 // A name swapped on the way (its CRC fixed up) breaks the key proof: the
 // name is bound into the handshake with the rest of the hello.
 func TestNameBoundIntoKeyProof(t *testing.T) {
-	h := hello{Version: ProtocolVersion, Session: 9, MaxPayload: MinPayload, Ext: appendHelloExt(nil, nil, "board-1")}
+	h := hello{Version: ProtocolVersion, Session: 9, MaxPayload: MinPayload, Ext: appendHelloExt(nil, nil, "board-1", 0)}
 	swapped := h
-	swapped.Ext = appendHelloExt(nil, nil, "board-2")
+	swapped.Ext = appendHelloExt(nil, nil, "board-2", 0)
 	assert.NotEqual(t, canonicalHello(h), canonicalHello(swapped))
 	assert.NotEqual(t, prologue(canonicalHello(h), nil), prologue(canonicalHello(swapped), nil))
 }
 
 func TestReadHello(t *testing.T) {
-	h := hello{Version: ProtocolVersion, Flags: helloAuth, Session: 5, MaxPayload: MinPayload, Ext: appendHelloExt(nil, []string{"test-link"}, "cab-17")}
+	h := hello{Version: ProtocolVersion, Flags: helloAuth, Session: 5, MaxPayload: MinPayload, Ext: appendHelloExt(nil, []string{"test-link"}, "cab-17", 0)}
 	wire := append([]byte{0, 0x55, 0x66, 0}, encodeFrame(nil, h.marshal(nil))...)
 	wire = append(wire, "after"...)
 	got, read, err := ReadHello(bytes.NewReader(wire))
@@ -114,7 +114,7 @@ func TestSetSecret(t *testing.T) {
 }
 
 func FuzzReadHello(f *testing.F) {
-	h := hello{Version: ProtocolVersion, Session: 5, MaxPayload: MinPayload, Ext: appendHelloExt(nil, nil, "x")}
+	h := hello{Version: ProtocolVersion, Session: 5, MaxPayload: MinPayload, Ext: appendHelloExt(nil, nil, "x", 0)}
 	f.Add(encodeFrame(nil, h.marshal(nil)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, read, _ := ReadHello(bytes.NewReader(b))

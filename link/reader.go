@@ -12,15 +12,26 @@ import (
 func (c *conn) readLoop() error {
 	l := c.l
 	var src io.Reader = c.t
+	var g *gatherer
 	if l.lineRate() > 0 && c.bus == nil {
 		// Not on a half-duplex line: there an end must hear the peer
 		// fall quiet within turnGap, and a gatherer's sleep looks like
 		// silence.
-		src = newGatherer(c.t, l)
+		g = newGatherer(c.t, l)
+		src = g
+	}
+	src = c.fecReader(wireIn{src, c})
+	if g != nil && c.fec != nil {
+		g.need = c.fec.dec.Need
 	}
 	fr := newFrameReader(src, l.acceptMax()+frameOverhead+sealOverhead, func(err error) {
 		l.stats.FramesBad.Add(1)
 		c.framesBad.Add(1)
+		if isLineDamage(err) {
+			c.fecFrames(0, 1)
+		} else {
+			c.fecFrames(0, 0)
+		}
 		if c.trace {
 			l.log.Debug("frame dropped", "err", err)
 		}
@@ -34,10 +45,7 @@ func (c *conn) readLoop() error {
 			// everything unacknowledged is sent again.
 			c.fail(fmt.Errorf("damaged frame on a reliable transport (%v)", err))
 		}
-	}, func(n int) {
-		l.stats.BytesIn.Add(uint64(n))
-		c.bytesIn.Add(uint64(n))
-	})
+	}, nil)
 	c.fr = fr
 	var deliver [][]byte
 	for {
@@ -50,6 +58,7 @@ func (c *conn) readLoop() error {
 		}
 		l.stats.FramesIn.Add(1)
 		c.framesGood.Add(1)
+		c.fecFrames(1, 0)
 		if c.trace {
 			l.log.Debug("frame in", "type", frameName(body[0]), "len", len(body))
 		}
@@ -106,10 +115,15 @@ const (
 
 // gatherer is the reader of a paced line's transport: see gatherInteractive.
 type gatherer struct {
-	r     io.Reader
-	l     *Link
-	delay time.Duration // before the next read: 0, or how long to gather
-	since time.Time     // the delay counts from here (the last read's end)
+	r io.Reader
+	l *Link
+	// need, with the FEC stage, is how many bytes complete the block in
+	// progress (fec.Decoder.Need): the gatherer sleeps while they come.
+	need     func() int
+	inBlocks bool          // the last read was inside a block stream
+	waited   bool          // the last read waited for bytes: it caught up with the line
+	delay    time.Duration // before the next read: 0, or how long to gather
+	since    time.Time     // the delay counts from here (the last read's end)
 }
 
 func newGatherer(r io.Reader, l *Link) *gatherer {
@@ -117,6 +131,21 @@ func newGatherer(r io.Reader, l *Link) *gatherer {
 }
 
 func (g *gatherer) Read(p []byte) (int, error) {
+	if g.need != nil {
+		if n := g.need(); n >= 0 {
+			// In a block stream the bytes tell nothing of frames:
+			// once the reads caught up with the line, gather the rest
+			// of the block (at most what a tty holds).
+			g.delay = 0
+			if g.waited {
+				g.delay = lineTime(min(n, gatherMaxBytes), g.l.lineRate())
+			}
+			g.inBlocks = true
+		} else if g.inBlocks {
+			g.delay = 0 // the last block said plain bytes follow
+			g.inBlocks = false
+		}
+	}
 	if g.delay > 0 {
 		if d := time.Until(g.since.Add(g.delay)); d > 0 {
 			time.Sleep(d)
@@ -125,10 +154,15 @@ func (g *gatherer) Read(p []byte) (int, error) {
 	}
 	start := time.Now()
 	n, err := g.r.Read(p)
+	now := time.Now()
+	g.waited = now.Sub(start) >= gatherBlocked
+	if g.inBlocks {
+		g.since = now
+	}
 	if n == 0 || n == len(p) || p[n-1] == 0 {
 		return n, err // at a frame's end, or behind: read on at once
 	}
-	g.since = time.Now()
+	g.since = now
 	if g.since.Sub(start) >= gatherBlocked {
 		g.delay = max(gatherStart, lineTime(32, g.l.lineRate()))
 	} else {
@@ -255,6 +289,8 @@ func (c *conn) handle(body []byte, deliver [][]byte) ([][]byte, error) {
 		if c.complete {
 			c.onAck(next, sack, now)
 		}
+	case frameFEC:
+		c.onFECFrame(body)
 	case framePing:
 		if len(body) == 5 {
 			c.pongDue = true

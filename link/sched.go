@@ -24,6 +24,7 @@ const (
 	stepRefuse       // authentication failed: wait for the peer to read why, then hang up
 	// Steps below need the session up on this transport.
 	stepPong    // the answer to the peer's ping
+	stepFEC     // the FEC level we want for what the peer sends (fec.go)
 	stepSackAck // an ack telling of frames held out of order: the peer resends at once
 	stepPieces  // what we hold of a frame arriving in fragments: the peer resends only the rest
 	stepUrgent  // interactive data, in the number of a frame cut short for it
@@ -39,7 +40,7 @@ const (
 const firstUpStep = stepPong
 
 var stepNames = [stepCount]string{"none", "abandon", "goodbye", "hello", "auth", "refuse",
-	"pong", "sack-ack", "pieces", "urgent", "resend", "held", "pull", "ack", "ping"}
+	"pong", "fec", "sack-ack", "pieces", "urgent", "resend", "held", "pull", "ack", "ping"}
 
 func (s step) String() string {
 	if s < stepCount {
@@ -91,6 +92,7 @@ func (c *conn) sendState(now time.Time, sack uint64) sendState {
 		return st
 	}
 	st.set(stepPong, c.pongDue)
+	st.set(stepFEC, c.fec != nil && c.fec.due && c.fec.peer)
 	st.set(stepSackAck, c.ackDue && sack != 0)
 	st.set(stepPieces, len(c.piecesDue) > 0)
 	st.set(stepUrgent, c.urgentDue)
@@ -157,6 +159,7 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 	sack := l.sack()
 	for s := pick(c.sendState(now, sack), stepNone); s != stepNone; s = pick(c.sendState(now, sack), s) {
 		if out, wait, isClose, err = c.runStep(s, wire, scratch, now, sack); out != nil || wait != 0 || err != nil {
+			c.lastStep = s
 			return out, wait, isClose, err
 		}
 	}
@@ -178,6 +181,7 @@ func (c *conn) runStep(s step, wire, scratch []byte, now time.Time, sack uint64)
 		c.lastHello = now
 		h := c.ourHello()
 		out = c.emit(wire, h.marshal(scratch))
+		c.hellosSent++
 		c.toldRaw = c.toldRaw || h.Flags&helloRaw != 0
 	case stepAuth:
 		if c.authOut == nil {
@@ -201,7 +205,10 @@ func (c *conn) runStep(s step, wire, scratch []byte, now time.Time, sack uint64)
 		return nil, 0, false, c.refusing
 	case stepPong:
 		c.pongDue = false
+		c.fecKeepAlive()
 		out = c.emit(wire, binary.BigEndian.AppendUint32(append(scratch, framePong), c.pongToken))
+	case stepFEC:
+		out = c.emit(wire, c.fecFrame(scratch))
 	case stepSackAck, stepAck:
 		out = c.emitAck(wire, scratch, sack)
 	case stepPieces:
@@ -230,6 +237,7 @@ func (c *conn) runStep(s step, wire, scratch []byte, now time.Time, sack uint64)
 	case stepPing:
 		c.pingToken++
 		c.pingSent = now
+		c.fecKeepAlive()
 		out = c.emit(wire, binary.BigEndian.AppendUint32(append(scratch, framePing), c.pingToken))
 	}
 	return out, 0, false, nil

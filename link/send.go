@@ -16,11 +16,15 @@ func (c *conn) writeLoop(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	// A delimiter first: whatever the peer's decoder held is cut off.
-	if _, err := c.t.Write([]byte{0}); err != nil {
+	if _, err := (wireOut{c}).Write([]byte{0}); err != nil {
 		return err
 	}
 	for {
 		l.mu.Lock()
+		var fecLevel, fecBlock int
+		if c.fec != nil {
+			fecLevel, fecBlock = c.fec.txLevel, c.fec.txBlock
+		}
 		drain := c.drainDue
 		c.drainDue = 0
 		interactive := l.interactiveAbout()
@@ -35,6 +39,9 @@ func (c *conn) writeLoop(ctx context.Context) error {
 			}
 		}
 		l.mu.Unlock()
+		if err := c.applyFEC(fecLevel, fecBlock); err != nil {
+			return err
+		}
 		c.pace.delay(drain)
 		if err := c.pace.ready(ctx, c.broken); err != nil {
 			return c.brokenErr(err)
@@ -51,11 +58,20 @@ func (c *conn) writeLoop(ctx context.Context) error {
 		l.mu.Lock()
 		pre := c.preemptible
 		c.preemptible = nil
+		// Handshake frames (hello, AUTH) go in a FEC block of their own,
+		// after a delimiter of their own: a peer without the code finds
+		// them whole between the block's bytes.
+		alone := !c.complete || c.lastStep == stepHello || c.lastStep == stepAuth
+		clear := c.lastStep == stepHello && c.fecClearHello()
 		if c.writing == nil && cap(out) > cap(wire) {
 			wire = out[:0] // appended to wire, which grew: keep it
 		}
 		l.mu.Unlock()
 		if out == nil {
+			// Nothing more to send now: the block being filled goes.
+			if err := c.flushOut(); err != nil {
+				return err
+			}
 			if c.bus != nil {
 				c.bus.yield()
 			}
@@ -76,12 +92,26 @@ func (c *conn) writeLoop(ctx context.Context) error {
 			}
 			continue
 		}
-		if _, err := c.t.Write(out); err != nil {
+		if alone && c.fec != nil {
+			out = append([]byte{0}, out...)
+		}
+		w := c.out()
+		if clear {
+			// Past the block being filled, on the line as it is.
+			if err := c.flushOut(); err != nil {
+				return err
+			}
+			w = wireOut{c}
+		}
+		if _, err := w.Write(out); err != nil {
 			return err
 		}
-		c.pace.sent(len(out))
-		l.stats.BytesOut.Add(uint64(len(out)))
 		l.stats.FramesOut.Add(1)
+		if alone || isClose {
+			if err := c.flushOut(); err != nil {
+				return err
+			}
+		}
 		if isClose {
 			l.mu.Lock()
 			c.closeDone = true
@@ -187,11 +217,9 @@ func (c *conn) writeSliced(ctx context.Context, out []byte, f *outFrame) error {
 			}
 		}
 		end := min(off+slice, len(out))
-		if _, err := c.t.Write(out[off:end]); err != nil {
+		if _, err := c.out().Write(out[off:end]); err != nil {
 			return err
 		}
-		c.pace.sent(end - off)
-		l.stats.BytesOut.Add(uint64(end - off))
 		off = end
 	}
 	l.stats.FramesOut.Add(1)
@@ -219,11 +247,9 @@ func (c *conn) shortFrame() int {
 // the CRC), and takes f back to send again after the interactive data.
 func (c *conn) abortFrame(rest []byte, f *outFrame) error {
 	l := c.l
-	if _, err := c.t.Write(append(rest[:len(rest):len(rest)], 0)); err != nil {
+	if _, err := c.out().Write(append(rest[:len(rest):len(rest)], 0)); err != nil {
 		return err
 	}
-	c.pace.sent(len(rest) + 1)
-	l.stats.BytesOut.Add(uint64(len(rest) + 1))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.unsend(f) {
@@ -269,7 +295,7 @@ func (c *conn) queueSample(f *outFrame, now time.Time) {
 		// that is no queue to drain.
 		return
 	}
-	excess := now.Sub(f.sentAt) - lineTime(f.wireLen, l.lineRate())
+	excess := now.Sub(f.sentAt) - lineTime(c.fecWire(f.wireLen), l.lineRate())
 	if c.qwin.IsZero() || excess < c.qmin {
 		c.qmin = excess
 	}
@@ -283,7 +309,8 @@ func (c *conn) queueSample(f *outFrame, now time.Time) {
 	// time on the line, the peer's gathering (reader.go: the end of a
 	// frame may wait that long in the peer's OS before it is read) and a
 	// few milliseconds of scheduling.
-	base := c.pace.leadNow() + lineTime(32, l.lineRate()) + gatherBulk + 3*time.Millisecond
+	// With the FEC stage, a frame may wait for its block to fill.
+	base := c.pace.leadNow() + lineTime(32, l.lineRate()) + gatherBulk + 3*time.Millisecond + c.fecLatency()
 	if c.qmin > base {
 		c.drainDue += c.qmin - base/2
 		if c.trace {

@@ -37,7 +37,7 @@ func checkServices(names []string) error {
 }
 
 // appendHelloExt appends this end's hello extensions.
-func appendHelloExt(dst []byte, services []string, name string) []byte {
+func appendHelloExt(dst []byte, services []string, name string, fecBlock int) []byte {
 	if len(services) > 0 {
 		v := strings.Join(services, ",")
 		dst = append(dst, extServices)
@@ -48,6 +48,12 @@ func appendHelloExt(dst []byte, services []string, name string) []byte {
 		dst = append(dst, extName)
 		dst = binary.AppendUvarint(dst, uint64(len(name)))
 		dst = append(dst, name...)
+	}
+	if fecBlock > 0 {
+		v := binary.AppendUvarint(nil, uint64(fecBlock))
+		dst = append(dst, extFECBlock)
+		dst = binary.AppendUvarint(dst, uint64(len(v)))
+		dst = append(dst, v...)
 	}
 	return dst
 }

@@ -7,9 +7,9 @@ import (
 )
 
 func TestHelloServicesRoundTrip(t *testing.T) {
-	ext := appendHelloExt(nil, []string{"test-link", "shell"}, "")
+	ext := appendHelloExt(nil, []string{"test-link", "shell"}, "", 0)
 	assert.Equal(t, []string{"test-link", "shell"}, helloServices(ext))
-	assert.Nil(t, helloServices(appendHelloExt(nil, nil, "")))
+	assert.Nil(t, helloServices(appendHelloExt(nil, nil, "", 0)))
 
 	// An unknown extension before it is skipped.
 	other := append([]byte{0x7f, 3, 'a', 'b', 'c'}, ext...)
@@ -22,7 +22,7 @@ func TestHelloServicesRoundTrip(t *testing.T) {
 }
 
 func TestHelloCarriesServices(t *testing.T) {
-	h := hello{Version: ProtocolVersion, Session: 7, MaxPayload: MinPayload, Ext: appendHelloExt(nil, []string{"test-link"}, "")}
+	h := hello{Version: ProtocolVersion, Session: 7, MaxPayload: MinPayload, Ext: appendHelloExt(nil, []string{"test-link"}, "", 0)}
 	got, err := parseHello(h.marshal(nil))
 	assert.NoError(t, err)
 	assert.Equal(t, []string{"test-link"}, helloServices(got.Ext))

@@ -68,6 +68,12 @@ func (c Config) Verify() error {
 	if !slices.Contains(Compressions, c.Compress) {
 		return fieldError([]string{"Compress"}, "link: Compress %d: want CompressAuto, CompressOff, CompressFast or CompressBest", int(c.Compress))
 	}
+	if !slices.Contains(FECModes, c.FEC) {
+		return fieldError([]string{"FEC"}, "link: FEC %d: want FECAuto or FECOff", int(c.FEC))
+	}
+	if err := checkFECBlock(c.FECBlock); err != nil {
+		return &ConfigError{Fields: []string{"FECBlock"}, Err: err}
+	}
 	if err := checkServices(c.Services); err != nil {
 		return &ConfigError{Fields: []string{"Services"}, Err: err}
 	}

@@ -136,7 +136,7 @@ func (fr *frameReader) more(need int) error {
 func (fr *frameReader) fill() error {
 	n, err := fr.r.Read(fr.buf[fr.end:])
 	fr.end += n
-	if n > 0 {
+	if n > 0 && fr.onRead != nil {
 		fr.onRead(n)
 		return nil
 	}
