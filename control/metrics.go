@@ -64,6 +64,7 @@ func WriteMetrics(w io.Writer, s *Status) error {
 	metric("sockmux_resumes_total", "counter", "Sessions continued over a new transport.", float64(s.Resumes))
 	metric("sockmux_auth_failures_total", "counter", "Transports dropped because the peer failed authentication.", float64(s.AuthFailures))
 	metric("sockmux_preemptions_total", "counter", "Frames cut short for interactive data.", float64(s.Preemptions))
+	writeFECMetrics(&b, s.Name, s.FEC)
 	writeSerialMetrics(&b, lbl, s.Serial)
 	metric("sockmux_goroutines", "gauge", "Goroutines in the link process.", float64(s.Goroutines))
 	if s.RSSBytes > 0 && !s.RSSPeak {
@@ -131,4 +132,34 @@ func writeHubMetrics(w io.Writer, s *Status) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeFECMetrics writes the FEC stage's gauges and counters, when the
+// link offers the code.
+func writeFECMetrics(b *strings.Builder, name string, f *FEC) {
+	if f == nil {
+		return
+	}
+	lbl := `{name="` + escapeLabel(name) + `"}`
+	dir := func(metric, typ, help string, out, in float64) {
+		fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s %s\n", metric, help, metric, typ)
+		for _, d := range []struct {
+			name string
+			v    float64
+		}{{"out", out}, {"in", in}} {
+			fmt.Fprintf(b, "%s{name=\"%s\",direction=\"%s\"} %s\n", metric, escapeLabel(name), d.name, strconv.FormatFloat(d.v, 'g', -1, 64))
+		}
+	}
+	dir("sockmux_fec_correctable_bytes", "gauge", "Bytes a FEC block of each direction corrects now (0: the code is off).", float64(f.TOut), float64(f.TIn))
+	dir("sockmux_fec_bit_error_rate", "gauge", "Bit error rate measured on each direction's FEC blocks (out: by the peer).", f.BEROut, f.BERIn)
+	for _, m := range []struct {
+		name, help string
+		v          uint64
+	}{
+		{"sockmux_fec_blocks_received_total", "FEC blocks read.", f.BlocksIn},
+		{"sockmux_fec_corrected_bytes_total", "Bytes the FEC code corrected in what arrived.", f.Corrected},
+		{"sockmux_fec_uncorrectable_blocks_total", "FEC blocks lost: more wrong bytes than the code corrects.", f.Uncorrectable},
+	} {
+		fmt.Fprintf(b, "# HELP %s %s\n# TYPE %s counter\n%s%s %d\n", m.name, m.help, m.name, m.name, lbl, m.v)
+	}
 }

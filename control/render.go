@@ -46,6 +46,9 @@ func Render(w io.Writer, s *Status) error {
 	fmt.Fprintf(&b, "sent       %s on the line, %s payload, goodput %s/s\n", size(s.BytesOut), size(s.PayloadOut), size(uint64(s.GoodputOut)))
 	fmt.Fprintf(&b, "received   %s on the line, %s payload, goodput %s/s\n", size(s.BytesIn), size(s.PayloadIn), size(uint64(s.GoodputIn)))
 	fmt.Fprintf(&b, "compressed %s\n", compression(s.PayloadOut, s.CompressedOut, s.PayloadIn, s.CompressedIn))
+	if s.FEC != nil {
+		fmt.Fprintf(&b, "fec        %s\n", fecLine(s.FEC))
+	}
 	fmt.Fprintf(&b, "frames     %d out, %d in, %d resent, %d dropped (bad), %d duplicate\n", s.FramesOut, s.FramesIn, s.FramesResent, s.FramesBad, s.FramesDup)
 	fmt.Fprintf(&b, "events     %d transports opened, %d sessions, %d resumes, %d auth failures, %d preemptions\n",
 		s.TransportOpens, s.Sessions, s.Resumes, s.AuthFailures, s.Preemptions)
@@ -175,4 +178,23 @@ func renderHub(w io.Writer, s *Status) error {
 	b.WriteString("\n(sockmux status PEER shows one peer in full)\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// fecLine describes the FEC stage in a line of status.
+func fecLine(f *FEC) string {
+	if !f.Peer {
+		return "offered; the peer reads no FEC blocks, so frames go as they are"
+	}
+	code := func(t int, ber float64, who string) string {
+		if t == 0 {
+			return "off"
+		}
+		s := fmt.Sprintf("corrects %d bytes a block", t)
+		if ber > 0 {
+			s += fmt.Sprintf(" (BER %.1e measured by %s)", ber, who)
+		}
+		return s
+	}
+	return fmt.Sprintf("sending %s; receiving %s; %d bytes corrected, %d of %d blocks lost",
+		code(f.TOut, f.BEROut, "the peer"), code(f.TIn, f.BERIn, "this end"), f.Corrected, f.Uncorrectable, f.BlocksIn)
 }

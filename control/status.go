@@ -71,6 +71,10 @@ type Status struct {
 	AuthFailures   uint64 `json:"auth_failures"`
 	Preemptions    uint64 `json:"preemptions"`
 
+	// FEC is the forward error correction stage of a serial line's link;
+	// absent where the link offers none (TCP, pipes, --fec off).
+	FEC *FEC `json:"fec,omitempty"`
+
 	// Serial is a serial port's modem lines and receive error counts;
 	// absent on other transports. A part that is not available is nil,
 	// with a note saying why, rather than zeros.
@@ -85,6 +89,35 @@ type Status struct {
 	// Refused counts the connections a hub refused before any peer's
 	// link saw them (no name, an unknown name).
 	Refused uint64 `json:"refused,omitempty"`
+}
+
+// FEC is what the forward error correction stage does (docs/fec.md): the
+// code each direction uses, the error rate each end measures on what it
+// receives, and what the code repaired.
+type FEC struct {
+	Peer  bool `json:"peer"`  // the peer reads FEC blocks: the code may be used
+	Block int  `json:"block"` // the codeword length we send in
+	TOut  int  `json:"t_out"` // bytes a block we send corrects (0: off)
+	TIn   int  `json:"t_in"`  // bytes a block we receive corrects (0: off)
+	// BERIn is the bit error rate measured on what arrives; BEROut the
+	// rate the peer measures on what we send. Both come from the blocks,
+	// so they are 0 while the code is off.
+	BERIn         float64 `json:"ber_in"`
+	BEROut        float64 `json:"ber_out"`
+	BlocksIn      uint64  `json:"blocks_in"`     // FEC blocks read
+	Corrected     uint64  `json:"corrected"`     // bytes corrected in them
+	Uncorrectable uint64  `json:"uncorrectable"` // blocks lost: more wrong bytes than the code corrects
+}
+
+// fecStatus reads the link's FEC stage; nil when it offers none.
+func fecStatus(l *link.Link) *FEC {
+	f := l.FEC()
+	if !f.Offered {
+		return nil
+	}
+	st := l.Stats()
+	return &FEC{Peer: f.Peer, Block: f.Block, TOut: f.TOut, TIn: f.TIn, BERIn: f.BERIn, BEROut: f.BEROut,
+		BlocksIn: st.FECBlocksIn.Load(), Corrected: st.FECCorrected.Load(), Uncorrectable: st.FECUncorrectable.Load()}
 }
 
 // PeerStatus is one peer of a hub, as `sockmux status` lists it; `sockmux
@@ -297,6 +330,7 @@ func (c *Collector) Snapshot() Status {
 		Preemptions:    st.Preemptions.Load(),
 		Streams:        []Stream{},
 	}
+	s.FEC = fecStatus(l)
 	if c.src.Serial != nil {
 		ls := c.src.Serial()
 		s.Serial = &ls

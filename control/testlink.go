@@ -118,6 +118,10 @@ type TestResult struct {
 	// (or other interactive data): the far end drops them as bad.
 	Preemptions uint64 `json:"preemptions"`
 
+	// FEC is the FEC stage at the end of the test, its counters over the
+	// test (nil where the link offers no FEC).
+	FEC *FEC `json:"fec,omitempty"`
+
 	// Far is the far end's counters over the test, when it tells them
 	// (a link with a control socket does).
 	Far *forward.LinkCounters `json:"far,omitempty"`
@@ -174,12 +178,14 @@ var ErrTestRunning = errors.New("a link test is already running on this link")
 type counters struct {
 	out, in, resent, bad, dup, bytesOut, bytesIn, resumes, preemptions uint64
 	payloadOut, compressedOut, payloadIn, compressedIn                 uint64
+	fecBlocks, fecCorrected, fecLost                                   uint64
 }
 
 func readCounters(st *link.Stats) counters {
 	return counters{st.FramesOut.Load(), st.FramesIn.Load(), st.FramesResent.Load(), st.FramesBad.Load(),
 		st.FramesDup.Load(), st.BytesOut.Load(), st.BytesIn.Load(), st.Resumes.Load(), st.Preemptions.Load(),
-		st.PayloadOut.Load(), st.CompressedOut.Load(), st.PayloadIn.Load(), st.CompressedIn.Load()}
+		st.PayloadOut.Load(), st.CompressedOut.Load(), st.PayloadIn.Load(), st.CompressedIn.Load(),
+		st.FECBlocksIn.Load(), st.FECCorrected.Load(), st.FECUncorrectable.Load()}
 }
 
 // farCounters reads the far end's link counters, over a counters stream
@@ -368,6 +374,12 @@ func RunTest(ctx context.Context, src Source, opts TestOptions, progress func(Te
 	res.CompressedOut = after.compressedOut - before.compressedOut
 	res.PayloadIn = after.payloadIn - before.payloadIn
 	res.CompressedIn = after.compressedIn - before.compressedIn
+	if f := fecStatus(l); f != nil {
+		f.BlocksIn = after.fecBlocks - before.fecBlocks
+		f.Corrected = after.fecCorrected - before.fecCorrected
+		f.Uncorrectable = after.fecLost - before.fecLost
+		res.FEC = f
+	}
 	res.frames()
 	return res, nil
 }

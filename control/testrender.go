@@ -60,6 +60,9 @@ func RenderTest(w io.Writer, r *TestResult) error {
 		fmt.Fprintf(&b, "%-10s the far end did not tell its counters: damage upward and resends downward unknown\n", "")
 	}
 	fmt.Fprintf(&b, "compressed %s\n", compression(r.PayloadOut, r.CompressedOut, r.PayloadIn, r.CompressedIn))
+	if r.FEC != nil {
+		fmt.Fprintf(&b, "fec        %s\n", fecLine(r.FEC))
+	}
 	if r.Resumes > 0 {
 		fmt.Fprintf(&b, "resumes    %d during the test\n", r.Resumes)
 	}

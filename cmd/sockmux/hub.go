@@ -138,6 +138,8 @@ func runHub(plan linkPlan, log *slog.Logger) error {
 					ResumeTimeout:    cur.opts.resumeTimeout,
 					HandshakeTimeout: cur.opts.handshakeTimeout,
 					Compress:         cur.opts.compress,
+					FEC:              cur.opts.fec,
+					FECBlock:         cur.opts.fecBlock,
 				},
 				Mux: mux.Config{
 					MaxStreams:  cur.opts.maxStreams,

@@ -192,6 +192,8 @@ type linkOptions struct {
 	secretFile                                            string
 	maxStreams                                            int
 	compress                                              link.Compression
+	fec                                                   link.FECMode
+	fecBlock                                              int
 	halfDuplex                                            bool
 	insecure                                              bool
 	allow                                                 []string
@@ -253,6 +255,10 @@ func readOptions(c flagReader) (linkOptions, error) {
 	if o.compress, err = link.ParseCompression(c.String("compress")); err != nil {
 		return o, fmt.Errorf("--compress: %w", err)
 	}
+	if o.fec, err = link.ParseFEC(c.String("fec")); err != nil {
+		return o, fmt.Errorf("--fec: %w", err)
+	}
+	o.fecBlock = c.Int("fec-block")
 	return o, nil
 }
 
@@ -460,6 +466,8 @@ func runPlan(plan linkPlan) error {
 			Secret:           secret,
 			Name:             helloName(plan, log),
 			Compress:         plan.opts.compress,
+			FEC:              plan.opts.fec,
+			FECBlock:         plan.opts.fecBlock,
 			HalfDuplex:       plan.opts.halfDuplex,
 		},
 		Mux: mux.Config{

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/sockmux/sockmux/autobaud"
+	"github.com/sockmux/sockmux/fec"
 	"github.com/sockmux/sockmux/forward"
 	"github.com/sockmux/sockmux/link"
 	"github.com/sockmux/sockmux/mux"
@@ -156,6 +157,10 @@ func linkSettings(fw *forwardFlags) []setting {
 			env: "SOCKMUX_GRACE", key: "grace", option: true, check: notNegative},
 		{flag: &cli.StringFlag{Name: "compress", Value: "auto", Usage: "compress what crosses the link: auto (strongest on serial lines, off on TCP and pipes), off, fast or best; used when both ends allow it", Category: "Link"},
 			env: "SOCKMUX_COMPRESS", key: "compress", option: true, field: "link.Compress", check: compression},
+		{flag: &cli.StringFlag{Name: "fec", Value: "auto", Usage: "forward error correction on serial lines: auto (each direction turns it on, sizes it and turns it off by the error rate it measures) or off; used when both ends allow it", Category: "Link"},
+			env: "SOCKMUX_FEC", key: "fec", option: true, field: "link.FEC", check: fecMode},
+		{flag: &cli.IntFlag{Name: "fec-block", Usage: "the FEC codeword length this end reads, 32 to 255 bytes (default: 64 below 19200 baud, 255 above: a keystroke waits for a whole block)", Category: "Link"},
+			env: "SOCKMUX_FEC_BLOCK", key: "fec-block", option: true, field: "link.FECBlock", check: fecBlock},
 		{flag: &cli.IntFlag{Name: "max-streams", Value: mux.DefaultMaxStreams, Usage: "most connections open over the link at once; each may hold up to 64 KiB of received data, so this also bounds the link's memory", Category: "Link"},
 			env: "SOCKMUX_MAX_STREAMS", key: "max-streams", option: true, field: "mux.MaxStreams", check: between(1, mux.MaxStreamsLimit)},
 		{flag: &cli.StringFlag{Name: "secret-file", Usage: "authenticate the peer with the shared key in `FILE` (sockmux keygen FILE) and encrypt the link; both ends need the same file", Category: "Security"},
@@ -547,6 +552,21 @@ func carrierLine(v string) error {
 func compression(v string) error {
 	if _, err := link.ParseCompression(v); err != nil {
 		return reason("want one of auto, off, fast, best")
+	}
+	return nil
+}
+
+func fecMode(v string) error {
+	if _, err := link.ParseFEC(v); err != nil {
+		return reason("want auto or off")
+	}
+	return nil
+}
+
+func fecBlock(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n != 0 && (n < fec.MinBlock || n > fec.DefaultBlock) {
+		return reason(fmt.Sprintf("want %d to %d bytes", fec.MinBlock, fec.DefaultBlock))
 	}
 	return nil
 }

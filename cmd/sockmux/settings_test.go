@@ -115,6 +115,8 @@ var badValues = map[string]struct{ value, why string }{
 	"handshake-timeout":  {"-1s", "must not be negative"},
 	"grace":              {"-1s", "must not be negative"},
 	"compress":           {"zip", "want one of auto, off, fast, best"},
+	"fec":                {"on", "want auto or off"},
+	"fec-block":          {"16", "want 32 to 255 bytes"},
 	"max-streams":        {"0", "must be between 1 and 1048576"},
 	"allow":              {"300.1.2.3/99", ""},
 	"log-level":          {"loud", "want one of debug, info, warn, error"},
