@@ -180,6 +180,7 @@ func (s *suite) rowsTable() []row {
 	rows = append(rows, s.compressRows(failed)...)
 	rows = append(rows, s.lightRows(failed)...)
 	rows = append(rows, s.halfDuplexRows(failed)...)
+	rows = append(rows, s.fecRows(failed)...)
 	rows = append(rows, s.hubRows(failed)...)
 	rows = append(rows, s.autoBaudRows(failed)...)
 	return rows

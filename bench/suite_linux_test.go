@@ -57,6 +57,7 @@ type suite struct {
 	compressTCP *tcpCompressResult
 	light       []*lightResult    // small-device rows (light_linux_test.go)
 	halfDuplex  *halfDuplexResult // half-duplex rows (halfduplex_linux_test.go)
+	fec         []*fecResult      // noisy-line rows (fec_linux_test.go)
 	hub         *hubResult        // hub rows (hub_linux_test.go)
 	autoBaud    *autoBaudResult   // the --baud auto row (autobaud_linux_test.go)
 	errs        map[string]error
@@ -134,6 +135,7 @@ func TestSuite(t *testing.T) {
 	s.runCompressSections()
 	s.runLightSections()
 	s.runHalfDuplexSection()
+	s.runFECSection()
 	s.runHubSection()
 	s.runAutoBaudSection()
 	s.report()
