@@ -167,11 +167,15 @@ type Controller struct {
 
 	mu       sync.Mutex
 	st       Status
-	reached  string                // how st.Rate was reached, before any failed try since
-	stepping bool                  // a switch is under way: the silence watch waits
-	hold     map[int]time.Time     // rates not to try before then
-	backoff  map[int]time.Duration // each rate's next hold
-	noPeer   bool                  // logged that the peer does not serve Service
+	reached  string    // how st.Rate was reached, before any failed try since
+	stepping bool      // a switch is under way: the silence watch waits (at most stepBound)
+	stepAt   time.Time // when the switch began
+	// takenOver: the silence watch ended a stuck switch (switchBack)
+	takenOver bool
+	cur       io.Closer             // the negotiation stream in use, nil between sessions
+	hold      map[int]time.Time     // rates not to try before then
+	backoff   map[int]time.Duration // each rate's next hold
+	noPeer    bool                  // logged that the peer does not serve Service
 }
 
 // New returns a controller of port under line. open opens a stream to
@@ -284,6 +288,14 @@ func (c *Controller) session(ctx context.Context, s io.ReadWriteCloser, lead boo
 	n := &nego{c: c, s: s, in: make(chan msg, 16), failed: make(chan struct{}), done: make(chan struct{}),
 		errAt: map[int]float64{}, toldSame: map[int]bool{}}
 	defer close(n.done)
+	c.mu.Lock()
+	c.cur = s
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.cur = nil
+		c.mu.Unlock()
+	}()
 	go n.read()
 	if err := n.send(msg{typ: msgHello, version: version, rates: c.cfg.Rates}); err != nil {
 		return err

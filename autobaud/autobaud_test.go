@@ -34,6 +34,10 @@ type world struct {
 	// so: the link gave up on it (which a real link never does; a message
 	// the deadlines must survive).
 	drop func(m []byte) bool
+	// blockWrites makes a write wait while the line carries nothing, as
+	// a link's does once its window is full of frames the far end, at
+	// another speed, never acknowledges.
+	blockWrites bool
 }
 
 func (w *world) ok() bool {
@@ -148,6 +152,18 @@ func (s *fakeStream) Read(p []byte) (int, error) {
 }
 
 func (s *fakeStream) Write(p []byte) (int, error) {
+	for {
+		s.w.mu.Lock()
+		block := s.w.blockWrites
+		s.w.mu.Unlock()
+		s.mu.Lock()
+		closed := *s.closed
+		s.mu.Unlock()
+		if !block || closed || s.w.ok() {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if *s.closed {
@@ -403,4 +419,25 @@ func TestLostOK(t *testing.T) {
 	assert.Contains(t, la.String(), "autobaud: no OK from the far end at 230400 baud within 600ms (the pattern crossed both ways): back to 115200 baud (trying again in 2s)")
 	assert.Contains(t, lb.String(), "autobaud: heard nothing for")
 	assert.GreaterOrEqual(t, a.Status().Fallbacks, 1)
+}
+
+// TestStuckSwitchFallsBack: a switch to a rate the line does not carry,
+// where the follower's messages wait for the link (its window full) and
+// its switch never ends. The silence watch takes over once the switch
+// has taken longer than any switch can (stepBound): both ends meet at
+// the start rate again and climb back to the fastest rate that works.
+func TestStuckSwitchFallsBack(t *testing.T) {
+	var logs testutil.LogBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	w := newWorld(230400, 115200)
+	w.blockWrites = true
+	cfg := quick(ladder, log)
+	_, b := pair(t, w, cfg, cfg)
+	waitRates(t, w, 230400, 5*time.Second)
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "is stuck for") }, 10*time.Second, 5*time.Millisecond,
+		"the follower's switch to 460800 never ends by itself: %s", logs.String())
+	// Back at the start rate, then up again to the cap.
+	require.Eventually(t, func() bool { return w.rate(0) == 230400 && w.rate(1) == 230400 && b.Status().Fallbacks >= 1 }, 10*time.Second, 5*time.Millisecond,
+		"rates %d and %d", w.rate(0), w.rate(1))
+	assert.Contains(t, logs.String(), "back to the start rate 115200")
 }

@@ -190,7 +190,7 @@ func (n *nego) step(ctx context.Context, to int, why string) error {
 	start := time.Now()
 	ok, carried, err := n.verify(ctx, seq, start.Add(c.cfg.VerifyTimeout), true)
 	if err != nil {
-		_ = c.switchTo(from)
+		c.switchBack(from)
 		return err
 	}
 	if ok {
@@ -320,7 +320,7 @@ func (n *nego) followStep(ctx context.Context, m msg, from int) error {
 	start := time.Now()
 	ok, _, err := n.verify(ctx, m.seq, start.Add(c.cfg.VerifyTimeout), false)
 	if err != nil {
-		_ = c.switchTo(from)
+		c.switchBack(from)
 		return err
 	}
 	if !ok {
@@ -414,7 +414,33 @@ func (c *Controller) holdFor(rate int, d time.Duration) {
 func (c *Controller) setStepping(on bool) {
 	c.mu.Lock()
 	c.stepping = on
+	c.stepAt = time.Now()
+	if on {
+		c.takenOver = false
+	}
 	c.mu.Unlock()
+}
+
+// switchBack returns to rate after a switch whose negotiation failed,
+// unless the silence watch took the switch over (and went to the start
+// rate, where the far end goes too).
+func (c *Controller) switchBack(rate int) {
+	c.mu.Lock()
+	over := c.takenOver
+	c.mu.Unlock()
+	if !over {
+		_ = c.switchTo(rate)
+	}
+}
+
+// stepBound is the longest a switch holds the silence watch off: its
+// delay, the verification with its extension, and a silence. A switch
+// still under way after that is stuck (a message to the far end waits
+// for a link that cannot carry it at this rate: its window full of frames
+// the far end, at another rate, never acknowledges), and the silence
+// watch takes over.
+func (c *Controller) stepBound() time.Duration {
+	return max(c.cfg.SwitchDelay, 3*c.line.RTT()) + 2*c.cfg.VerifyTimeout + c.cfg.Silence
 }
 
 // watchSilence returns to the start rate when no good frame arrives for
@@ -431,14 +457,28 @@ func (c *Controller) watchSilence(ctx context.Context) {
 		case <-tick.C:
 		}
 		in := c.line.Counters().FramesIn
+		bound := c.stepBound()
 		c.mu.Lock()
-		stepping, rate := c.stepping, c.st.Rate
+		stepping, rate, cur := c.stepping, c.st.Rate, c.cur
+		stuck := stepping && time.Since(c.stepAt) >= bound
 		c.mu.Unlock()
-		if in != last || stepping || rate == c.cfg.Start {
+		if in != last || stepping && !stuck || rate == c.cfg.Start {
 			last, lastAt = in, time.Now()
 			continue
 		}
 		if quiet := time.Since(lastAt); quiet >= c.cfg.Silence {
+			if stuck {
+				c.mu.Lock()
+				c.takenOver = true
+				c.mu.Unlock()
+			}
+			if stuck && cur != nil {
+				// The switch's negotiation waits on the line it lost:
+				// end it, so that it does not go on from there once
+				// the two ends meet again at the start rate.
+				c.log.Info(fmt.Sprintf("autobaud: the switch at %d baud is stuck for %v", rate, bound.Round(time.Millisecond)))
+				_ = cur.Close()
+			}
 			err := c.switchTo(c.cfg.Start)
 			c.mu.Lock()
 			c.st.Fallbacks++
