@@ -4,7 +4,6 @@ package tests
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -193,19 +192,16 @@ func TestAutoBaudRateFreeNoise(t *testing.T) {
 // at 1e-3 above 460800): the step to 921600 either fails its test pattern
 // and falls back at once, or passes it and then, under bulk traffic, steps
 // down for its damaged frames; either way the ends settle at 460800, and
-// transfers through it all arrive intact in the one session.
+// transfers through it all arrive intact in the one session. Without FEC
+// (--fec off): the code repairs 1e-3 at 921600 so well (0.85 of the line)
+// that staying there is the faster choice, and the ends rightly do; this
+// test is of the step down.
 func TestAutoBaudMarginalRate(t *testing.T) {
 	skipWithoutPtys(t)
-	if os.Getenv("SOCKMUX_FAULTS") != "full" {
-		// About one run in four the follower, switched to 1000000 baud,
-		// never falls back while the leader does (the two ends then
-		// meet only after the dead timeout): a known bug, not yet found.
-		t.Skip("known to fail one run in four (the follower stays at the failed rate); SOCKMUX_FAULTS=full runs it")
-	}
 	t.Parallel()
 	sock := filepath.Join(controlDir(t), "a.sock")
 	r := newSerialRigArgs(t, []string{"--max-baud", "921600", "--marginal-above", "460800", "--marginal-ber", "1e-3", "--seed", "6"},
-		[]string{"--baud", "auto", "--control", sock}, []string{"--baud", "auto"})
+		[]string{"--baud", "auto", "--control", sock, "--fec", "off"}, []string{"--baud", "auto", "--fec", "off"})
 	r.a.waitLog("autobaud: 460800 baud verified both ways", 10*time.Second)
 	r.cable.waitLog("above 460800: bytes arrive with bit errors at 0.001", 10*time.Second)
 	deadline := time.Now().Add(25 * time.Second)
