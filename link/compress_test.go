@@ -235,7 +235,13 @@ func TestCompressedTransfer(t *testing.T) {
 				if tc.ratio < 0 {
 					cfgB = compressConfig(CompressAuto) // which over TCP is off
 				}
-				p := startPairConfigs(t, cable, da, db, compressConfig(tc.cfg), cfgB)
+				cfgA := compressConfig(tc.cfg)
+				if tc.ber > 0 {
+					// The contexts must survive retransmission: without
+					// FEC, which would repair most of the damage.
+					cfgA.FEC, cfgB.FEC = FECOff, FECOff
+				}
+				p := startPairConfigs(t, cable, da, db, cfgA, cfgB)
 				p.waitFor(t, len(db), len(da), 10*time.Minute)
 				p.stop()
 				p.checkGot(t, da, db)
