@@ -450,6 +450,7 @@ func (c *Controller) watchSilence(ctx context.Context) {
 	tick := time.NewTicker(max(10*time.Millisecond, c.cfg.Silence/12))
 	defer tick.Stop()
 	last, lastAt := c.line.Counters().FramesIn, time.Now()
+	heardAt := lastAt // when a good frame last arrived
 	for {
 		select {
 		case <-ctx.Done():
@@ -462,9 +463,17 @@ func (c *Controller) watchSilence(ctx context.Context) {
 		stepping, rate, cur := c.stepping, c.st.Rate, c.cur
 		stuck := stepping && time.Since(c.stepAt) >= bound
 		c.mu.Unlock()
+		if in != last {
+			heardAt = time.Now()
+		}
 		if in != last || stepping && !stuck || rate == c.cfg.Start {
 			last, lastAt = in, time.Now()
 			continue
+		}
+		// A stuck switch has waited a silence already (stepBound): it
+		// goes as soon as the line is quiet that long.
+		if stuck && time.Since(heardAt) >= c.cfg.Silence {
+			lastAt = heardAt
 		}
 		if quiet := time.Since(lastAt); quiet >= c.cfg.Silence {
 			if stuck {

@@ -204,7 +204,9 @@ func TestAutoBaudMarginalRate(t *testing.T) {
 		[]string{"--baud", "auto", "--control", sock, "--fec", "off"}, []string{"--baud", "auto", "--fec", "off"})
 	r.a.waitLog("autobaud: 460800 baud verified both ways", 10*time.Second)
 	r.cable.waitLog("above 460800: bytes arrive with bit errors at 0.001", 10*time.Second)
-	deadline := time.Now().Add(25 * time.Second)
+	// Time for a switch to 1000000 that sticks (the silence watch ends it
+	// after about 7 s, autobaud.stepBound) and the climb back.
+	deadline := time.Now().Add(45 * time.Second)
 	for seed := uint64(80); time.Now().Before(deadline); seed++ {
 		transferWithin(t, addr(r.port), 128<<10, 128<<10, seed, time.Minute)
 		code, out := run(t, 10*time.Second, "status", "--control", sock)
