@@ -105,11 +105,12 @@ func (h *Hub) Attach(a Attachment) (*endpoint.Endpoint, error) {
 }
 
 // FreeName is name, or name with a suffix (-2, -3, ...) that no member
-// of the hub has, cut to link.MaxName characters.
+// of the hub has, cut to link.MaxName characters: UniqueName with the
+// hub's names taken.
 func (h *Hub) FreeName(name string) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	taken := func(n string) bool {
+	return UniqueName(name, func(n string) bool {
 		if _, ok := h.members[strings.ToLower(n)]; ok {
 			return true
 		}
@@ -119,7 +120,13 @@ func (h *Hub) FreeName(name string) string {
 			}
 		}
 		return false
-	}
+	})
+}
+
+// UniqueName is name if taken says it is free, else name with the first
+// suffix -2, -3, ... that makes it free, cut to link.MaxName characters.
+// Names are compared in any case; taken is asked so.
+func UniqueName(name string, taken func(string) bool) string {
 	if !taken(name) {
 		return name
 	}
