@@ -142,8 +142,8 @@ func TestCommHubSeveralPorts(t *testing.T) {
 	// Far B killed in the middle of A's transfer: A's bytes arrive whole,
 	// A's session is kept.
 	long := make(chan error, 2)
-	go func() { long <- transfer(addr(lA), 1<<20, 1<<20, 21) }()
-	go func() { long <- transfer(addr(rA), 1<<20, 1<<20, 22) }()
+	go func() { long <- transfer(addr(lA), 256<<10, 256<<10, 21) }()
+	go func() { long <- transfer(addr(rA), 256<<10, 256<<10, 22) }()
 	bDone := make(chan error, 1)
 	go func() { bDone <- transfer(addr(lB), 4<<20, 4<<20, 23) }()
 	time.Sleep(500 * time.Millisecond)
