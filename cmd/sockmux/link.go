@@ -45,7 +45,8 @@ func newLinkCommand(run func(plan linkPlan, args []string) error) *cli.Command {
 		Usage: "run one end of a link and its forwards",
 		UsageText: `sockmux link (--listen ADDR | --connect ADDR | --comm PATH | --commin PATH --commout PATH | --stdio | --exec COMMAND)
        [-L SPEC]... [-R SPEC]... [-D [BIND:]PORT]... [--port SPEC]... [--server RULE]... [--dest DEST]... [options]
-sockmux link --listen ADDR --peers FILE [-L SPEC@PEER]... [-R SPEC@PEER]... [-D [BIND:]PORT]... [options]`,
+sockmux link --listen ADDR --peers FILE [-L SPEC@PEER]... [-R SPEC@PEER]... [-D [BIND:]PORT]... [options]
+sockmux link (--comm [NAME=]PATH)... [--comm-glob PATTERN] [-L SPEC@PEER]... [-R SPEC@PEER]... [-D [BIND:]PORT]... [options]`,
 		Description: `Runs one end of a link over the transport given, and carries connections
 over it. Both ends may forward in both directions at once.
 
@@ -83,6 +84,13 @@ own session, key and forwards: each connecting end gives its --name (and its
 key from FILE, one line a peer: NAME KEY); the hub's forwards name their peer
 (-L 2222:127.0.0.1:22@cabinet-17), and its -D reaches HOST at peer PEER as
 HOST.PEER.sockmux. SIGHUP reads FILE again: a peer removed is disconnected.
+
+Several --comm (or NAME=PATH, or --comm-glob PATTERN) make a hub of serial
+ports: each port is a peer named after its path (/dev/ttyUSB0 is ttyUSB0)
+or as given (--comm board-2=/dev/ttyUSB1), its far end a plain --comm end;
+forwards name it as on a TCP hub (-L 2200:127.0.0.1:22@ttyUSB0). A port
+missing at start is waited for; --comm-glob '/dev/serial/by-id/*' adds
+adapters as they are plugged in. A single --comm PATH is a plain end.
 
 Every flag can also come from its environment variable (SOCKMUX_ and the flag's
 name in capitals, - as _: SOCKMUX_DEAD_TIMEOUT=10s) or from the --config file
