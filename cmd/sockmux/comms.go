@@ -165,4 +165,3 @@ func portAttachment(cur linkPlan, base endpoint.Options, state *portHubState, na
 	}
 	return a, nil
 }
-
