@@ -231,3 +231,27 @@ func TestCommHubGlob(t *testing.T) {
 	assert.NoError(t, transfer(addr(lA), 16<<10, 16<<10, 4))
 	assert.False(t, strings.Contains(hub.logText(), "panic"))
 }
+
+// --baud auto runs on each port of a hub alone: both climb past the
+// start rate, and a port's status shows its rate now.
+func TestCommHubAutoBaud(t *testing.T) {
+	dir := t.TempDir()
+	path := func(n string) string { return filepath.Join(dir, n) }
+	for _, n := range []string{"A", "B"} {
+		startCableAt(t, "cable "+n, path("tty"+n+"1"), path("tty"+n+"2"), "--max-baud", "921600")
+	}
+	sock := filepath.Join(controlDir(t), "hub.sock")
+	hub := start(t, "hub", "link", "--comm", path("ttyA1"), "--comm", path("ttyB1"), "--baud", "auto", "--control", sock)
+	for _, n := range []string{"A", "B"} {
+		start(t, "far "+n, "link", "--comm", path("tty"+n+"2"), "--baud", "auto", "--control", filepath.Join(controlDir(t), n+".sock"))
+	}
+	require.Eventually(t, func() bool {
+		for _, n := range []string{"ttyA1", "ttyB1"} {
+			code, out := run(t, 10*time.Second, "status", "--control", sock, n)
+			if code != 0 || !strings.Contains(out, "921600 baud") || !strings.Contains(out, "(auto:") {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, time.Second, "%s", hub.logText())
+}
