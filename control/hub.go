@@ -92,12 +92,13 @@ func (c *Collector) PeerSnapshot(name string) (Status, error) {
 		key := strings.ToLower(p.Name)
 		pc := c.peers[key]
 		if pc == nil || pc.src.Link != p.Link {
-			pc = &Collector{src: Source{Name: c.src.Name + "/" + p.Name, Version: c.src.Version, Link: p.Link, Mux: p.Mux, Driver: p.Driver},
+			pc = &Collector{src: Source{Name: c.src.Name + "/" + p.Name, Version: c.src.Version, Link: p.Link, Mux: p.Mux, Driver: p.Driver,
+				Line: p.Line, LineNow: p.LineNow, Serial: p.Serial},
 				started: c.started, pid: c.pid, interval: c.interval, idle: c.idle}
 			c.peers[key] = pc
 		}
 		c.mu.Unlock()
 		return pc.Snapshot(), nil
 	}
-	return Status{}, fmt.Errorf("no peer %q in the hub's peers file", name)
+	return Status{}, fmt.Errorf("no peer %q on the hub", name)
 }

@@ -123,7 +123,7 @@ func writeHubMetrics(w io.Writer, s *Status) error {
 	family("sockmux_resumes_total", "counter", "Sessions continued over a new transport.", func(p PeerStatus) float64 { return float64(p.Resumes) })
 	family("sockmux_auth_failures_total", "counter", "Transports dropped because the peer failed authentication.", func(p PeerStatus) float64 { return float64(p.AuthFailures) })
 	family("sockmux_streams_open", "gauge", "Streams open now.", func(p PeerStatus) float64 { return float64(p.Streams) })
-	one("sockmux_hub_peers", "gauge", "Peers in the hub's peers file.", float64(len(s.Peers)))
+	one("sockmux_hub_peers", "gauge", "Peers of the hub (in its peers file, and its ports).", float64(len(s.Peers)))
 	one("sockmux_hub_refused_total", "counter", "Connections the hub refused before any peer's link saw them (no name, an unknown name).", float64(s.Refused))
 	one("sockmux_uptime_seconds", "gauge", "Seconds since the link process started.", s.UptimeSeconds)
 	one("sockmux_goroutines", "gauge", "Goroutines in the link process.", float64(s.Goroutines))

@@ -149,7 +149,11 @@ func renderHub(w io.Writer, s *Status) error {
 		}
 	}
 	fmt.Fprintf(&b, "sockmux hub %q  pid %d  version %s\n", s.Name, s.PID, s.Version)
-	fmt.Fprintf(&b, "listen     %s   (process uptime %s)\n", s.Transport, dur(s.UptimeSeconds))
+	label, listens := "ports     ", strings.HasPrefix(s.Transport, "tcp ")
+	if listens {
+		label = "listen    "
+	}
+	fmt.Fprintf(&b, "%s %s   (process uptime %s)\n", label, s.Transport, dur(s.UptimeSeconds))
 	mem := "-"
 	if s.RSSBytes > 0 {
 		mem = size(s.RSSBytes)
@@ -158,7 +162,11 @@ func renderHub(w io.Writer, s *Status) error {
 		}
 	}
 	fmt.Fprintf(&b, "process    %d goroutines, %s resident\n", s.Goroutines, mem)
-	fmt.Fprintf(&b, "peers      %d up of %d; %d connections refused (no name or an unknown one)\n", up, len(s.Peers), s.Refused)
+	if listens {
+		fmt.Fprintf(&b, "peers      %d up of %d; %d connections refused (no name or an unknown one)\n", up, len(s.Peers), s.Refused)
+	} else {
+		fmt.Fprintf(&b, "peers      %d up of %d\n", up, len(s.Peers))
+	}
 	fmt.Fprintf(&b, "sent       %s on the line, %s payload, goodput %s/s\n", size(s.BytesOut), size(s.PayloadOut), size(uint64(s.GoodputOut)))
 	fmt.Fprintf(&b, "received   %s on the line, %s payload, goodput %s/s\n", size(s.BytesIn), size(s.PayloadIn), size(uint64(s.GoodputIn)))
 	fmt.Fprintf(&b, "events     %d sessions, %d resumes, %d auth failures\n\n", s.Sessions, s.Resumes, s.AuthFailures)

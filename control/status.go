@@ -171,8 +171,8 @@ type Source struct {
 	Serial func() serialport.LineStatus
 
 	// Peers, on a hub, lists its peers (Link, Mux and Driver are then
-	// unused); Transport names the hub's listener and Refused reads its
-	// count of refused connections.
+	// unused); Transport names the hub's listener or ports, and Refused,
+	// if set, reads its count of refused connections.
 	Peers     func() []PeerSource
 	Transport string
 	Refused   func() uint64
@@ -184,6 +184,12 @@ type PeerSource struct {
 	Link   *link.Link
 	Mux    *mux.Mux
 	Driver link.Driver
+	// Line, LineNow and Serial are a serial port's, as Source's are
+	// (a hub's port: sockmux link --comm A --comm B); shown when the
+	// peer's status is asked for.
+	Line    string
+	LineNow func() string
+	Serial  func() serialport.LineStatus
 }
 
 // line is the line settings to show now.

@@ -18,9 +18,21 @@
 // endpoint, a removed one is stopped (its streams reset, the peer told why)
 // and a changed key applies to the peer's next handshake.
 //
+// A hub may also hold members it does not accept over a listener but runs
+// over drivers of their own (Attach): the serial ports of sockmux link
+// --comm A --comm B, whose far ends are plain ends that give no name. Each
+// is a peer like the peers file's, with its own endpoint, session,
+// forwards and counters, named by the caller (PortName derives a name
+// from a path). A hub may have only such members: then it has no
+// listener and no peers file. WatchGlob attaches a member for each path
+// that matches a pattern, polling for new ones (adapters as they are
+// plugged in); a path that vanishes keeps its member, whose driver waits
+// for the device as for an unplugged one.
+//
 // A hub's -D proxy (AddDynamic) reaches a peer by host name: HOST.PEER.sockmux
 // connects to HOST at peer PEER, which resolves HOST itself.
 //
 // Layers below are called down only: the hub uses endpoint, tcpdriver,
-// link (ReadHello, Refusal, SetSecret), forward (the proxy) and peers.
+// link (ReadHello, Refusal, SetSecret, CheckName), forward (the proxy)
+// and peers; an attached member's driver is the caller's.
 package hub

@@ -85,7 +85,7 @@ func (h *Hub) connect(ctx context.Context, dest, proto, client string, entrance 
 	}
 	m, ok := h.Peer(peer)
 	if !ok {
-		return nil, forward.ConnectRefused(mux.CodeNoRoute, fmt.Sprintf("no peer %q in the hub's peers file", peer))
+		return nil, forward.ConnectRefused(mux.CodeNoRoute, h.NoPeer(peer))
 	}
 	target := net.JoinHostPort(inner, port)
 	c, err := m.Endpoint.Forwarder.Connect(ctx, target, proto, client, entrance)

@@ -20,18 +20,21 @@ import (
 
 // Config is what a hub is built from.
 type Config struct {
-	// Acceptor is the listener the peers connect to. Required; the hub
-	// owns it and closes it when Run ends.
+	// Acceptor is the listener the peers of Peers connect to; the hub
+	// owns it and closes it when Run ends. Nil for a hub whose members
+	// are all attached (Attach: serial ports); then Peers is nil too.
 	Acceptor *tcpdriver.Acceptor
-	// Peers is the peers file, read. Required.
+	// Peers is the peers file, read. Required with Acceptor.
 	Peers *peers.Table
 	// Endpoint returns the options of peer p's endpoint: everything but
 	// the Driver (the hub's feed), Link.Secret (p's key) and
 	// Link.PeerName (p's name), which the hub sets. Its Logger, if nil,
-	// is the hub's with the attribute name=NAME.
+	// is the hub's with the attribute name=NAME. Required with Peers;
+	// attached members bring their own options.
 	Endpoint func(p peers.Peer) (endpoint.Options, error)
 	// Forwards returns the forwards of peer p (those given @p), which
-	// its forwarder runs; nil means none.
+	// its forwarder runs; nil means none. An attached member is asked
+	// as the peer of its name, with no key.
 	Forwards func(p peers.Peer) []forward.Forward
 	// OfferWait is how long a new connection of a peer waits for the
 	// peer's link to give up the one it uses; 0 means 35 s (past the
@@ -47,29 +50,51 @@ type Hub struct {
 	acc *tcpdriver.Acceptor
 	log *slog.Logger
 
-	mu      sync.Mutex
-	table   *peers.Table
-	members map[string]*member // by lower-case name
-	ctx     context.Context    // Run's, once it runs
-	proxies []net.Listener     // AddDynamic's
-	running sync.WaitGroup     // the members' Run
-	refused uint64             // connections refused before a link saw them
+	attachMu sync.Mutex // serializes Attach
+
+	mu       sync.Mutex
+	table    *peers.Table       // nil without an Acceptor
+	members  map[string]*member // by lower-case name
+	attached []string           // the attached members' names, in the order attached
+	ctx      context.Context    // Run's, once it runs
+	stopped  bool               // Run is stopping: no member starts any more
+	proxies  []net.Listener     // AddDynamic's
+	running  sync.WaitGroup     // the members' Run
+	refused  uint64             // connections refused before a link saw them
 }
 
 // member is one peer's endpoint.
 type member struct {
-	peer  peers.Peer
-	ep    *endpoint.Endpoint
-	feed  *tcpdriver.Feed
-	added time.Time
-	done  chan struct{} // closed when its Run returned
+	peer    peers.Peer
+	ep      *endpoint.Endpoint
+	feed    *tcpdriver.Feed // nil for an attached member
+	path    string          // an attached member's Attachment.Path
+	onStart func(ctx context.Context, ep *endpoint.Endpoint)
+	added   time.Time
+	done    chan struct{} // closed when its Run returned
 }
 
 // Member is what the hub tells of one peer.
 type Member struct {
 	Peer     peers.Peer
 	Endpoint *endpoint.Endpoint
-	Feed     *tcpdriver.Feed
+	// Feed is the listener's feed of a peer of the peers file; nil for
+	// an attached member, whose driver is Endpoint.Driver.
+	Feed *tcpdriver.Feed
+	// Path is an attached member's Attachment.Path; "" for a peer of the
+	// peers file.
+	Path string
+}
+
+// Driver is the member's driver: its feed, or an attached member's own.
+func (m Member) Driver() link.Driver { return m.Endpoint.Driver }
+
+// Attached reports whether the member was attached (Attach) rather than
+// listed in the peers file.
+func (m Member) Attached() bool { return m.Feed == nil }
+
+func (m *member) public() Member {
+	return Member{Peer: m.peer, Endpoint: m.ep, Feed: m.feed, Path: m.path}
 }
 
 // AcceptBacklog is a peer's mux's backlog of streams from the peer not
@@ -82,11 +107,11 @@ const AcceptBacklog = 256
 // New builds every peer's endpoint. Nothing runs until Run.
 func New(cfg Config) (*Hub, error) {
 	switch {
-	case cfg.Acceptor == nil:
-		return nil, errors.New("hub: no listener (Config.Acceptor)")
-	case cfg.Peers == nil:
+	case cfg.Acceptor == nil && cfg.Peers != nil:
+		return nil, errors.New("hub: a peers file (Config.Peers) but no listener (Config.Acceptor)")
+	case cfg.Acceptor != nil && cfg.Peers == nil:
 		return nil, errors.New("hub: no peers (Config.Peers)")
-	case cfg.Endpoint == nil:
+	case cfg.Peers != nil && cfg.Endpoint == nil:
 		return nil, errors.New("hub: no Config.Endpoint")
 	}
 	if cfg.OfferWait <= 0 {
@@ -96,6 +121,9 @@ func New(cfg Config) (*Hub, error) {
 		cfg.Logger = slog.Default()
 	}
 	h := &Hub{cfg: cfg, acc: cfg.Acceptor, log: cfg.Logger, table: cfg.Peers, members: map[string]*member{}}
+	if cfg.Peers == nil {
+		return h, nil
+	}
 	for _, p := range cfg.Peers.Peers() {
 		m, err := h.build(p)
 		if err != nil {
@@ -118,6 +146,16 @@ func (h *Hub) build(p peers.Peer) (*member, error) {
 	opts.Driver = feed
 	opts.Link.Secret = p.Key
 	opts.Link.PeerName = p.Name
+	ep, err := h.endpoint(p, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &member{peer: p, ep: ep, feed: feed, added: time.Now(), done: make(chan struct{})}, nil
+}
+
+// endpoint builds peer p's endpoint from opts, its driver set, and starts
+// its forwards.
+func (h *Hub) endpoint(p peers.Peer, opts endpoint.Options) (*endpoint.Endpoint, error) {
 	if opts.Mux.AcceptBacklog == 0 {
 		opts.Mux.AcceptBacklog = AcceptBacklog
 	}
@@ -137,7 +175,7 @@ func (h *Hub) build(p peers.Peer) (*member, error) {
 			}
 		}
 	}
-	return &member{peer: p, ep: ep, feed: feed, added: time.Now(), done: make(chan struct{})}, nil
+	return ep, nil
 }
 
 // closeAll closes endpoints that never ran.
@@ -147,8 +185,13 @@ func (h *Hub) closeAll() {
 	}
 }
 
-// Addr is the address the hub listens on.
-func (h *Hub) Addr() net.Addr { return h.acc.Addr() }
+// Addr is the address the hub listens on; nil without a listener.
+func (h *Hub) Addr() net.Addr {
+	if h.acc == nil {
+		return nil
+	}
+	return h.acc.Addr()
+}
 
 // Run serves the peers until ctx ends, then stops every endpoint (each
 // with its grace period, telling its peer goodbye) and returns.
@@ -158,14 +201,23 @@ func (h *Hub) Run(ctx context.Context) error {
 	for _, m := range h.members {
 		h.start(m)
 	}
+	attached := len(h.attached)
 	h.mu.Unlock()
 	served := make(chan error, 1)
-	go func() { served <- h.acc.Serve(h.handle) }()
-	h.log.Info("hub listening", "listen", h.acc.Addr().String(), "peers", h.table.Len(), "peers_file", h.table.Source())
+	if h.acc != nil {
+		go func() { served <- h.acc.Serve(h.handle) }()
+		h.log.Info("hub listening", "listen", h.acc.Addr().String(), "peers", h.table.Len(), "peers_file", h.table.Source())
+	} else {
+		served <- nil
+		h.log.Info("hub running", "ports", attached)
+	}
 	<-ctx.Done()
-	h.acc.Close()
+	if h.acc != nil {
+		h.acc.Close()
+	}
 	<-served
 	h.mu.Lock()
+	h.stopped = true
 	for _, ln := range h.proxies {
 		ln.Close()
 	}
@@ -180,6 +232,11 @@ func (h *Hub) start(m *member) {
 	go func() {
 		defer h.running.Done()
 		defer close(m.done)
+		if m.onStart != nil {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go m.onStart(ctx, m.ep)
+		}
 		if err := m.ep.Run(h.ctx); err != nil {
 			m.ep.Logger().Error("peer's endpoint ended", "err", err)
 		}
@@ -239,7 +296,7 @@ func (h *Hub) refuse(c net.Conn, from, name, reason string) {
 	c.Close()
 }
 
-// Table is the peers file the hub serves now.
+// Table is the peers file the hub serves now; nil without a listener.
 func (h *Hub) Table() *peers.Table {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -262,20 +319,38 @@ func (h *Hub) Peer(name string) (Member, bool) {
 	if !ok {
 		return Member{}, false
 	}
-	return Member{Peer: m.peer, Endpoint: m.ep, Feed: m.feed}, true
+	return m.public(), true
 }
 
-// Peers returns every peer's endpoint, in the order of the peers file.
+// Peers returns every peer's endpoint, in the order of the peers file,
+// then the attached members in the order they were attached.
 func (h *Hub) Peers() []Member {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var out []Member
-	for _, p := range h.table.Peers() {
-		if m, ok := h.members[strings.ToLower(p.Name)]; ok {
-			out = append(out, Member{Peer: m.peer, Endpoint: m.ep, Feed: m.feed})
+	if h.table != nil {
+		for _, p := range h.table.Peers() {
+			if m, ok := h.members[strings.ToLower(p.Name)]; ok && m.feed != nil {
+				out = append(out, m.public())
+			}
+		}
+	}
+	for _, name := range h.attached {
+		if m, ok := h.members[strings.ToLower(name)]; ok {
+			out = append(out, m.public())
 		}
 	}
 	return out
+}
+
+// NoPeer says that the hub has no peer called name, for a refusal.
+func (h *Hub) NoPeer(name string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.table != nil {
+		return fmt.Sprintf("no peer %q in the hub's peers file", name)
+	}
+	return fmt.Sprintf("no peer %q on the hub (its peers: %s)", name, strings.Join(h.attached, ", "))
 }
 
 // Removed is the reason a removed peer's streams are reset with, and what
@@ -291,6 +366,10 @@ const Removed = "removed from the hub's peers file"
 func (h *Hub) Reload(t *peers.Table) (peers.Changes, error) {
 	h.mu.Lock()
 	old := h.table
+	if old == nil {
+		h.mu.Unlock()
+		return peers.Changes{}, errors.New("hub: no peers file to reload (a hub without a listener)")
+	}
 	h.table = t
 	h.mu.Unlock()
 	ch := t.Diff(old)

@@ -2,6 +2,7 @@ package serialport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -37,6 +38,45 @@ func NewWith(path string, mode Mode, opts Options, log *slog.Logger) (*Driver, e
 	d.noteLocked(d.first)
 	d.ext.mu.Unlock()
 	return d, nil
+}
+
+// NewWaiting is NewWith for a port that may be absent at start: a lab
+// host's adapter not plugged in yet, one of several ports of a hub. Only
+// a bad mode, bad options or a malformed identity are an error; a device
+// that cannot be opened now (missing, busy, not a serial device) is
+// logged, "serial PATH not available: REASON; waiting", and the first
+// Open waits for it as a reopen waits for an unplugged adapter.
+func NewWaiting(path string, mode Mode, opts Options, log *slog.Logger) (*Driver, error) {
+	d, err := NewWith(path, mode, opts, log)
+	if err == nil || !waitable(err) {
+		return d, err
+	}
+	var ident *Identity
+	if IsIdentity(path) {
+		id, err := ParseIdentity(path)
+		if err != nil {
+			return nil, err
+		}
+		ident = &id
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d = &Driver{path: path, mode: mode.normalized(), log: log, sys: System{}, wait: reopenMinWait, ext: driverExt{opts: opts}, ident: ident}
+	d.absent = lostReason(err)
+	d.log.Warn(fmt.Sprintf("serial %s not available: %s; waiting", path, d.absent))
+	return d, nil
+}
+
+// waitable reports whether err, New's, is about the device rather than
+// the settings: one that plugging in the right device fixes.
+func waitable(err error) bool {
+	for _, kind := range []error{ErrNotFound, ErrNotSerial, ErrBusy, ErrPermission, ErrDisconnected, ErrOtherDevice, ErrAmbiguous} {
+		if errors.Is(err, kind) {
+			return true
+		}
+	}
+	return false
 }
 
 // noteLocked logs what opening p did, when it differs from last time.

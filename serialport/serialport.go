@@ -39,6 +39,9 @@ type Driver struct {
 	ident *Identity // the adapter path names, when it is an identity
 	track tracking  // guarded by openMu
 	ext   driverExt // control lines and error counters (driver_lines.go)
+	// absent is why NewWaiting could not open the device (logged then);
+	// the first Open waits for it, "" once it opened.
+	absent string // guarded by openMu
 }
 
 var _ link.Driver = (*Driver)(nil)
@@ -130,12 +133,18 @@ func (d *Driver) Open(ctx context.Context) (io.ReadWriteCloser, error) {
 	wait := reopenMinWait
 	lost := false
 	var lastMsg string
+	verb := "reopened"
+	if d.absent != "" {
+		// NewWaiting said it is not there yet.
+		lost, lastMsg, verb = true, d.absent, "opened"
+	}
 	for {
 		p, err := d.openDevice()
 		if err == nil {
 			if lost {
-				d.log.Info(fmt.Sprintf("serial %s reopened%s", d.path, d.where()))
+				d.log.Info(fmt.Sprintf("serial %s %s%s", d.path, verb, d.where()))
 			}
+			d.absent = ""
 			d.lastOpen = time.Now()
 			if err = d.ready(ctx, p); err == nil {
 				return transport(p), nil

@@ -376,3 +376,48 @@ func TestBitsPerByte(t *testing.T) {
 		assert.Equal(t, tc.str, tc.m.String())
 	}
 }
+
+// NewWaiting takes a device that is not there yet: it logs that it
+// waits, and its first Open returns once the device appears. Settings no
+// device fixes are still an error at once.
+func TestNewWaitingAbsentDevice(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "ttyA"), filepath.Join(dir, "ttyB")
+	logs := &testutil.LogBuffer{}
+	d, err := NewWaiting(a, DefaultMode(), Options{}, slog.New(slog.NewTextHandler(logs, nil)))
+	require.NoError(t, err)
+	defer d.Close()
+	assert.Contains(t, logs.String(), "serial "+a+" not available: no such device; waiting")
+	assert.Equal(t, "serial "+a+" 115200 8N1", d.String())
+
+	_, err = NewWaiting(a, Mode{Baud: 9600, DataBits: 7}, Options{}, nil)
+	assert.ErrorContains(t, err, "data bits")
+	_, err = NewWaiting("usb:zz", DefaultMode(), Options{}, nil)
+	assert.ErrorContains(t, err, "device identity")
+
+	opened := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		rw, err := d.Open(ctx)
+		if err == nil {
+			_, err = rw.Write([]byte("hi"))
+			rw.Close()
+		}
+		opened <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-opened:
+		t.Fatalf("opened before the device existed: %v", err)
+	default:
+	}
+	c, err := cable.Start(context.Background(), cable.Config{PathA: a, PathB: b, Seed: 1})
+	require.NoError(t, err)
+	defer c.Close()
+	pb := mustOpen(t, b, DefaultMode())
+	require.NoError(t, <-opened)
+	assert.Equal(t, []byte("hi"), readN(t, pb, 2))
+	assert.Contains(t, logs.String(), "serial "+a+" opened")
+	assert.NotContains(t, logs.String(), "lost")
+}

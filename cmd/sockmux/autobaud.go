@@ -22,8 +22,10 @@ func checkAutoBaud(plan linkPlan) error {
 	if !o.autoBaud {
 		return nil
 	}
+	// A hub's ports: each serial one runs it (portAttachment).
+	serial := plan.transport.portHub() || plan.transport.comm != "" && serialport.IsSerial(plan.transport.comm)
 	switch {
-	case plan.transport.comm == "" || !serialport.IsSerial(plan.transport.comm):
+	case !serial:
 		return errors.New("--baud auto is for a serial port (--comm with a serial device): TCP, pipes, --stdio and --exec have no line speed to find")
 	case o.halfDuplex:
 		return errors.New("--baud auto cannot go with --half-duplex: the turns are timed by a fixed line rate; give both ends the same --baud")

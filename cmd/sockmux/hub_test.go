@@ -59,12 +59,12 @@ func TestHubChecksAndSplitsForwards(t *testing.T) {
 	} {
 		plan, err := planFromArgs(append([]string{"--listen", "h:1", "--peers", "p"}, strings.Fields(spec)...))
 		require.NoError(t, err, spec)
-		_, _, err = hubForwards(plan, tb, true, log)
+		_, _, err = hubForwards(plan, hubNames{table: tb}, true, log)
 		assert.ErrorContains(t, err, want, spec)
 	}
 	plan, err := planFromArgs([]string{"--listen", "h:1", "--peers", "p", "-L", "8080:h:80@CAB-1", "-R", "9090:h:90@cab-1", "-D", "1080"})
 	require.NoError(t, err)
-	byPeer, dynamic, err := hubForwards(plan, tb, true, log)
+	byPeer, dynamic, err := hubForwards(plan, hubNames{table: tb}, true, log)
 	require.NoError(t, err)
 	require.Len(t, byPeer["cab-1"], 2)
 	assert.Equal(t, "", byPeer["cab-1"][0].Peer, "the peer's own forwarder runs it")

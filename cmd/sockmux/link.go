@@ -45,7 +45,8 @@ func newLinkCommand(run func(plan linkPlan, args []string) error) *cli.Command {
 		Usage: "run one end of a link and its forwards",
 		UsageText: `sockmux link (--listen ADDR | --connect ADDR | --comm PATH | --commin PATH --commout PATH | --stdio | --exec COMMAND)
        [-L SPEC]... [-R SPEC]... [-D [BIND:]PORT]... [--port SPEC]... [--server RULE]... [--dest DEST]... [options]
-sockmux link --listen ADDR --peers FILE [-L SPEC@PEER]... [-R SPEC@PEER]... [-D [BIND:]PORT]... [options]`,
+sockmux link --listen ADDR --peers FILE [-L SPEC@PEER]... [-R SPEC@PEER]... [-D [BIND:]PORT]... [options]
+sockmux link (--comm [NAME=]PATH)... [--comm-glob PATTERN] [-L SPEC@PEER]... [-R SPEC@PEER]... [-D [BIND:]PORT]... [options]`,
 		Description: `Runs one end of a link over the transport given, and carries connections
 over it. Both ends may forward in both directions at once.
 
@@ -84,6 +85,13 @@ key from FILE, one line a peer: NAME KEY); the hub's forwards name their peer
 (-L 2222:127.0.0.1:22@cabinet-17), and its -D reaches HOST at peer PEER as
 HOST.PEER.sockmux. SIGHUP reads FILE again: a peer removed is disconnected.
 
+Several --comm (or NAME=PATH, or --comm-glob PATTERN) make a hub of serial
+ports: each port is a peer named after its path (/dev/ttyUSB0 is ttyUSB0)
+or as given (--comm board-2=/dev/ttyUSB1), its far end a plain --comm end;
+forwards name it as on a TCP hub (-L 2200:127.0.0.1:22@ttyUSB0). A port
+missing at start is waited for; --comm-glob '/dev/serial/by-id/*' adds
+adapters as they are plugged in. A single --comm PATH is a plain end.
+
 Every flag can also come from its environment variable (SOCKMUX_ and the flag's
 name in capitals, - as _: SOCKMUX_DEAD_TIMEOUT=10s) or from the --config file
 (YAML; keys are the long flag names). A flag wins over its variable, which wins
@@ -116,6 +124,7 @@ forwards, --server/--dest rules and --allow without dropping the link.`,
 type forwardFlags struct {
 	ports specList
 	rules specList
+	comms specList // --comm, each value whole (a path may hold a comma)
 }
 
 // specList is a repeatable flag's values in order.
@@ -137,6 +146,9 @@ func (v *specValue) Set(s string) error {
 }
 
 func (v *specValue) String() string { return "" }
+
+// Get is the flag's values (flag.Getter), for cli.Context.Value.
+func (v *specValue) Get() any { return v.values() }
 
 // values are the flag's values in its list.
 func (v *specValue) values() []string {
@@ -173,7 +185,14 @@ type transportSpec struct {
 	peers                                  string // --peers: --listen is a hub (hub.go)
 	stdio                                  bool
 	exec                                   string
+	// ports are the --comm values of a hub of ports (comms.go): several
+	// --comm, a NAME=PATH one, or any with --comm-glob; comm is "" then.
+	ports    []string
+	commGlob string // --comm-glob
 }
+
+// portHub reports whether the transport is a hub of serial ports.
+func (t transportSpec) portHub() bool { return len(t.ports) > 0 || t.commGlob != "" }
 
 // opsOptions are the values of the Operations settings (settings.go).
 type opsOptions struct {
@@ -294,12 +313,18 @@ func planFromFlags(c *cli.Context, fw *forwardFlags) (linkPlan, error) {
 	}
 	plan := linkPlan{
 		transport: transportSpec{
-			listen: c.String("listen"), connect: c.String("connect"), comm: c.String("comm"), peers: c.String("peers"),
+			listen: c.String("listen"), connect: c.String("connect"), peers: c.String("peers"),
 			commin: c.String("commin"), commout: c.String("commout"),
-			stdio: c.Bool("stdio"), exec: c.String("exec"),
+			stdio: c.Bool("stdio"), exec: c.String("exec"), commGlob: c.String("comm-glob"),
 		},
 		opts: opts,
 		ops:  opsOptions{name: c.String("name"), control: c.String("control"), metrics: c.String("metrics")},
+	}
+	comms := (&specValue{list: &fw.comms, flag: "comm"}).values()
+	if len(comms) == 1 && plan.transport.commGlob == "" && !commNamed(comms[0]) {
+		plan.transport.comm = comms[0] // one port: a plain end, as ever
+	} else {
+		plan.transport.ports = comms
 	}
 	for _, spec := range c.StringSlice("local") {
 		f, err := forward.ParseForward(forward.Local, spec)
@@ -412,12 +437,12 @@ func runPlan(plan linkPlan) error {
 	if err != nil {
 		return err
 	}
-	if plan.transport.peers != "" {
+	if plan.transport.peers != "" || plan.transport.portHub() {
 		return runHub(plan, log)
 	}
 	for _, fw := range plan.forwards {
 		if fw.Peer != "" {
-			return fmt.Errorf("%v is addressed to peer %s: only a hub (--listen with --peers) has peers", fw, fw.Peer)
+			return fmt.Errorf("%v is addressed to peer %s: only a hub (--listen with --peers, or several --comm) has peers", fw, fw.Peer)
 		}
 	}
 	var secret []byte

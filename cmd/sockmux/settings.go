@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -79,8 +80,10 @@ func linkSettings(fw *forwardFlags) []setting {
 			env: "SOCKMUX_LISTEN", key: "listen", check: hostPort},
 		{flag: &cli.StringFlag{Name: "connect", Usage: "be the connector: dial the other end at `ADDR` (host:port), again whenever it drops", Category: "Transport"},
 			env: "SOCKMUX_CONNECT", key: "connect", check: hostPort},
-		{flag: &cli.StringFlag{Name: "comm", Usage: "one bidirectional channel: a serial port (/dev/ttyUSB0, COM3, or a USB adapter by identity, usb:VID:PID:SERIAL as sockmux ports prints it), a character device, a Unix socket or a Windows named pipe at `PATH`", Category: "Transport"},
-			env: "SOCKMUX_COMM", key: "comm"},
+		{flag: &cli.GenericFlag{Name: "comm", Value: &specValue{list: &fw.comms, flag: "comm"}, Usage: "one bidirectional channel: a serial port (/dev/ttyUSB0, COM3, or a USB adapter by identity, usb:VID:PID:SERIAL as sockmux ports prints it), a character device, a Unix socket or a Windows named pipe at `PATH`; given more than once (or as NAME=PATH), each port is a peer of a hub, named NAME or after its path (ttyUSB0), that forwards address as @NAME", Category: "Transport"},
+			env: "SOCKMUX_COMM", key: "comm", check: commSpec, example: "/dev/ttyUSB0"},
+		{flag: &cli.StringFlag{Name: "comm-glob", Usage: "be a hub of serial ports: each path matching `PATTERN` (such as '/dev/serial/by-id/*', matched every second) is a peer named after it, picked up as it is plugged in", Category: "Transport"},
+			env: "SOCKMUX_COMM_GLOB", key: "comm-glob", check: globPattern},
 		{flag: &cli.StringFlag{Name: "commin", Usage: "read the link from the named pipe (FIFO) at `PATH`; created if missing", Category: "Transport"},
 			env: "SOCKMUX_COMMIN", key: "commin"},
 		{flag: &cli.StringFlag{Name: "commout", Usage: "write the link to the named pipe (FIFO) at `PATH`; created if missing", Category: "Transport"},
@@ -443,6 +446,28 @@ func namedByFlags(err error) error {
 }
 
 // The checks.
+
+// commSpec checks one --comm: a path, or NAME=PATH with a valid peer
+// name (commPort).
+func commSpec(v string) error {
+	if v == "" {
+		return reason("want a path")
+	}
+	if name, _, named := cutCommName(v); named {
+		if err := link.CheckName(name); err != nil {
+			return reason(fmt.Sprintf("NAME=PATH: %v", err))
+		}
+	}
+	return nil
+}
+
+// globPattern checks --comm-glob ("" is none).
+func globPattern(v string) error {
+	if _, err := filepath.Match(v, ""); err != nil {
+		return reason("not a glob pattern such as '/dev/serial/by-id/*': " + err.Error())
+	}
+	return nil
+}
 
 // hostPort checks an address to listen on or dial ("" is none).
 func hostPort(v string) error {

@@ -89,6 +89,8 @@ var badValues = map[string]struct{ value, why string }{
 	"rs485-delay-before": {"200ms", "must be between 0 and 100ms"},
 	"rs485-delay-after":  {"-1ms", "must be between 0 and 100ms"},
 	"connect":            {"hostonly", "want HOST:PORT"},
+	"comm":               {"bad name=/dev/x", "NAME=PATH: peer name"},
+	"comm-glob":          {"/dev/[", "not a glob pattern"},
 	"local":              {"8081:nohostport", `forward "8081:nohostport"`},
 	"remote":             {"70000:127.0.0.1:80", `forward "70000:127.0.0.1:80"`},
 	"dynamic":            {"1080:x:80", "forward"},

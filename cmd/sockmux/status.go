@@ -148,20 +148,36 @@ func startOps(ctx context.Context, plan linkPlan, ep *endpoint.Endpoint, ab *aut
 	return serveOps(ctx, plan, src, log)
 }
 
-// startHubOps is startOps for a hub: its status lists the peers.
-func startHubOps(ctx context.Context, plan linkPlan, h *hub.Hub, log *slog.Logger) (<-chan struct{}, error) {
+// startHubOps is startOps for a hub: its status lists the peers. A hub
+// of ports shows each port's line too (ports: its --baud auto).
+func startHubOps(ctx context.Context, plan linkPlan, h *hub.Hub, ports *portHubState, log *slog.Logger) (<-chan struct{}, error) {
 	name := plan.ops.name
 	if name == "" {
 		name = control.DefaultName
 	}
-	src := control.Source{Name: name, Version: version, Transport: "tcp hub " + h.Addr().String(), Refused: h.Refused,
+	src := control.Source{Name: name, Version: version,
 		Peers: func() []control.PeerSource {
 			var out []control.PeerSource
 			for _, m := range h.Peers() {
-				out = append(out, control.PeerSource{Name: m.Peer.Name, Link: m.Endpoint.Link, Mux: m.Endpoint.Mux, Driver: m.Feed})
+				ps := control.PeerSource{Name: m.Peer.Name, Link: m.Endpoint.Link, Mux: m.Endpoint.Mux, Driver: m.Driver()}
+				if sd, ok := m.Driver().(*serialport.Driver); ok {
+					ps.Line, ps.Serial = lineSettings(sd.Mode()), sd.LineStatus
+					if ab := ports.autoBaud(m.Peer.Name); ab != nil {
+						ps.LineNow = ab.line
+					}
+				}
+				out = append(out, ps)
 			}
 			return out
 		}}
+	if addr := h.Addr(); addr != nil {
+		src.Transport, src.Refused = "tcp hub "+addr.String(), h.Refused
+	} else {
+		src.Transport = "serial ports"
+		if g := plan.transport.commGlob; g != "" {
+			src.Transport += ", and those matching " + g
+		}
+	}
 	return serveOps(ctx, plan, src, log)
 }
 
