@@ -164,6 +164,7 @@ func newFECLink(c *conn, n int) (*fecLink, error) {
 		return nil, err
 	}
 	f := &fecLink{w: w, wBlock: n, txLevel: lvl, txBlock: n, rBlock: n, ch: fec.NewChooser(n)}
+	c.l.stats.FECLevelOut.Store(int64(lvl)) // the hellos' level, until the peer asks for another
 	f.expand = expansion(n, lvl)
 	f.ch.FrameBytes = min(c.l.cfg.MaxPayload+frameOverhead, 2048)
 	return f, nil
