@@ -58,7 +58,7 @@ func TestCompletionBash(t *testing.T) {
 	}
 	assert.Equal(t, []string{"test-link"}, complete("sockmux", "test-"))
 	assert.Subset(t, complete("sockmux", ""), commands(t))
-	assert.ElementsMatch(t, []string{"--comm", "--commin", "--commout"}, complete("sockmux", "link", "--comm"))
+	assert.ElementsMatch(t, []string{"--comm", "--comm-glob", "--commin", "--commout"}, complete("sockmux", "link", "--comm"))
 	assert.ElementsMatch(t, []string{"--seconds", "-s"}, filter(complete("sockmux", "test-link", "-"), "--seconds", "-s"))
 	assert.Empty(t, complete("sockmux", "link", "--comm", ""), "a path: bash completes file names")
 	assert.ElementsMatch(t, []string{"bash", "zsh", "fish"}, complete("sockmux", "completion", ""))
@@ -102,7 +102,7 @@ func TestCompletionZsh(t *testing.T) {
 		return strings.Fields(string(out))
 	}
 	assert.Subset(t, complete("sockmux", ""), commands(t))
-	assert.ElementsMatch(t, []string{"--comm", "--commin", "--commout"}, complete("sockmux", "link", "--comm"))
+	assert.ElementsMatch(t, []string{"--comm", "--comm-glob", "--commin", "--commout"}, complete("sockmux", "link", "--comm"))
 	assert.Equal(t, []string{"FILES"}, complete("sockmux", "link", "--comm", ""))
 	assert.ElementsMatch(t, []string{"bash", "zsh", "fish"}, complete("sockmux", "completion", ""))
 }

@@ -103,6 +103,11 @@ func manPage() (string, error) {
 	return page, nil
 }
 
+// takesPath reports whether a flag's usage names its value `PATH` or `FILE`.
+func takesPath(usage string) bool {
+	return strings.Contains(usage, "`PATH`") || strings.Contains(usage, "`FILE`")
+}
+
 // completeLeaves gives every command without subcommands a completion
 // that offers its flags when the word begun is a flag, and nothing
 // otherwise, so that the shell completes file names (a --comm PATH, a
@@ -116,8 +121,11 @@ func completeLeaves(cmds []*cli.Command) {
 		}
 		for _, f := range cmd.Flags {
 			// Flags whose value is a path complete file names in fish.
-			if sf, ok := f.(*cli.StringFlag); ok && (strings.Contains(sf.Usage, "`PATH`") || strings.Contains(sf.Usage, "`FILE`")) {
-				sf.TakesFile = true
+			switch sf := f.(type) {
+			case *cli.StringFlag:
+				sf.TakesFile = takesPath(sf.Usage)
+			case *cli.GenericFlag: // --comm, repeatable
+				sf.TakesFile = takesPath(sf.Usage)
 			}
 		}
 		if cmd.BashComplete != nil {
