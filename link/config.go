@@ -51,6 +51,13 @@ const (
 	// ClassControl carries only the upper layer's own control messages;
 	// the link sends it like bulk.
 	ClassControl
+	// ClassBulkQuiet is bulk data, and no stream whose data went out as
+	// interactive lately can send more of it (each closed, or turned
+	// bulk): the interactive spell ends at once, and frames on a paced
+	// line go back to full length. Without it, a download that followed
+	// a small reply (an HTTP header, a 64-byte answer) went its first
+	// three seconds in short frames.
+	ClassBulkQuiet
 )
 
 func (c Class) String() string {
@@ -61,6 +68,8 @@ func (c Class) String() string {
 		return "interactive"
 	case ClassControl:
 		return "control"
+	case ClassBulkQuiet:
+		return "bulk, quiet"
 	}
 	return fmt.Sprintf("class(%d)", uint8(c))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 )
@@ -202,5 +203,32 @@ func TestInteractiveClassKeepsFramesShort(t *testing.T) {
 		if got := up.rooms[3]; got != full {
 			t.Errorf("rate %d: room %d after the spell; want %d", rate, got, full)
 		}
+	}
+}
+
+// A payload of class ClassBulkQuiet (no stream that talked can say more)
+// ends the interactive spell at once: the frames after it are full size.
+func TestBulkQuietEndsTheSpell(t *testing.T) {
+	up := &classUpper{classes: []Class{ClassInteractive, ClassBulk, ClassBulkQuiet, ClassBulk}}
+	c := upConn(t, &up.byteUpper, Properties{LineRate: 11520})
+	c.l.up = up
+	for range 4 {
+		c.l.mu.Lock()
+		f := c.pull()
+		c.l.mu.Unlock()
+		if f == nil {
+			t.Fatal("nothing pulled")
+		}
+	}
+	full, short := min(c.l.payloadLimit(), c.l.sizeCap), c.shortFrame()
+	want := []int{full, short, short, full}
+	if !slices.Equal(up.rooms, want) {
+		t.Errorf("rooms %v; want %v (full %d, short %d)", up.rooms, want, full, short)
+	}
+	c.l.mu.Lock()
+	about := c.l.interactiveAbout()
+	c.l.mu.Unlock()
+	if about {
+		t.Error("the spell still runs after a quiet bulk payload")
 	}
 }

@@ -142,8 +142,13 @@ func (c *conn) pull() *outFrame {
 		class = cl
 		return n
 	})
-	if f != nil && class == ClassInteractive {
-		l.lastInteractive = time.Now()
+	if f != nil {
+		switch class {
+		case ClassInteractive:
+			l.lastInteractive = time.Now()
+		case ClassBulkQuiet:
+			l.lastInteractive = time.Time{}
+		}
 	}
 	return f
 }

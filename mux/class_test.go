@@ -2,6 +2,7 @@ package mux
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -36,4 +37,60 @@ func TestFillClass(t *testing.T) {
 	n, class = empty.Fill(buf, len(buf))
 	require.Zero(t, n)
 	require.Equal(t, link.ClassBulk, class, "nothing to send")
+}
+
+// Bulk data goes as ClassBulkQuiet once no stream whose data went out as
+// interactive can send more: each closed its side, or turned bulk. While
+// one can, it is ClassBulk and the link's interactive spell runs its time.
+func TestFillClassQuiet(t *testing.T) {
+	buf := make([]byte, 1024)
+	for _, tc := range []struct {
+		name string
+		end  func(t *testing.T, s *Stream)
+	}{
+		{"closed for writing", func(t *testing.T, s *Stream) { require.NoError(t, s.CloseWrite()) }},
+		{"closed", func(t *testing.T, s *Stream) { require.NoError(t, s.Close()) }},
+		{"turned bulk", func(t *testing.T, s *Stream) {
+			go func() { _, _ = s.Write(make([]byte, 64<<10)) }()
+			require.Eventually(t, func() bool {
+				s.m.mu.Lock()
+				defer s.m.mu.Unlock()
+				return s.bulk
+			}, 5*time.Second, time.Millisecond)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := overtakePair(t)
+			s, err := a.Open(ctx(t), Info{})
+			require.NoError(t, err)
+			require.NoError(t, b.Deliver(buf[:fillN(a, buf)])) // the OPEN
+			writeUrgent(t, a, s, "k")
+			n, class := a.Fill(buf, len(buf))
+			require.Equal(t, link.ClassInteractive, class, "the keystroke")
+			require.NoError(t, b.Deliver(buf[:n]))
+
+			busyStream(t, a, b)
+			n, class = a.Fill(buf, len(buf))
+			require.Positive(t, n)
+			require.Equal(t, link.ClassBulk, class, "bulk data while the talking stream may send more")
+			require.NoError(t, b.Deliver(buf[:n]))
+
+			tc.end(t, s)
+			quiet := false
+			for range 100 {
+				n, class = a.Fill(buf, len(buf))
+				require.Positive(t, n)
+				require.NoError(t, b.Deliver(buf[:n]))
+				if class == link.ClassBulkQuiet {
+					quiet = true
+					break
+				}
+			}
+			require.True(t, quiet, "bulk data once the talking stream cannot send more")
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			require.Empty(t, a.talkers)
+			require.False(t, s.talker)
+		})
+	}
 }

@@ -29,8 +29,9 @@ type Mux struct {
 	streams    map[uint32]*Stream
 	ctrl       []ctrlMsg // control messages waiting, in order
 	ready      []*Stream
-	fills      uint64   // Fill calls so far
-	inflight   []uint32 // streams with data in the payload Fill returned last
+	talkers    []*Stream // streams whose data went out as interactive, while they may send more (talking)
+	fills      uint64    // Fill calls so far
+	inflight   []uint32  // streams with data in the payload Fill returned last
 	accepts    chan *Stream
 	listens    []ListenRequest // ours, sent again at each new session
 	closed     bool

@@ -155,8 +155,25 @@ func (m *Mux) Fill(p []byte, budget int) (int, link.Class) {
 		return n, link.ClassInteractive
 	case n == ctrl && n > 0:
 		return n, link.ClassControl
+	case n > 0 && !m.talking():
+		return n, link.ClassBulkQuiet
 	}
 	return n, link.ClassBulk
+}
+
+// talking reports whether a stream whose data went out as interactive
+// may still send more, under m.mu: it is open for writing and has not
+// turned bulk. The others leave m.talkers.
+func (m *Mux) talking() bool {
+	m.talkers = slices.DeleteFunc(m.talkers, func(s *Stream) bool {
+		gone := s.bulk || s.closed || s.state == stateReset || s.state.localDone() || m.streams[s.id] != s
+		s.talker = !gone
+		return gone
+	})
+	if len(m.talkers) == 0 {
+		m.talkers = nil
+	}
+	return m.talkers != nil
 }
 
 // mayOvertake reports whether data of s may go ahead of the payload Fill
@@ -207,7 +224,13 @@ func (m *Mux) fillData(p []byte, n int, interactiveOnly, ahead bool) (_ int, int
 		}
 		m.ready = slices.Delete(m.ready, i, i+1)
 		s.inReady = false
-		interactive = interactive || s.interactive
+		if s.interactive {
+			interactive = true
+			if !s.talker {
+				s.talker = true
+				m.talkers = append(m.talkers, s)
+			}
+		}
 		s.interactive = false
 		if len(s.wbuf) == 0 {
 			s.wbuf = nil

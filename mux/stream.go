@@ -113,6 +113,7 @@ type Stream struct {
 	bucket      float64   // bytes left in its interactive bucket (see takeInteractive)
 	bucketAt    time.Time // when the bucket was last filled up
 	bulk        bool      // emptied its bucket: bulk until it is full again
+	talker      bool      // in m.talkers
 	err         error     // why it was reset: set exactly when state is stateReset
 	closed      bool      // Close called: its buffers are dropped
 	readCh      chan struct{}
