@@ -209,6 +209,38 @@ func peerOpens(t *testing.T, ctx context.Context, ch <-chan opened, peer *Driver
 // waits: the Read ends with io.EOF. It closes tr and reaps the peer: until
 // the dying process is reaped, its other descriptors may still be open, and
 // an Open could return a transport that fails at once.
+// stopPeer sends SIGSTOP and, where /proc shows the threads, waits until
+// every thread of the peer is stopped: kill returns before a thread on
+// another core has taken the signal, and such a thread could still echo
+// a message written right after.
+func stopPeer(t *testing.T, peer *exec.Cmd) {
+	t.Helper()
+	require.NoError(t, peer.Process.Signal(syscall.SIGSTOP))
+	dir := fmt.Sprintf("/proc/%d/task", peer.Process.Pid)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		tasks, err := os.ReadDir(dir)
+		if err != nil {
+			time.Sleep(100 * time.Millisecond) // no /proc: give it time
+			return
+		}
+		stopped := 0
+		for _, task := range tasks {
+			stat, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+			// The state follows the command's closing parenthesis.
+			if i := bytes.LastIndexByte(stat, ')'); err == nil && i >= 0 && i+2 < len(stat) &&
+				(stat[i+2] == 'T' || stat[i+2] == 't') {
+				stopped++
+			}
+		}
+		if stopped == len(tasks) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("peer %d did not stop within 5 s of SIGSTOP", peer.Process.Pid)
+}
+
 func killPeer(t *testing.T, peer *exec.Cmd, tr io.ReadWriteCloser) {
 	t.Helper()
 	rch := readAsync(tr, make([]byte, 100))

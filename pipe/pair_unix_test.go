@@ -163,7 +163,7 @@ func TestPairPeerStopped(t *testing.T) {
 	ta := openWithin(t, a, 20*time.Second)
 	echoCheck(t, ta, 64<<10)
 
-	require.NoError(t, peer.Process.Signal(syscall.SIGSTOP))
+	stopPeer(t, peer)
 	defer peer.Process.Signal(syscall.SIGCONT)
 	msg := []byte("still there?")
 	_, err := ta.Write(msg)
