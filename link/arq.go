@@ -154,6 +154,14 @@ func (s *sender) ack(next uint16, sack uint64, now time.Time, acked func(*outFra
 			}
 		}
 	}
+	// The cumulative ack names the first frame the peer lacks: if we took
+	// it for selectively acknowledged, that was wrong (a broken or hostile
+	// peer's bitmap); without this it would never go again, and the
+	// session would stall behind it.
+	if len(s.unacked) > 0 && s.unacked[0].seq == next && s.unacked[0].sacked {
+		s.unacked[0].sacked = false
+		s.unacked[0].pending = true
+	}
 	// The line delivers in order: a frame sent before one that arrived,
 	// and still missing, was lost. Send it again now.
 	for _, f := range s.unacked {

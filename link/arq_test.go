@@ -82,6 +82,30 @@ func TestSenderSackMarksEarlierFrameLost(t *testing.T) {
 	}
 }
 
+// A bitmap that claimed the frame the cumulative ack then names as the
+// first one missing was wrong: the frame goes again (else it never would,
+// and the session would stall behind it).
+func TestSenderWrongSackUndone(t *testing.T) {
+	s, _ := testSender(t, false, 0)
+	t0 := time.Unix(1000, 0)
+	fs := sendN(s, 4, t0)
+	s.ack(0, 0b11, t0.Add(time.Millisecond), nil) // frames 1 and 2 held
+	if !fs[1].sacked || !fs[2].sacked {
+		t.Fatal("frames 1 and 2 not marked held")
+	}
+	// Frame 0 arrived, yet the peer lacks frame 1: it did not hold it.
+	s.ack(1, 0, t0.Add(2*time.Millisecond), nil)
+	if fs[1].sacked || !fs[1].pending {
+		t.Fatalf("frame 1: sacked %v pending %v; want due again", fs[1].sacked, fs[1].pending)
+	}
+	if !fs[2].sacked || fs[2].pending {
+		t.Fatalf("frame 2: sacked %v pending %v; want still held", fs[2].sacked, fs[2].pending)
+	}
+	if f := s.pendingFrame(t0.Add(2 * time.Millisecond)); f != fs[1] {
+		t.Fatalf("pendingFrame = %v; want frame 1", f)
+	}
+}
+
 func TestSenderTimeoutBacksOff(t *testing.T) {
 	s, _ := testSender(t, false, 0)
 	t0 := time.Unix(1000, 0)

@@ -82,8 +82,11 @@ func (c *conn) emitPieces(wire, scratch []byte) []byte {
 	return nil
 }
 
-func (c *conn) emitAck(wire, scratch []byte, sack uint64) []byte {
+// emitAck encodes an ack: the cumulative ack and the selective-ack bitmap
+// as of now.
+func (c *conn) emitAck(wire, scratch []byte) []byte {
 	c.ackDue = false
+	sack := c.l.sack() // of the same rxNext as the cumulative ack
 	return c.emit(wire, ackFrame(scratch, c.l.ackNow(), sack))
 }
 

@@ -78,9 +78,8 @@ func pick(st sendState, after step) step {
 	return stepNone
 }
 
-// sendState reports which steps are due now, under l.mu; sack is the
-// selective-ack bitmap as of this round.
-func (c *conn) sendState(now time.Time, sack uint64) sendState {
+// sendState reports which steps are due now, under l.mu.
+func (c *conn) sendState(now time.Time) sendState {
 	l := c.l
 	st := sendState{up: c.complete}
 	st.set(stepAbandon, c.closeDue != "")
@@ -93,7 +92,7 @@ func (c *conn) sendState(now time.Time, sack uint64) sendState {
 	}
 	st.set(stepPong, c.pongDue)
 	st.set(stepFEC, c.fec != nil && c.fec.due && c.fec.peer)
-	st.set(stepSackAck, c.ackDue && sack != 0)
+	st.set(stepSackAck, c.ackDue && l.sack() != 0)
 	st.set(stepPieces, len(c.piecesDue) > 0)
 	st.set(stepUrgent, c.urgentDue)
 	st.set(stepResend, l.resendDue(now))
@@ -156,9 +155,12 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 		}
 		c.hsStart = now
 	}
-	sack := l.sack()
-	for s := pick(c.sendState(now, sack), stepNone); s != stepNone; s = pick(c.sendState(now, sack), s) {
-		if out, wait, isClose, err = c.runStep(s, wire, scratch, now, sack); out != nil || wait != 0 || err != nil {
+	// The state is read again after every step: a step that asks the
+	// upper layer for data releases l.mu meanwhile, and the reader may
+	// take frames then (an ack must carry the bitmap of the rxNext it
+	// names: one from before would claim frames the peer does not hold).
+	for s := pick(c.sendState(now), stepNone); s != stepNone; s = pick(c.sendState(now), s) {
+		if out, wait, isClose, err = c.runStep(s, wire, scratch, now); out != nil || wait != 0 || err != nil {
 			c.lastStep = s
 			return out, wait, isClose, err
 		}
@@ -168,7 +170,7 @@ func (c *conn) next(wire, scratch []byte) (out []byte, wait time.Duration, isClo
 
 // runStep sends the frame of step s, under l.mu: out is the encoded frame,
 // or nil when the step found nothing to send (or waits, or fails).
-func (c *conn) runStep(s step, wire, scratch []byte, now time.Time, sack uint64) (out []byte, wait time.Duration, isClose bool, err error) {
+func (c *conn) runStep(s step, wire, scratch []byte, now time.Time) (out []byte, wait time.Duration, isClose bool, err error) {
 	l := c.l
 	switch s {
 	case stepAbandon:
@@ -210,7 +212,7 @@ func (c *conn) runStep(s step, wire, scratch []byte, now time.Time, sack uint64)
 	case stepFEC:
 		out = c.emit(wire, c.fecFrame(scratch))
 	case stepSackAck, stepAck:
-		out = c.emitAck(wire, scratch, sack)
+		out = c.emitAck(wire, scratch)
 	case stepPieces:
 		out = c.emitPieces(wire, scratch)
 	case stepUrgent:

@@ -232,3 +232,53 @@ func TestBulkQuietEndsTheSpell(t *testing.T) {
 		t.Error("the spell still runs after a quiet bulk payload")
 	}
 }
+
+// readerUpper stands for the reader while the writer asks for data: its
+// Fill (called with l.mu released) takes data frame 0, the one the
+// receiver lacked, as the reader would, and offers nothing to send.
+type readerUpper struct {
+	byteUpper
+	c    *conn
+	when time.Time
+}
+
+func (u *readerUpper) Fill([]byte, int) (int, Class) {
+	l := u.c.l
+	l.mu.Lock()
+	u.c.onData(l.rxNext, []byte("in order"), nil, u.when)
+	l.mu.Unlock()
+	return 0, ClassBulk
+}
+
+// An ack's bitmap is of the rxNext it carries, even when a frame arrived
+// while the writer asked the upper layer for data in the same round: a
+// bitmap from before, read against the new rxNext, claimed frames the
+// peer lacked, and the sender never sent them again (a stall at BER 1e-2
+// in TestFaultsVirtualTime, where the clock stands still within a round).
+func TestAckBitmapOfItsRxNext(t *testing.T) {
+	up := &readerUpper{}
+	c := upConn(t, &up.byteUpper, Properties{LineRate: 11520})
+	up.c, up.when = c, time.Now().Add(-time.Second) // the ack it schedules is due
+	l := c.l
+	l.up = up
+	l.ooo[2] = []byte("held out of order") // frames 0 and 1 missing
+	out, _, _, err := c.next(nil, nil)
+	if err != nil || out == nil {
+		t.Fatalf("next: %d bytes, err %v; want an ack", len(out), err)
+	}
+	dec, err := cobsDecode(nil, out[:len(out)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := openFrame(dec)
+	if err != nil || body[0] != frameAck {
+		t.Fatalf("sent %s (err %v); want an ack", frameName(body[0]), err)
+	}
+	next, sack, err := parseAck(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next != 1 || sack != 1 {
+		t.Fatalf("ack next %d sack %b; want next 1, sack 1 (frame 2 held)", next, sack)
+	}
+}
