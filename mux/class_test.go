@@ -94,3 +94,36 @@ func TestFillClassQuiet(t *testing.T) {
 		})
 	}
 }
+
+// The set of streams that talked answers from its last entry, drops the
+// ones that cannot send more as it meets them, and loses a stream the
+// table forgets at once, wherever it stands.
+func TestTalkersSet(t *testing.T) {
+	a, _ := overtakePair(t)
+	var ss []*Stream
+	for range 4 {
+		s, err := a.Open(ctx(t), Info{})
+		require.NoError(t, err)
+		ss = append(ss, s)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, s := range ss {
+		a.addTalker(s)
+		a.addTalker(s) // once only
+	}
+	require.Len(t, a.talkers, 4)
+	ss[3].bulk, ss[0].bulk = true, true
+	require.True(t, a.talking(), "streams 1 and 2 may still talk")
+	require.Equal(t, []*Stream{ss[0], ss[1], ss[2]}, a.talkers, "the bulk one at the end dropped")
+	a.forget(ss[1])
+	require.Equal(t, []*Stream{ss[0], ss[2]}, a.talkers, "forgotten: the last took its place")
+	require.Equal(t, 1, ss[2].talkerAt)
+	require.False(t, ss[1].talker)
+	ss[2].bulk = true
+	require.False(t, a.talking(), "none can talk")
+	require.Empty(t, a.talkers)
+	for _, s := range ss {
+		require.False(t, s.talker)
+	}
+}

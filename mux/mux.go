@@ -29,7 +29,7 @@ type Mux struct {
 	streams    map[uint32]*Stream
 	ctrl       []ctrlMsg // control messages waiting, in order
 	ready      []*Stream
-	talkers    []*Stream // streams whose data went out as interactive, while they may send more (talking)
+	talkers    []*Stream // streams whose data went out as interactive, while they may send more (talking); Stream.talkerAt indexes it
 	fills      uint64    // Fill calls so far
 	inflight   []uint32  // streams with data in the payload Fill returned last
 	accepts    chan *Stream
@@ -211,6 +211,7 @@ func (m *Mux) forget(s *Stream) {
 		return
 	}
 	delete(m.streams, s.id)
+	m.dropTalker(s)
 	m.reserved -= s.target
 	m.orphan(s)
 }

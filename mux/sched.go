@@ -163,17 +163,43 @@ func (m *Mux) Fill(p []byte, budget int) (int, link.Class) {
 
 // talking reports whether a stream whose data went out as interactive
 // may still send more, under m.mu: it is open for writing and has not
-// turned bulk. The others leave m.talkers.
+// turned bulk. It looks at the last talker only, dropping those that
+// cannot send more until one can, so that a bulk Fill costs O(1)
+// amortized however many streams talked; a stream that stopped talking
+// further down stays until it reaches the end or leaves the table
+// (forget), which is an answer kept correct, not a cost.
 func (m *Mux) talking() bool {
-	m.talkers = slices.DeleteFunc(m.talkers, func(s *Stream) bool {
-		gone := s.bulk || s.closed || s.state == stateReset || s.state.localDone() || m.streams[s.id] != s
-		s.talker = !gone
-		return gone
-	})
-	if len(m.talkers) == 0 {
-		m.talkers = nil
+	for n := len(m.talkers); n > 0; n = len(m.talkers) {
+		s := m.talkers[n-1]
+		if !(s.bulk || s.closed || s.state == stateReset || s.state.localDone() || m.streams[s.id] != s) {
+			return true
+		}
+		m.dropTalker(s)
 	}
-	return m.talkers != nil
+	m.talkers = nil
+	return false
+}
+
+// addTalker notes that data of s went out as interactive, under m.mu.
+func (m *Mux) addTalker(s *Stream) {
+	if !s.talker {
+		s.talker, s.talkerAt = true, len(m.talkers)
+		m.talkers = append(m.talkers, s)
+	}
+}
+
+// dropTalker takes s out of m.talkers in O(1), under m.mu: the last
+// talker takes its place.
+func (m *Mux) dropTalker(s *Stream) {
+	if !s.talker {
+		return
+	}
+	last := len(m.talkers) - 1
+	moved := m.talkers[last]
+	m.talkers[s.talkerAt], moved.talkerAt = moved, s.talkerAt
+	m.talkers[last] = nil
+	m.talkers = m.talkers[:last]
+	s.talker = false
 }
 
 // mayOvertake reports whether data of s may go ahead of the payload Fill
@@ -226,10 +252,7 @@ func (m *Mux) fillData(p []byte, n int, interactiveOnly, ahead bool) (_ int, int
 		s.inReady = false
 		if s.interactive {
 			interactive = true
-			if !s.talker {
-				s.talker = true
-				m.talkers = append(m.talkers, s)
-			}
+			m.addTalker(s)
 		}
 		s.interactive = false
 		if len(s.wbuf) == 0 {

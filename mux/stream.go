@@ -114,6 +114,7 @@ type Stream struct {
 	bucketAt    time.Time // when the bucket was last filled up
 	bulk        bool      // emptied its bucket: bulk until it is full again
 	talker      bool      // in m.talkers
+	talkerAt    int       // its index there, while talker
 	err         error     // why it was reset: set exactly when state is stateReset
 	closed      bool      // Close called: its buffers are dropped
 	readCh      chan struct{}
