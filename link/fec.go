@@ -164,7 +164,6 @@ func newFECLink(c *conn, n int) (*fecLink, error) {
 		return nil, err
 	}
 	f := &fecLink{w: w, wBlock: n, txLevel: lvl, txBlock: n, rBlock: n, ch: fec.NewChooser(n)}
-	c.l.stats.FECLevelOut.Store(int64(lvl)) // the hellos' level, until the peer asks for another
 	f.expand = expansion(n, lvl)
 	f.ch.FrameBytes = min(c.l.cfg.MaxPayload+frameOverhead, 2048)
 	return f, nil
@@ -249,7 +248,6 @@ func (c *conn) applyFEC(level, block int) error {
 	if err := f.w.SetLevel(level); err != nil {
 		return err
 	}
-	c.l.stats.FECLevelOut.Store(int64(level))
 	if level == 0 {
 		// A delimiter after the last block: a peer that reads no blocks
 		// takes its parity for the start of a frame otherwise.

@@ -29,7 +29,6 @@ type Stats struct {
 	FECBlocksIn      atomic.Uint64 // FEC blocks read, decoded or lost
 	FECCorrected     atomic.Uint64 // bytes the code corrected in them
 	FECUncorrectable atomic.Uint64 // blocks with more wrong bytes than the code corrects: lost
-	FECLevelOut      atomic.Int64  // the level we send at now (0: off)
 	FECLevelIn       atomic.Int64  // the level of the blocks arriving now (0: off)
 	FECErrorRateIn   atomic.Uint64 // the bit error rate measured on what arrives, as float64 bits
 	FECErrorRateOut  atomic.Uint64 // the bit error rate the peer measures on what we send, as float64 bits
