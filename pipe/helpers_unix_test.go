@@ -205,10 +205,6 @@ func peerOpens(t *testing.T, ctx context.Context, ch <-chan opened, peer *Driver
 	return r.t, tp
 }
 
-// killPeer kills the helper process peer with SIGKILL while a Read on tr
-// waits: the Read ends with io.EOF. It closes tr and reaps the peer: until
-// the dying process is reaped, its other descriptors may still be open, and
-// an Open could return a transport that fails at once.
 // stopPeer sends SIGSTOP and, where /proc shows the threads, waits until
 // every thread of the peer is stopped: kill returns before a thread on
 // another core has taken the signal, and such a thread could still echo
@@ -241,6 +237,10 @@ func stopPeer(t *testing.T, peer *exec.Cmd) {
 	t.Fatalf("peer %d did not stop within 5 s of SIGSTOP", peer.Process.Pid)
 }
 
+// killPeer kills the helper process peer with SIGKILL while a Read on tr
+// waits: the Read ends with io.EOF. It closes tr and reaps the peer: until
+// the dying process is reaped, its other descriptors may still be open, and
+// an Open could return a transport that fails at once.
 func killPeer(t *testing.T, peer *exec.Cmd, tr io.ReadWriteCloser) {
 	t.Helper()
 	rch := readAsync(tr, make([]byte, 100))
